@@ -1,0 +1,5 @@
+import sys
+
+from clipvqd.cli import main
+
+sys.exit(main())

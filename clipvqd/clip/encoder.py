@@ -1,0 +1,106 @@
+"""The CLIP file every downstream rule reads, and the encoder built from it.
+
+Whatever its source (an open_clip pretrained tag, a local weights file, or the world's stand-in trained
+in the DAG), a CLIP reaches the rest of the workflow as one safetensors file plus a JSON sidecar with
+the open_clip architecture config, the image normalisation and the weights' sha256 — its identity.
+Downstream jobs receive that path, never a hub name.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import open_clip
+import torch
+import torch.nn.functional as F
+
+from clipvqd.checkpoint import load_meta, load_weights, save_weights, sidecar_path
+from clipvqd.hashing import sha256_file
+
+_REGISTRY_DIR = Path(tempfile.mkdtemp(prefix="clipvqd-open-clip-configs-"))
+
+
+def register_model_config(name: str, model_cfg: dict[str, Any]) -> None:
+    """Make `name` known to open_clip (create_model, get_tokenizer) with `model_cfg`, unless built in."""
+    existing = open_clip.get_model_config(name)
+    if existing is not None:
+        if existing != model_cfg:
+            raise ValueError(f"open_clip already knows a different model called '{name}'; rename the custom model")
+        return
+    (_REGISTRY_DIR / f"{name}.json").write_text(json.dumps(model_cfg))
+    open_clip.add_model_config(_REGISTRY_DIR)
+
+
+def save_clip(path: str | Path, model: torch.nn.Module, *, model_name: str, model_cfg: dict[str, Any],
+              mean: Sequence[float], std: Sequence[float], source: dict[str, Any], extra: dict | None = None) -> str:
+    """Write the CLIP file and its sidecar; return the weights' sha256 (the CLIP's identity)."""
+    meta = {
+        "model_name": model_name,
+        "model_cfg": model_cfg,
+        "image_mean": list(mean),
+        "image_std": list(std),
+        "source": source,
+        **(extra or {}),
+    }
+    save_weights(path, model.state_dict(), meta)
+    identity = sha256_file(path)
+    meta["sha256"] = identity
+    sidecar_path(path).write_text(json.dumps(meta, indent=2, sort_keys=True))
+    return identity
+
+
+class ClipEncoder:
+    """Encodes uint8 images and strings to L2-normalised CLIP embeddings (no grad, batched)."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer, mean: Sequence[float], std: Sequence[float],
+                 identity: str, device: str | torch.device = "cpu", batch_size: int = 256):
+        self.model = model.eval().to(device)
+        self.tokenizer = tokenizer
+        self.device = torch.device(device)
+        self.mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, device=self.device).view(1, 3, 1, 1)
+        self.identity = identity
+        self.batch_size = batch_size
+        size = model.visual.image_size
+        self.input_resolution = int(size[0] if isinstance(size, (tuple, list)) else size)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu", batch_size: int = 256) -> "ClipEncoder":
+        meta = load_meta(path)
+        actual = sha256_file(path)
+        if meta.get("sha256") and meta["sha256"] != actual:
+            raise ValueError(f"CLIP file {path} has sha256 {actual}, but its sidecar records {meta['sha256']}")
+        register_model_config(meta["model_name"], meta["model_cfg"])
+        model = open_clip.create_model(meta["model_name"], pretrained=None)
+        load_weights(path, model)
+        tokenizer = open_clip.get_tokenizer(meta["model_name"])
+        return cls(model, tokenizer, meta["image_mean"], meta["image_std"], actual, device, batch_size)
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, 3, H, W) -> normalised float at the model's input resolution."""
+        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected uint8 images of shape (B, 3, H, W), got {images.dtype} {tuple(images.shape)}")
+        pixels = images.to(self.device, torch.float32) / 255.0
+        if pixels.shape[-1] != self.input_resolution or pixels.shape[-2] != self.input_resolution:
+            pixels = F.interpolate(pixels, size=(self.input_resolution, self.input_resolution), mode="bicubic",
+                                   align_corners=False, antialias=True).clamp(0, 1)
+        return (pixels - self.mean) / self.std
+
+    @torch.no_grad()
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        chunks = [
+            F.normalize(self.model.encode_image(self.preprocess(images[i:i + self.batch_size])).float(), dim=-1)
+            for i in range(0, len(images), self.batch_size)
+        ]
+        return torch.cat(chunks).cpu() if chunks else torch.empty(0)
+
+    @torch.no_grad()
+    def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        chunks = []
+        for i in range(0, len(texts), self.batch_size):
+            tokens = self.tokenizer(list(texts[i:i + self.batch_size])).to(self.device)
+            chunks.append(F.normalize(self.model.encode_text(tokens).float(), dim=-1))
+        return torch.cat(chunks).cpu() if chunks else torch.empty(0)

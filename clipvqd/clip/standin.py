@@ -1,0 +1,127 @@
+"""The worlds' stand-in CLIP: an open_clip model trained in the DAG on the captioned split only.
+
+It plays the part of CLIP's web pretraining. The architecture is a custom open_clip model config
+(registered with open_clip, so its own tokenizer and `ClipLoss` apply unchanged); only the sizes are
+small enough for a CPU.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import open_clip
+import torch
+from tqdm import tqdm
+
+from clipvqd.clip.encoder import register_model_config, save_clip
+from clipvqd.manifest import ManifestImages
+from clipvqd.resume import ResumeState
+
+# The stand-in sees images in [-1, 1]: mean 0.5 and std 0.5 on [0, 1] pixels.
+STANDIN_MEAN = (0.5, 0.5, 0.5)
+STANDIN_STD = (0.5, 0.5, 0.5)
+
+
+@dataclass
+class StandinClipConfig:
+    model_name: str = "clipvqd-standin"  # name registered with open_clip; conditioner and judge need different names
+    embed_dim: int = 128  # joint embedding size (CLIP ViT-B/32 has 512)
+    image_size: int = 32  # input resolution; world images are resized to it
+    patch_size: int = 4  # ViT patch size: (image_size / patch_size)^2 image tokens
+    vision_width: int = 128  # ViT width
+    vision_layers: int = 4  # ViT depth
+    text_width: int = 128  # text transformer width
+    text_layers: int = 4  # text transformer depth
+    text_heads: int = 4  # text transformer heads (the ViT uses width / 64 heads, open_clip's default)
+    context_length: int = 32  # tokens per caption; world captions are shorter
+    epochs: int = 12  # passes over the captioned training pairs
+    batch_size: int = 128  # contrastive batch: more negatives per step
+    learning_rate: float = 1e-3  # AdamW peak, after a linear warm-up
+    warmup_fraction: float = 0.1  # share of steps spent warming up, then cosine decay to zero
+    weight_decay: float = 0.1  # AdamW weight decay (CLIP's value)
+
+    def model_cfg(self) -> dict:
+        return {
+            "embed_dim": self.embed_dim,
+            "vision_cfg": {"image_size": self.image_size, "layers": self.vision_layers,
+                           "width": self.vision_width, "patch_size": self.patch_size},
+            "text_cfg": {"context_length": self.context_length, "vocab_size": 49408,
+                         "width": self.text_width, "heads": self.text_heads, "layers": self.text_layers},
+        }
+
+
+def _learning_rate(step: int, total: int, cfg: StandinClipConfig) -> float:
+    warmup = max(1, int(cfg.warmup_fraction * total))
+    if step < warmup:
+        return cfg.learning_rate * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return cfg.learning_rate * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def train_standin_clip(pairs_manifest: str | Path, cfg: StandinClipConfig, work_dir: str | Path, out: str | Path,
+                       curve_csv: str | Path, seed: int = 0, device: str = "cpu", progress: bool = True) -> str:
+    """Train on the `fold == train` rows of the captioned split; write the CLIP file; return its sha256."""
+    torch.manual_seed(seed)
+    dataset = ManifestImages(pairs_manifest, resolution=None)
+    train_rows = [i for i, fold in enumerate(dataset.frame["fold"]) if fold == "train"]
+    if not train_rows:
+        raise ValueError(f"manifest {pairs_manifest} has no rows with fold == 'train'")
+    images = torch.stack([dataset[i] for i in train_rows])
+    captions = [dataset.frame["caption"].iloc[i] for i in train_rows]
+
+    model_cfg = cfg.model_cfg()
+    register_model_config(cfg.model_name, model_cfg)
+    model = open_clip.create_model(cfg.model_name, pretrained=None).to(device)
+    tokenizer = open_clip.get_tokenizer(cfg.model_name)
+    tokens = tokenizer(captions)
+    loss_fn = open_clip.ClipLoss()
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.learning_rate)
+    order = torch.Generator().manual_seed(seed)
+    steps_per_epoch = max(1, len(images) // cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch
+
+    state = ResumeState(work_dir)
+    objects = {"model": model, "optimizer": optimizer, "order": order}
+    step, _ = state.restore(objects)
+    curve_csv = Path(curve_csv)
+    curve_csv.parent.mkdir(parents=True, exist_ok=True)
+    if step == 0 or not curve_csv.exists():
+        curve_csv.write_text("step,epoch,loss,lr,logit_scale\n")
+    permutation = None
+    model.train()
+    with tqdm(total=total, initial=step, desc="stand-in CLIP", disable=not progress) as bar:
+        while step < total:
+            position = step % steps_per_epoch
+            if permutation is None or position == 0:
+                permutation = torch.randperm(len(images), generator=order)
+            batch = permutation[position * cfg.batch_size:(position + 1) * cfg.batch_size]
+            lr = _learning_rate(step, total, cfg)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            image_features, text_features, logit_scale = model(images[batch].to(device), tokens[batch].to(device))
+            loss = loss_fn(image_features, text_features, logit_scale)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():
+                model.logit_scale.clamp_(0, math.log(100))
+            step += 1
+            with open(curve_csv, "a", newline="") as handle:
+                csv.writer(handle).writerow([step, step // steps_per_epoch, f"{loss.item():.5f}", f"{lr:.6g}",
+                                             f"{logit_scale.item():.4f}"])
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+            # Snapshots at epoch ends only: the next epoch's order then follows from the saved generator.
+            if step % steps_per_epoch == 0 and step < total:
+                state.save(step, objects)
+    model.eval()
+    return save_clip(out, model, model_name=cfg.model_name, model_cfg=model_cfg, mean=STANDIN_MEAN,
+                     std=STANDIN_STD, source={"kind": "standin", "manifest": str(pairs_manifest), "seed": seed,
+                                              "config": asdict(cfg), "steps": total})
+

@@ -1,0 +1,135 @@
+"""The faces world: the suite's offline analogue of FFHQ.
+
+Eight attributes, each visible at 32 px: hair colour and style, skin tone, glasses, expression, beard,
+hat and background colour. Captions follow Multi-Modal CelebA-HQ's recipe: a random subset of the
+attributes, phrased through templates.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+from PIL import Image
+
+from clipvqd.worlds.base import Attribute, Canvas, World, jitter_colour, join_phrases
+
+HAIR = {"black": (28, 26, 26), "brown": (139, 78, 32), "blonde": (236, 204, 104), "red": (206, 62, 30)}
+SKIN = {"light": (247, 212, 182), "tan": (206, 152, 108), "dark": (96, 62, 44)}
+BACKGROUND = {"blue": (72, 112, 206), "green": (84, 176, 92), "purple": (150, 88, 182), "gray": (158, 158, 158)}
+HAT_COLOURS = [(36, 46, 112), (58, 58, 58), (236, 236, 230)]
+
+PHRASES = {
+    ("glasses", "yes"): ["glasses", "eyeglasses"],
+    ("glasses", "no"): ["no glasses"],
+    ("expression", "smiling"): ["a smile", "a big smile"],
+    ("expression", "neutral"): ["a neutral expression", "a straight face"],
+    ("beard", "yes"): ["a beard", "a full beard"],
+    ("beard", "no"): ["no beard", "a clean-shaven face"],
+    ("hat", "yes"): ["a hat", "a cap"],
+    ("hat", "no"): ["no hat"],
+}
+SUBJECTS = ["a person", "a face", "a portrait of a person", "someone", "a photo of a person"]
+
+
+class FacesWorld(World):
+    name = "faces"
+    attributes = (
+        Attribute("hair_color", tuple(HAIR), "colour of the hair (and, darker, of the beard)"),
+        Attribute("hair_style", ("short", "long"), "short cap of hair or long hair down to the shoulders"),
+        Attribute("skin_tone", tuple(SKIN), "skin colour of the face"),
+        Attribute("glasses", ("no", "yes"), "dark-framed glasses over the eyes"),
+        Attribute("expression", ("neutral", "smiling"), "a straight mouth or a wide open smile"),
+        Attribute("beard", ("no", "yes"), "a beard covering the jaw"),
+        Attribute("hat", ("no", "yes"), "a hat with a brim on top of the head"),
+        Attribute("background", tuple(BACKGROUND), "colour of the plain background"),
+    )
+
+    def render(self, attributes: Mapping[str, str], rng: np.random.Generator, resolution: int) -> Image.Image:
+        canvas = Canvas(resolution, jitter_colour(BACKGROUND[attributes["background"]], rng, 12))
+        draw = canvas.draw
+        cx = 0.5 + rng.uniform(-0.04, 0.04)
+        cy = 0.56 + rng.uniform(-0.03, 0.03)
+        rx = 0.25 + rng.uniform(-0.02, 0.02)
+        ry = 0.31 + rng.uniform(-0.02, 0.02)
+        hair = jitter_colour(HAIR[attributes["hair_color"]], rng, 10)
+        skin = jitter_colour(SKIN[attributes["skin_tone"]], rng, 8)
+
+        if attributes["hair_style"] == "long":
+            draw.rounded_rectangle(
+                canvas.box(cx, cy + 0.12, rx + 0.1, ry + 0.1), radius=canvas.width(0.12), fill=hair
+            )
+        draw.ellipse(canvas.box(cx, cy - 0.06, rx + 0.035, ry + 0.015), fill=hair)
+        draw.ellipse(canvas.box(cx, cy + 0.02, rx, ry - 0.02), fill=skin)
+        # The hairline: the top of the head stays hair-coloured above the forehead.
+        draw.chord(canvas.box(cx, cy - 0.06, rx + 0.035, ry + 0.015), 180, 360, fill=hair)
+
+        eye_y = cy - 0.005
+        eye_dx = 0.095
+        if attributes["beard"] == "yes":
+            beard = tuple(int(c * 0.72) for c in hair)
+            draw.chord(canvas.box(cx, cy + 0.02, rx, ry - 0.02), 15, 165, fill=beard)
+        mouth_y = cy + 0.14
+        if attributes["expression"] == "smiling":
+            draw.pieslice(canvas.box(cx, mouth_y - 0.03, 0.1, 0.07), 0, 180, fill=(150, 20, 30))
+            draw.rectangle(canvas.box(cx, mouth_y - 0.02, 0.07, 0.012), fill=(250, 250, 250))
+        else:
+            draw.line(canvas.points([(cx - 0.07, mouth_y), (cx + 0.07, mouth_y)]), fill=(90, 30, 30),
+                      width=canvas.width(0.025))
+        for side in (-1, 1):
+            draw.ellipse(canvas.box(cx + side * eye_dx, eye_y, 0.03, 0.025), fill=(250, 250, 250))
+            draw.ellipse(canvas.box(cx + side * eye_dx, eye_y, 0.017, 0.02), fill=(20, 20, 30))
+        if attributes["glasses"] == "yes":
+            frame = canvas.width(0.028)
+            for side in (-1, 1):
+                draw.ellipse(canvas.box(cx + side * eye_dx, eye_y, 0.07, 0.055), outline=(10, 10, 10), width=frame)
+            draw.line(canvas.points([(cx - 0.03, eye_y), (cx + 0.03, eye_y)]), fill=(10, 10, 10), width=frame)
+        if attributes["hat"] == "yes":
+            hat = HAT_COLOURS[int(rng.integers(len(HAT_COLOURS)))]
+            top = cy - ry - 0.03
+            draw.rectangle(canvas.box(cx, top + 0.02, rx + 0.11, 0.028), fill=hat)
+            draw.chord(canvas.box(cx, top + 0.03, rx - 0.02, 0.16), 180, 360, fill=hat)
+        return canvas.finish()
+
+    def _hair_phrase(self, attributes: Mapping[str, str], keys: set[str]) -> str | None:
+        colour = attributes["hair_color"] if "hair_color" in keys else None
+        style = attributes["hair_style"] if "hair_style" in keys else None
+        if colour and style:
+            return f"{style} {colour} hair"
+        if colour or style:
+            return f"{colour or style} hair"
+        return None
+
+    def _phrases(self, attributes: Mapping[str, str], keys: set[str], pick) -> tuple[list[str], str | None]:
+        phrases = []
+        hair = self._hair_phrase(attributes, keys)
+        if hair:
+            phrases.append(hair)
+        if "skin_tone" in keys:
+            phrases.append(f"{attributes['skin_tone']} skin")
+        for key in ("glasses", "expression", "beard", "hat"):
+            if key in keys:
+                phrases.append(pick(PHRASES[(key, attributes[key])]))
+        background = f"in front of a {attributes['background']} background" if "background" in keys else None
+        return phrases, background
+
+    def caption(self, attributes: Mapping[str, str], rng: np.random.Generator) -> str:
+        names = self.attribute_names
+        count = int(rng.integers(3, len(names) + 1))
+        keys = set(rng.choice(names, size=count, replace=False).tolist())
+        phrases, background = self._phrases(attributes, keys, lambda options: str(rng.choice(options)))
+        order = rng.permutation(len(phrases)).tolist()
+        phrases = [phrases[i] for i in order]
+        subject = str(rng.choice(SUBJECTS))
+        text = f"{subject} with {join_phrases(phrases)}" if phrases else subject
+        if background:
+            text = f"{text} {background}"
+        return text
+
+    def prompt(self, specified: Mapping[str, str]) -> str:
+        phrases, background = self._phrases(specified, set(specified), lambda options: options[0])
+        text = f"a person with {join_phrases(phrases)}" if phrases else "a person"
+        return f"{text} {background}" if background else text
+
+    def zero_shot_prompt(self, attribute: str, value: str) -> str:
+        return self.prompt({attribute: value})

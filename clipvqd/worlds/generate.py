@@ -1,0 +1,168 @@
+"""Render a world's splits to PNG files with sha256 manifests.
+
+Splits (all drawn from one seed, each from its own random stream, so they are disjoint):
+- `clip_pairs`: captioned images; they train the world's stand-in CLIP and nothing else (the role of
+  CLIP's web pretraining). The last `clip_holdout_fraction` of them are never trained on and measure
+  the CLIP's zero-shot quality.
+- `train`: the image-only training set of every generator. Its captions go to a separate file read
+  only by the paired-caption control, so language-free methods cannot see them.
+- `reference`: FID reference images from the training distribution.
+- `oracle`: renders with their true attributes, for the attribute oracle, covering every combination
+  (held-out ones included: the oracle is a measuring instrument, not a generator).
+- `prompts`: evaluation prompts naming a few attributes each, plus out-of-distribution prompts built
+  on the held-out combinations that no training image shows.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from clipvqd.hashing import sha256_bytes
+from clipvqd.worlds import get_world
+from clipvqd.worlds.base import World, matches_any
+
+IMAGE_SPLITS = ("clip_pairs", "train", "reference", "oracle")
+# Fixed stream ids: adding a split later never changes the images of the existing ones.
+_STREAM = {"clip_pairs": 1, "train": 2, "reference": 3, "oracle": 4, "prompts": 5, "captions": 6}
+
+
+def _png_bytes(image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
+
+
+def _sample_allowed(world: World, rng: np.random.Generator, heldout: Sequence[Mapping[str, str]]) -> dict[str, str]:
+    while True:
+        attributes = world.sample_attributes(rng)
+        if not matches_any(attributes, heldout):
+            return attributes
+
+
+def _render_split(world: World, split: str, count: int, out_dir: Path, seed: int, resolution: int,
+                  heldout: Sequence[Mapping[str, str]], with_captions: bool, progress: bool) -> list[dict]:
+    rng = np.random.default_rng([seed, _STREAM[split]])
+    caption_rng = np.random.default_rng([seed, _STREAM["captions"], _STREAM[split]])
+    (out_dir / split).mkdir(parents=True, exist_ok=True)
+    rows = []
+    for index in tqdm(range(count), desc=f"{world.name}/{split}", disable=not progress):
+        attributes = world.sample_attributes(rng) if split == "oracle" else _sample_allowed(world, rng, heldout)
+        data = _png_bytes(world.render(attributes, rng, resolution))
+        relative = f"{split}/{index:06d}.png"
+        (out_dir / relative).write_bytes(data)
+        row = {"path": relative, "sha256": sha256_bytes(data), **attributes}
+        if with_captions:
+            row["caption"] = world.caption(attributes, caption_rng)
+        rows.append(row)
+    return rows
+
+
+def make_prompts(world: World, seed: int, count: int, attributes_per_prompt: int,
+                 heldout: Sequence[Mapping[str, str]], ood_per_combination: int) -> list[dict]:
+    """In-distribution prompts (never a held-out combination) and OOD prompts (each contains one)."""
+    rng = np.random.default_rng([seed, _STREAM["prompts"]])
+    names = world.attribute_names
+    k = min(attributes_per_prompt, len(names))
+    seen: set[str] = set()
+    prompts: list[dict] = []
+
+    def add(specified: dict[str, str], ood: bool) -> None:
+        text = world.prompt(specified)
+        if text not in seen:
+            seen.add(text)
+            prompts.append({"prompt": text, "ood": ood, "specified": specified})
+
+    attempts = 0
+    while sum(not p["ood"] for p in prompts) < count:
+        attempts += 1
+        if attempts > 100 * count:
+            raise ValueError(f"cannot find {count} distinct prompts with {k} attributes in world '{world.name}'")
+        full = world.sample_attributes(rng)
+        keys = sorted(rng.choice(names, size=k, replace=False).tolist(), key=names.index)
+        specified = {key: full[key] for key in keys}
+        if not matches_any(specified, heldout):
+            add(specified, ood=False)
+    for combination in heldout:
+        made = 0
+        attempts = 0
+        while made < ood_per_combination and attempts < 100 * ood_per_combination:
+            attempts += 1
+            full = {**world.sample_attributes(rng), **combination}
+            others = [n for n in names if n not in combination]
+            extra = max(0, k - len(combination))
+            keys = set(combination) | set(rng.choice(others, size=min(extra, len(others)), replace=False).tolist())
+            before = len(prompts)
+            add({key: full[key] for key in names if key in keys}, ood=True)
+            made += len(prompts) > before
+    rows = []
+    for index, prompt in enumerate(prompts):
+        row = {"prompt_id": f"p{index:04d}", "prompt": prompt["prompt"], "ood": int(prompt["ood"])}
+        row.update({name: prompt["specified"].get(name, "") for name in names})
+        rows.append(row)
+    return rows
+
+
+def _write_csv(path: Path, rows: list[dict], columns: Sequence[str]) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(columns))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def generate_world(world_name: str, out_dir: str | Path, *, seed: int, resolution: int,
+                   sizes: Mapping[str, int], heldout: Sequence[Mapping[str, str]], prompt_count: int,
+                   attributes_per_prompt: int, ood_prompts_per_combination: int,
+                   oracle_test_fraction: float, clip_holdout_fraction: float, progress: bool = True) -> dict:
+    """Write every split of `world_name` under `out_dir`; return a summary (also written to world.json)."""
+    world = get_world(world_name)
+    for number, combination in enumerate(heldout):
+        world.validate_combination(combination, f"world.heldout[{number}]")
+    for split in IMAGE_SPLITS:
+        if sizes.get(split, 0) < 1:
+            raise ValueError(f"world.sizes.{split} must be at least 1, got {sizes.get(split)}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    attribute_columns = world.attribute_names
+
+    clip_rows = _render_split(world, "clip_pairs", sizes["clip_pairs"], out_dir, seed, resolution, heldout, True, progress)
+    holdout_start = len(clip_rows) - int(round(clip_holdout_fraction * len(clip_rows)))
+    for index, row in enumerate(clip_rows):
+        row["fold"] = "train" if index < holdout_start else "test"
+    _write_csv(out_dir / "clip_pairs.csv", clip_rows, ["path", "sha256", *attribute_columns, "caption", "fold"])
+
+    train_rows = _render_split(world, "train", sizes["train"], out_dir, seed, resolution, heldout, True, progress)
+    _write_csv(out_dir / "train_captions.csv", [{"path": r["path"], "caption": r.pop("caption")} for r in train_rows],
+               ["path", "caption"])
+    _write_csv(out_dir / "train.csv", train_rows, ["path", "sha256", *attribute_columns])
+
+    reference_rows = _render_split(world, "reference", sizes["reference"], out_dir, seed, resolution, heldout, False, progress)
+    _write_csv(out_dir / "reference.csv", reference_rows, ["path", "sha256", *attribute_columns])
+
+    oracle_rows = _render_split(world, "oracle", sizes["oracle"], out_dir, seed, resolution, heldout, False, progress)
+    test_start = len(oracle_rows) - int(round(oracle_test_fraction * len(oracle_rows)))
+    for index, row in enumerate(oracle_rows):
+        row["fold"] = "train" if index < test_start else "test"
+    _write_csv(out_dir / "oracle.csv", oracle_rows, ["path", "sha256", *attribute_columns, "fold"])
+
+    prompt_rows = make_prompts(world, seed, prompt_count, attributes_per_prompt, heldout, ood_prompts_per_combination)
+    _write_csv(out_dir / "prompts.csv", prompt_rows, ["prompt_id", "prompt", "ood", *attribute_columns])
+
+    summary = {
+        "world": world.name,
+        "seed": seed,
+        "resolution": resolution,
+        "attributes": {a.name: list(a.values) for a in world.attributes},
+        "heldout": [dict(c) for c in heldout],
+        "sizes": {split: sizes[split] for split in IMAGE_SPLITS},
+        "prompts": {"in_distribution": sum(1 for r in prompt_rows if not r["ood"]),
+                    "out_of_distribution": sum(1 for r in prompt_rows if r["ood"])},
+    }
+    (out_dir / "world.json").write_text(json.dumps(summary, indent=2))
+    return summary

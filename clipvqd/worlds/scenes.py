@@ -1,0 +1,101 @@
+"""The scenes world: the suite's offline analogue of COCO.
+
+Two objects on a plain background, each with a shape and a colour, placed side by side or one above
+the other. Captions state the relation, in either direction ("a red circle to the left of a blue square"
+is also "a blue square to the right of a red circle"), so a CLIP must learn relations, not bags of words.
+`first_*` is the left (horizontal layout) or top (vertical layout) object.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+from PIL import Image
+
+from clipvqd.worlds.base import Attribute, Canvas, World, jitter_colour
+
+COLOURS = {"red": (214, 48, 40), "green": (52, 170, 72), "blue": (48, 84, 214), "yellow": (240, 206, 40)}
+BACKGROUND = {"white": (236, 236, 232), "gray": (128, 128, 128), "black": (26, 26, 30)}
+SHAPES = ("circle", "square", "triangle")
+RELATIONS = {
+    ("horizontal", False): ["to the left of", "left of"],
+    ("horizontal", True): ["to the right of", "right of"],
+    ("vertical", False): ["above", "on top of"],
+    ("vertical", True): ["below", "under"],
+}
+SUBJECTS = ["", "a picture of ", "an image showing ", "a drawing of "]
+
+
+def _draw_shape(canvas: Canvas, shape: str, cx: float, cy: float, radius: float, colour) -> None:
+    if shape == "circle":
+        canvas.draw.ellipse(canvas.box(cx, cy, radius, radius), fill=colour)
+    elif shape == "square":
+        side = radius * 0.88
+        canvas.draw.rectangle(canvas.box(cx, cy, side, side), fill=colour)
+    else:
+        canvas.draw.polygon(
+            canvas.points([(cx, cy - radius), (cx - radius, cy + radius * 0.8), (cx + radius, cy + radius * 0.8)]),
+            fill=colour,
+        )
+
+
+class ScenesWorld(World):
+    name = "scenes"
+    attributes = (
+        Attribute("first_shape", SHAPES, "shape of the left (or top) object"),
+        Attribute("first_color", tuple(COLOURS), "colour of the left (or top) object"),
+        Attribute("second_shape", SHAPES, "shape of the right (or bottom) object"),
+        Attribute("second_color", tuple(COLOURS), "colour of the right (or bottom) object"),
+        Attribute("layout", ("horizontal", "vertical"), "objects side by side, or one above the other"),
+        Attribute("background", tuple(BACKGROUND), "colour of the plain background"),
+    )
+
+    def render(self, attributes: Mapping[str, str], rng: np.random.Generator, resolution: int) -> Image.Image:
+        canvas = Canvas(resolution, jitter_colour(BACKGROUND[attributes["background"]], rng, 10))
+        offset = 0.24 + rng.uniform(-0.03, 0.03)
+        along = 0.5 + rng.uniform(-0.06, 0.06)
+        across = [rng.uniform(-0.08, 0.08), rng.uniform(-0.08, 0.08)]
+        for index, prefix in enumerate(("first", "second")):
+            main = 0.5 + (offset if index else -offset)
+            cx, cy = (main, along + across[index]) if attributes["layout"] == "horizontal" else (along + across[index], main)
+            radius = 0.15 + rng.uniform(-0.03, 0.03)
+            colour = jitter_colour(COLOURS[attributes[f"{prefix}_color"]], rng, 14)
+            _draw_shape(canvas, attributes[f"{prefix}_shape"], cx, cy, radius, colour)
+        return canvas.finish()
+
+    @staticmethod
+    def _object(attributes: Mapping[str, str], prefix: str) -> str:
+        colour = attributes.get(f"{prefix}_color")
+        shape = attributes.get(f"{prefix}_shape", "shape")
+        return f"a {colour} {shape}" if colour else f"a {shape}"
+
+    def _sentence(self, attributes: Mapping[str, str], swapped: bool, relation_choice, subject: str) -> str:
+        first, second = self._object(attributes, "first"), self._object(attributes, "second")
+        if "layout" in attributes:
+            relation = relation_choice(RELATIONS[(attributes["layout"], swapped)])
+            text = f"{second} {relation} {first}" if swapped else f"{first} {relation} {second}"
+        else:
+            text = f"{first} and {second}"
+        if "background" in attributes:
+            text += f" on a {attributes['background']} background"
+        return subject + text
+
+    def caption(self, attributes: Mapping[str, str], rng: np.random.Generator) -> str:
+        shown = dict(attributes)
+        if rng.random() < 0.4:
+            shown.pop("background")
+        return self._sentence(shown, bool(rng.random() < 0.5), lambda options: str(rng.choice(options)),
+                              str(rng.choice(SUBJECTS)))
+
+    def prompt(self, specified: Mapping[str, str]) -> str:
+        return self._sentence(specified, False, lambda options: options[0], "")
+
+    def zero_shot_prompt(self, attribute: str, value: str) -> str:
+        if attribute == "layout":
+            return "two shapes side by side" if value == "horizontal" else "one shape above another"
+        if attribute == "background":
+            return f"shapes on a {value} background"
+        position = "on the left or top" if attribute.startswith("first") else "on the right or bottom"
+        noun = f"a {value} shape" if attribute.endswith("_color") else f"a {value}"
+        return f"{noun} {position}"

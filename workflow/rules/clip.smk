@@ -1,0 +1,111 @@
+# CLIP: one file per role (conditioner, judge) from its configured source; quality metrics; embedding cache.
+
+if STANDIN_ROLES:
+
+    rule clip_train_standin:
+        input:
+            pairs=DATA / "clip_pairs.csv",
+        output:
+            model=RESULTS / "clip" / "{role}" / "model.safetensors",
+            sidecar=RESULTS / "clip" / "{role}" / "model.json",
+            curve=RESULTS / "clip" / "{role}" / "curve.csv",
+        wildcard_constraints:
+            role="|".join(STANDIN_ROLES),
+        params:
+            spec=lambda wildcards: as_json(config["clip"][wildcards.role]),
+            seed=lambda wildcards: run_seed(config["clip"][wildcards.role]["seed"]),
+            work=lambda wildcards: RESULTS / "work" / f"clip-{wildcards.role}",
+            device=config["device"],
+        log:
+            LOGS / "clip_train_standin_{role}.log",
+        benchmark:
+            BENCHMARKS / "clip_train_standin_{role}.tsv"
+        conda:
+            ENV
+        shell:
+            "python -m clipvqd clip get --params {params.spec:q} --pairs {input.pairs} --work {params.work}"
+            " --curve {output.curve} --seed {params.seed} --device {params.device} --out {output.model}"
+            " > {log} 2>&1"
+
+
+if EXTERNAL_CLIP_ROLES:
+
+    rule clip_get:
+        input:
+            weights=lambda wildcards: config["clip"][wildcards.role]["weights"] or [],
+        output:
+            model=RESULTS / "clip" / "{role}" / "model.safetensors",
+            sidecar=RESULTS / "clip" / "{role}" / "model.json",
+        wildcard_constraints:
+            role="|".join(EXTERNAL_CLIP_ROLES),
+        params:
+            spec=lambda wildcards: as_json(config["clip"][wildcards.role]),
+        log:
+            LOGS / "clip_get_{role}.log",
+        conda:
+            ENV
+        shell:
+            "python -m clipvqd clip get --params {params.spec:q} --out {output.model} > {log} 2>&1"
+
+
+if IS_WORLD:
+
+    rule clip_evaluate:
+        input:
+            clip=RESULTS / "clip" / "{role}" / "model.safetensors",
+            pairs=DATA / "clip_pairs.csv",
+        output:
+            metrics=RESULTS / "clip" / "{role}" / "metrics.json",
+        params:
+            world=config["data"]["world"]["name"],
+        log:
+            LOGS / "clip_evaluate_{role}.log",
+        conda:
+            ENV
+        shell:
+            "python -m clipvqd clip evaluate --clip {input.clip} --pairs {input.pairs} --world {params.world}"
+            " --out {output.metrics} > {log} 2>&1"
+
+
+rule clip_embed:
+    input:
+        clip=clip_file("conditioner"),
+        images=DATA / "train.csv",
+        prompts=DATA / "prompts.csv",
+    output:
+        images=RESULTS / "embeddings" / "train_images.safetensors",
+        prompts=RESULTS / "embeddings" / "prompts.safetensors",
+    params:
+        prefix=config["data"]["prompt_prefix"],
+        device=config["device"],
+    log:
+        LOGS / "clip_embed.log",
+    benchmark:
+        BENCHMARKS / "clip_embed.tsv"
+    conda:
+        ENV
+    shell:
+        "python -m clipvqd clip embed --clip {input.clip} --images {input.images} --images-out {output.images}"
+        " --prompts {input.prompts} --prompts-out {output.prompts} --prompt-prefix {params.prefix:q}"
+        " --device {params.device} > {log} 2>&1"
+
+
+if HAS_CAPTIONS:
+
+    rule clip_embed_captions:
+        # Only the paired-caption control reads these: language-free methods never see a caption.
+        input:
+            clip=clip_file("conditioner"),
+            images=DATA / "train.csv",
+            captions=DATA / "train_captions.csv",
+        output:
+            captions=RESULTS / "embeddings" / "train_captions.safetensors",
+        params:
+            device=config["device"],
+        log:
+            LOGS / "clip_embed_captions.log",
+        conda:
+            ENV
+        shell:
+            "python -m clipvqd clip embed-captions --clip {input.clip} --captions {input.captions}"
+            " --out {output.captions} --device {params.device} > {log} 2>&1"

@@ -1,0 +1,180 @@
+# Paths, cross-key checks and input functions shared by every rule file.
+
+import json
+from pathlib import Path
+
+from clipvqd.worlds import get_world
+
+RESULTS = Path("results") / config["run"]
+REPORT = Path("reports") / config["run"]
+LOGS = RESULTS / "logs"
+BENCHMARKS = RESULTS / "benchmarks"
+DATA = RESULTS / "data"
+ENV = "../../envs/clipvqd.yaml"
+
+SOURCE = config["data"]["source"]
+IS_WORLD = SOURCE == "world"
+CLIP_ROLES = ("conditioner", "judge")
+STANDIN_ROLES = [r for r in CLIP_ROLES if config["clip"][r]["source"] == "standin"]
+EXTERNAL_CLIP_ROLES = [r for r in CLIP_ROLES if config["clip"][r]["source"] != "standin"]
+HAS_CAPTIONS = SOURCE in ("world", "coco")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def check_config():
+    """Checks that span several keys (the schema checks each key on its own)."""
+    for role in CLIP_ROLES:
+        spec = config["clip"][role]
+        if spec["source"] == "standin" and not IS_WORLD:
+            raise ConfigError(f"clip.{role}.source is 'standin', which trains on a world's captioned pairs, "
+                              f"but data.source is '{SOURCE}'; use 'pretrained' or 'file'")
+        if spec["source"] == "file":
+            if not spec["weights"]:
+                raise ConfigError(f"clip.{role}.source is 'file' but clip.{role}.weights is not set")
+            if not Path(spec["weights"]).is_file():
+                raise ConfigError(f"clip.{role}.weights: file {spec['weights']} does not exist")
+    names = {config["clip"][r]["standin"]["model_name"] for r in STANDIN_ROLES}
+    if len(names) < len(STANDIN_ROLES):
+        raise ConfigError("clip.conditioner.standin.model_name and clip.judge.standin.model_name must differ")
+    if config["baselines"]["paired"] and not HAS_CAPTIONS:
+        raise ConfigError(f"baselines.paired needs captions, which data.source '{SOURCE}' does not have; set it to false")
+    if IS_WORLD:
+        world = get_world(config["data"]["world"]["name"])
+        for number, combination in enumerate(config["data"]["world"]["heldout"]):
+            world.validate_combination(combination, f"data.world.heldout[{number}]")
+
+
+check_config()
+
+
+def as_json(block):
+    return json.dumps(block, sort_keys=True)
+
+
+def run_seed(offset=0):
+    return config["seed"] + offset
+
+
+# ---- methods and their variants ------------------------------------------------------------------------
+
+HEADLINE = {
+    "alpha": config["diffusion"]["alpha"][0],
+    "cfg": config["diffusion"]["cfg_finetune"][0],
+    "s": config["sampling"]["guidance_scale"][0],
+    "r": config["sampling"]["truncation_r"][0],
+    "steps": config["sampling"]["steps"][0],
+    "purity": config["sampling"]["purity"][0],
+}
+SWEEPS = {
+    "alpha": config["diffusion"]["alpha"],
+    "cfg": config["diffusion"]["cfg_finetune"],
+    "s": config["sampling"]["guidance_scale"],
+    "r": config["sampling"]["truncation_r"],
+    "steps": config["sampling"]["steps"],
+    "purity": config["sampling"]["purity"],
+}
+# Which settings each diffusion-based method has (the controls have no α and no separate CFG stage).
+METHOD_SETTINGS = {
+    "clip-vqdiffusion": ("alpha", "cfg", "s", "r", "steps", "purity"),
+    "paired": ("s", "r", "steps", "purity"),
+    "unconditional": ("r", "steps", "purity"),
+}
+
+
+def methods():
+    chosen = ["clip-vqdiffusion"]
+    chosen += [m for m in ("paired", "unconditional", "lafite", "clip2latent") if config["baselines"][m]]
+    return chosen
+
+
+def variant_name(settings):
+    return ",".join(f"{key}={str(value).lower()}" for key, value in settings.items())
+
+
+def variants(method):
+    """'default' for the headline settings, plus one variant per non-headline sweep value (one at a time)."""
+    if method not in METHOD_SETTINGS:
+        return {"default": {}}
+    keys = METHOD_SETTINGS[method]
+    found = {"default": {k: HEADLINE[k] for k in keys}}
+    for key in keys:
+        for value in SWEEPS[key][1:]:
+            settings = {k: HEADLINE[k] for k in keys} | {key: value}
+            found[variant_name(settings)] = settings
+    return found
+
+
+def variant_settings(method, variant):
+    table = variants(method)
+    if variant not in table:
+        raise ValueError(f"unknown variant '{variant}' of method '{method}' (known: {sorted(table)})")
+    return table[variant]
+
+
+def sample_sets():
+    return [(m, v) for m in methods() for v in variants(m)]
+
+
+# ---- paths --------------------------------------------------------------------------------------------
+
+def clip_file(role):
+    return RESULTS / "clip" / role / "model.safetensors"
+
+
+def diffusion_model(method, settings):
+    if method == "clip-vqdiffusion":
+        stage = "cfg" if settings["cfg"] else "pretrain"
+        return RESULTS / "models" / "clip-vqdiffusion" / f"alpha={settings['alpha']}" / f"{stage}.safetensors"
+    return RESULTS / "models" / method / "model.safetensors"
+
+
+def sample_inputs(wildcards):
+    """Inputs of sampling one (method, variant) - the model(s) and the prompt embeddings."""
+    settings = variant_settings(wildcards.method, wildcards.variant)
+    inputs = {"prompts": DATA / "prompts.csv", "prompt_embeddings": RESULTS / "embeddings" / "prompts.safetensors"}
+    if wildcards.method in METHOD_SETTINGS:
+        inputs["model"] = diffusion_model(wildcards.method, settings)
+        inputs["tokenizer"] = RESULTS / "tokenizer" / "model.safetensors"
+    elif wildcards.method == "lafite":
+        inputs["model"] = RESULTS / "models" / "lafite" / "generator.safetensors"
+    else:
+        inputs["model"] = RESULTS / "models" / "clip2latent" / "prior.safetensors"
+        inputs["generator"] = RESULTS / "models" / "clip2latent" / "generator.safetensors"
+    return inputs
+
+
+def metrics_inputs(wildcards):
+    inputs = {
+        "samples": RESULTS / "samples" / wildcards.method / wildcards.variant / "manifest.csv",
+        "reference": DATA / "reference.csv",
+        "prompts": DATA / "prompts.csv",
+        "conditioner": clip_file("conditioner"),
+        "judge": clip_file("judge"),
+    }
+    if IS_WORLD:
+        inputs["oracle"] = RESULTS / "oracle" / "model.safetensors"
+    return inputs
+
+
+def quality_files():
+    """Files that qualify every result: CLIP, oracle and tokenizer quality."""
+    files = [RESULTS / "tokenizer" / "metrics.json"]
+    if IS_WORLD:
+        files += [RESULTS / "clip" / role / "metrics.json" for role in CLIP_ROLES]
+        files.append(RESULTS / "oracle" / "metrics.json")
+    return files
+
+
+def foundation_targets():
+    targets = [DATA / "train.csv", DATA / "reference.csv", DATA / "prompts.csv",
+               RESULTS / "embeddings" / "train_images.safetensors", RESULTS / "embeddings" / "prompts.safetensors"]
+    targets += [clip_file(role) for role in CLIP_ROLES]
+    if HAS_CAPTIONS and config["baselines"]["paired"]:
+        targets.append(RESULTS / "embeddings" / "train_captions.safetensors")
+    if IS_WORLD:
+        targets += [RESULTS / "clip" / role / "metrics.json" for role in CLIP_ROLES]
+        targets.append(RESULTS / "oracle" / "metrics.json")
+    return targets

@@ -1,0 +1,29 @@
+# The attribute oracle (worlds only): trained on renders with their true labels, never on generated images.
+
+if IS_WORLD:
+
+    rule oracle_train:
+        input:
+            oracle=DATA / "oracle.csv",
+            reference=DATA / "reference.csv",
+        output:
+            model=RESULTS / "oracle" / "model.safetensors",
+            sidecar=RESULTS / "oracle" / "model.json",
+            curve=RESULTS / "oracle" / "curve.csv",
+            metrics=RESULTS / "oracle" / "metrics.json",
+        params:
+            oracle=as_json(config["oracle"]),
+            world=config["data"]["world"]["name"],
+            work=RESULTS / "work" / "oracle",
+            seed=run_seed(),
+        log:
+            LOGS / "oracle_train.log",
+        benchmark:
+            BENCHMARKS / "oracle_train.tsv"
+        conda:
+            ENV
+        shell:
+            "python -m clipvqd oracle train --params {params.oracle:q} --world {params.world}"
+            " --manifest {input.oracle} --reference {input.reference} --work {params.work}"
+            " --out {output.model} --curve {output.curve} --metrics {output.metrics}"
+            " --seed {params.seed} > {log} 2>&1"
