@@ -1,0 +1,259 @@
+"""The tidy results table, `reports/<run>/metrics.csv`: one row per (method, variant, metric).
+
+Columns, exactly and in this order: `method, variant, metric, value, n, protocol`.
+
+* `method`: one of ALLOWED_METHODS.
+* `variant`: `default` for the config's headline settings, else `key=value` pairs joined by commas
+  (`alpha=0.25,s=1.2,r=0.85,steps=100`), written by `variant_name` in a fixed key order.
+* `metric`: one of ALLOWED_METRICS, or `attr_acc/<attribute>` for a per-attribute accuracy.
+* `value`: a finite number (a metric that could not be measured has no row, never a NaN).
+* `n`: how many samples (or prompts, for best-of-N) the value is computed over.
+* `protocol`: the id of the entry in `protocol.json` that says how the number was measured.
+
+Each metrics job writes a partial table for its branch; `merge_metrics_tables` joins them and refuses
+two different values for the same (method, variant, metric).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import pandas as pd
+
+METRICS_COLUMNS = ("method", "variant", "metric", "value", "n", "protocol")
+ALLOWED_METHODS = ("clip-vqdiffusion", "lafite", "clip2latent", "paired", "unconditional")
+ALLOWED_METRICS = (
+    "fid", "kid", "precision", "recall",
+    "clipscore_best16", "clipscore_mean", "clipscore_judge_mean",
+    "attr_acc", "attr_acc_ood",
+)
+ATTRIBUTE_METRIC_PREFIX = "attr_acc/"
+DEFAULT_VARIANT = "default"
+
+# Sweep keys first in the order the paper discusses them; any other key follows alphabetically.
+VARIANT_KEY_ORDER = ("alpha", "s", "r", "steps", "purity", "cfg")
+
+_ATTRIBUTE_NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+_VARIANT_KEY = re.compile(r"^[a-z][a-z0-9_]*$")
+_VARIANT_VALUE = re.compile(r"^[A-Za-z0-9_.+-]+$")
+
+# Values outside these ranges are a bug upstream, not a result.
+_UNIT_INTERVAL = (0.0, 1.0)
+_VALUE_RANGES = {
+    "precision": _UNIT_INTERVAL, "recall": _UNIT_INTERVAL,
+    "attr_acc": _UNIT_INTERVAL, "attr_acc_ood": _UNIT_INTERVAL,
+    "clipscore_best16": (-1.0, 1.0), "clipscore_mean": (-1.0, 1.0), "clipscore_judge_mean": (-1.0, 1.0),
+    # FID of a set against itself comes out a hair below zero in floating point.
+    "fid": (-1e-3, math.inf),
+}
+
+
+class MetricsTableError(ValueError):
+    pass
+
+
+def is_allowed_metric(metric: str) -> bool:
+    if metric in ALLOWED_METRICS:
+        return True
+    if metric.startswith(ATTRIBUTE_METRIC_PREFIX):
+        return bool(_ATTRIBUTE_NAME.match(metric[len(ATTRIBUTE_METRIC_PREFIX):]))
+    return False
+
+
+def _format_variant_value(value) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return format(value, "g")
+    return str(value)
+
+
+def variant_name(settings: Mapping | None = None) -> str:
+    """`default` for None/empty, else `alpha=0.25,s=1.2,...` in a stable key order."""
+    if not settings:
+        return DEFAULT_VARIANT
+    order = {key: index for index, key in enumerate(VARIANT_KEY_ORDER)}
+    keys = sorted(settings, key=lambda key: (order.get(key, len(order)), key))
+    parts = []
+    for key in keys:
+        text = _format_variant_value(settings[key])
+        if not _VARIANT_KEY.match(key) or not _VARIANT_VALUE.match(text):
+            raise MetricsTableError(f"variant setting {key}={text!r} cannot be written into a variant name")
+        parts.append(f"{key}={text}")
+    return ",".join(parts)
+
+
+def _parse_scalar(text: str):
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_variant(variant: str) -> dict:
+    """Inverse of `variant_name`: `default` -> {}; numbers come back as int/float, the rest as strings."""
+    if variant == DEFAULT_VARIANT:
+        return {}
+    settings = {}
+    for part in variant.split(","):
+        key, sep, value = part.partition("=")
+        if not sep or not _VARIANT_KEY.match(key) or not _VARIANT_VALUE.match(value):
+            raise MetricsTableError(
+                f"variant {variant!r}: part {part!r} is not key=value (expected 'default' or e.g. "
+                "'alpha=0.25,s=1.2,r=0.85,steps=100')"
+            )
+        if key in settings:
+            raise MetricsTableError(f"variant {variant!r} sets {key!r} twice")
+        settings[key] = _parse_scalar(value)
+    return settings
+
+
+def _check_row(row: Mapping, where: str, protocol_ids: set | None) -> dict:
+    method, variant, metric = row["method"], row["variant"], row["metric"]
+    if method not in ALLOWED_METHODS:
+        raise MetricsTableError(f"{where}: column 'method' has {method!r}; allowed: {', '.join(ALLOWED_METHODS)}")
+    if not isinstance(variant, str) or not variant:
+        raise MetricsTableError(f"{where}: column 'variant' is empty")
+    try:
+        parse_variant(variant)
+    except MetricsTableError as error:
+        raise MetricsTableError(f"{where}: column 'variant': {error}") from None
+    if not isinstance(metric, str) or not is_allowed_metric(metric):
+        raise MetricsTableError(
+            f"{where}: column 'metric' has {metric!r}; allowed: {', '.join(ALLOWED_METRICS)} "
+            f"or {ATTRIBUTE_METRIC_PREFIX}<attribute>"
+        )
+    try:
+        value = float(row["value"])
+    except (TypeError, ValueError):
+        raise MetricsTableError(f"{where}: column 'value' has {row['value']!r}, not a number") from None
+    if not math.isfinite(value):
+        raise MetricsTableError(f"{where}: column 'value' is {value} for metric {metric!r}; drop the row instead")
+    base_metric = "attr_acc" if metric.startswith(ATTRIBUTE_METRIC_PREFIX) else metric
+    low, high = _VALUE_RANGES.get(base_metric, (-math.inf, math.inf))
+    if not low <= value <= high:
+        raise MetricsTableError(f"{where}: column 'value' has {value} for metric {metric!r}, outside [{low}, {high}]")
+    n_raw = row["n"]
+    try:
+        n_float = float(n_raw)
+    except (TypeError, ValueError):
+        n_float = math.nan
+    if not (math.isfinite(n_float) and n_float.is_integer()):
+        raise MetricsTableError(f"{where}: column 'n' has {n_raw!r}, not a whole number")
+    n = int(n_float)
+    if n <= 0:
+        raise MetricsTableError(f"{where}: column 'n' has {n}; it must be positive")
+    protocol = row["protocol"]
+    if not isinstance(protocol, str) or not protocol:
+        raise MetricsTableError(f"{where}: column 'protocol' is empty")
+    if protocol_ids is not None and protocol not in protocol_ids:
+        raise MetricsTableError(f"{where}: column 'protocol' has {protocol!r}, which protocol.json does not define")
+    return {"method": method, "variant": variant, "metric": metric, "value": value, "n": n, "protocol": protocol}
+
+
+def metric_row(method: str, variant: str, metric: str, value: float, n: int, protocol: str) -> dict:
+    """One validated row."""
+    row = dict(method=method, variant=variant, metric=metric, value=value, n=n, protocol=protocol)
+    return _check_row(row, f"row {method}/{variant}/{metric}", None)
+
+
+def validate_metrics_table(frame: pd.DataFrame, source: str = "metrics table",
+                           protocol_ids: Iterable[str] | None = None) -> pd.DataFrame:
+    """Check columns, names, values and uniqueness; return a clean, sorted copy. Errors name the
+    source, the row (1-based, as in a spreadsheet after the header), the column and the value."""
+    columns = tuple(frame.columns)
+    if columns != METRICS_COLUMNS:
+        missing = [c for c in METRICS_COLUMNS if c not in columns]
+        extra = [c for c in columns if c not in METRICS_COLUMNS]
+        details = []
+        if missing:
+            details.append(f"missing column(s) {', '.join(map(repr, missing))}")
+        if extra:
+            details.append(f"unexpected column(s) {', '.join(map(repr, extra))}")
+        if not details:
+            details.append(f"columns in order {', '.join(columns)}")
+        raise MetricsTableError(
+            f"{source}: {'; '.join(details)}; expected exactly {', '.join(METRICS_COLUMNS)}"
+        )
+    known = set(protocol_ids) if protocol_ids is not None else None
+    rows = [
+        _check_row(record, f"{source} row {index + 1}", known)
+        for index, record in enumerate(frame.to_dict("records"))
+    ]
+    clean = pd.DataFrame(rows, columns=list(METRICS_COLUMNS))
+    duplicated = clean.duplicated(["method", "variant", "metric"], keep=False)
+    if duplicated.any():
+        first = clean[duplicated].iloc[0]
+        raise MetricsTableError(
+            f"{source}: ({first['method']}, {first['variant']}, {first['metric']}) appears more than once"
+        )
+    return sort_metrics_table(clean)
+
+
+def sort_metrics_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Methods in the canonical order, `default` first, metrics in the canonical order."""
+    method_rank = {m: i for i, m in enumerate(ALLOWED_METHODS)}
+    metric_rank = {m: i for i, m in enumerate(ALLOWED_METRICS)}
+    keyed = frame.assign(
+        _method=frame["method"].map(method_rank),
+        _default=frame["variant"] != DEFAULT_VARIANT,
+        _metric=frame["metric"].map(lambda m: metric_rank.get(m, len(metric_rank))),
+    )
+    keyed = keyed.sort_values(["_method", "_default", "variant", "_metric", "metric"], kind="stable")
+    return keyed.drop(columns=["_method", "_default", "_metric"]).reset_index(drop=True)
+
+
+def read_metrics_table(path: str | Path, protocol_ids: Iterable[str] | None = None) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise MetricsTableError(f"metrics table not found: {path}")
+    # Everything as text first, so 'n' = '3.5' or 'value' = 'abc' are reported rather than coerced.
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    return validate_metrics_table(frame, source=str(path), protocol_ids=protocol_ids)
+
+
+def write_metrics_table(rows: pd.DataFrame | Iterable[Mapping], path: str | Path,
+                        protocol_ids: Iterable[str] | None = None) -> pd.DataFrame:
+    """Validate and write; an empty table is written with its header (a branch may measure nothing)."""
+    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows), columns=list(METRICS_COLUMNS))
+    clean = validate_metrics_table(frame, source=str(path), protocol_ids=protocol_ids)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean.to_csv(path, index=False, float_format="%.10g")
+    return clean
+
+
+def merge_metrics_tables(paths: Iterable[str | Path], out_path: str | Path | None = None,
+                         protocol_ids: Iterable[str] | None = None) -> pd.DataFrame:
+    """Join per-branch tables. The same row in two files is kept once if the values agree and refused,
+    naming both files, if they differ."""
+    seen: dict[tuple, tuple[dict, str]] = {}
+    merged = []
+    for path in paths:
+        frame = read_metrics_table(path, protocol_ids=protocol_ids)
+        for record in frame.to_dict("records"):
+            key = (record["method"], record["variant"], record["metric"])
+            if key in seen:
+                other, other_path = seen[key]
+                if other["value"] != record["value"] or other["n"] != record["n"]:
+                    raise MetricsTableError(
+                        f"{key} is {other['value']} (n={other['n']}) in {other_path} but {record['value']} "
+                        f"(n={record['n']}) in {path}"
+                    )
+                continue
+            seen[key] = (record, str(path))
+            merged.append(record)
+    frame = pd.DataFrame(merged, columns=list(METRICS_COLUMNS))
+    if out_path is not None:
+        return write_metrics_table(frame, out_path, protocol_ids=protocol_ids)
+    return validate_metrics_table(frame, source="merged metrics", protocol_ids=protocol_ids)
+
+
+def rows_from_metrics(method: str, variant: str, values: Mapping[str, tuple[float, int]], protocol: str) -> list[dict]:
+    """Rows from {metric: (value, n)} for one method/variant measured under one protocol."""
+    return [metric_row(method, variant, metric, value, n, protocol) for metric, (value, n) in values.items()]
