@@ -86,7 +86,7 @@ rule clip_embed:
         ENV
     shell:
         "python -m clipvqd clip embed --clip {input.clip} --images {input.images} --images-out {output.images}"
-        " --prompts {input.prompts} --prompts-out {output.prompts} --prompt-prefix {params.prefix:q}"
+        " --prompts {input.prompts} --prompts-out {output.prompts} --prompt-prefix={params.prefix:q}"
         " --device {params.device} > {log} 2>&1"
 
 

@@ -1,0 +1,34 @@
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+HELD_OUT = [{"hair_color": "red", "beard": "yes"}, {"glasses": "yes", "hat": "yes"}]
+
+
+def make_faces(out: Path, seed: int = 0, clip_pairs: int = 200, train: int = 40, reference: int = 20,
+               oracle: int = 60, clip_holdout_fraction: float = 0.5):
+    from clipvqd.worlds.generate import generate_world
+
+    return generate_world(
+        "faces", out, seed=seed, resolution=32,
+        sizes={"clip_pairs": clip_pairs, "train": train, "reference": reference, "oracle": oracle},
+        heldout=HELD_OUT, prompt_count=8, attributes_per_prompt=3, ood_prompts_per_combination=2,
+        oracle_test_fraction=0.25, clip_holdout_fraction=clip_holdout_fraction, progress=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def small_faces(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("faces")
+    make_faces(out)
+    return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _limit_threads():
+    # Two cores: keep one test process from oversubscribing them with torch's thread pool.
+    import torch
+
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))

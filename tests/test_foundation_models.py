@@ -1,0 +1,76 @@
+"""The world's stand-in CLIP and attribute oracle actually learn (known answers: chance levels)."""
+
+import json
+
+import pytest
+import torch
+
+from clipvqd.clip.embed import StaleEmbeddings, embed_images, load_embeddings
+from clipvqd.clip.encoder import ClipEncoder
+from clipvqd.clip.evaluate import evaluate_clip, retrieval_recall
+from clipvqd.clip.standin import StandinClipConfig, train_standin_clip
+from clipvqd.oracle import Oracle, OracleConfig, score_samples, train_oracle
+from conftest import make_faces
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    out = tmp_path_factory.mktemp("quality-world")
+    make_faces(out, seed=11, clip_pairs=1400, train=40, reference=60, oracle=1600, clip_holdout_fraction=0.15)
+    return out
+
+
+def test_retrieval_recall_known_answer():
+    texts = torch.eye(4)
+    images = torch.eye(4)[[0, 1, 3, 2]]  # pairs 2 and 3 swapped
+    recall = retrieval_recall(texts, images, gallery=4, ks=(1, 2))
+    # The swapped captions rank their own image second (behind the other one): found at k=2.
+    assert recall["recall@1"] == 0.5 and recall["recall@2"] == 1.0 and recall["recall@1_chance"] == 0.25
+
+
+def test_standin_clip_far_above_chance_and_cache_keyed_by_identity(world, tmp_path):
+    cfg = StandinClipConfig(model_name="test-standin", embed_dim=64, vision_width=64, vision_layers=2,
+                            text_width=64, text_layers=2, epochs=6, batch_size=100, learning_rate=2e-3)
+    identity = train_standin_clip(world / "clip_pairs.csv", cfg, tmp_path / "work", tmp_path / "clip.safetensors",
+                                  tmp_path / "curve.csv", seed=0, progress=False)
+    metrics = evaluate_clip(tmp_path / "clip.safetensors", world / "clip_pairs.csv", "faces", gallery=100)
+    assert metrics["clip_sha256"] == identity
+    recall, zero_shot = metrics["text_to_image"], metrics["zero_shot_attributes"]
+    assert recall["recall@1"] >= 5 * recall["recall@1_chance"], metrics
+    assert recall["recall@5"] >= 2 * recall["recall@5_chance"], metrics
+    assert zero_shot["background"]["accuracy"] >= 2 * zero_shot["background"]["chance"], metrics
+
+    encoder = ClipEncoder.load(tmp_path / "clip.safetensors")
+    cached = embed_images(encoder, world / "train.csv", tmp_path / "emb.safetensors", progress=False)
+    assert torch.allclose(cached.norm(dim=1), torch.ones(len(cached)), atol=1e-5)
+    assert torch.equal(load_embeddings(tmp_path / "emb.safetensors", identity), cached)
+    with pytest.raises(StaleEmbeddings, match="not by the current CLIP"):
+        load_embeddings(tmp_path / "emb.safetensors", "f" * 64)
+
+
+def test_oracle_reads_held_out_renders(world, tmp_path):
+    train_oracle(world / "oracle.csv", "faces", OracleConfig(epochs=8), tmp_path / "work",
+                 tmp_path / "oracle.safetensors", tmp_path / "curve.csv", seed=0, progress=False)
+    oracle = Oracle(tmp_path / "oracle.safetensors")
+    held_out = oracle.accuracy_on_manifest(world / "oracle.csv", fold="test")
+    assert min(held_out.values()) >= 0.98, held_out
+
+    # Scoring a "generated" folder: reference renders posing as samples for the prompts whose attributes
+    # they happen to have must score 1; the same images under contradicting prompts must score 0.
+    import pandas as pd
+
+    reference = pd.read_csv(world / "reference.csv", dtype=str, keep_default_na=False).head(20)
+    prompts, samples = [], []
+    for i, row in enumerate(reference.to_dict("records")):
+        wrong_hat = "no" if row["hat"] == "yes" else "yes"
+        prompts.append({"prompt_id": f"a{i}", "prompt": "x", "ood": "0", "hair_color": row["hair_color"],
+                        "background": row["background"], "hat": ""})
+        prompts.append({"prompt_id": f"b{i}", "prompt": "x", "ood": "1", "hair_color": "", "background": "",
+                        "hat": wrong_hat})
+        samples += [{"path": row["path"], "sha256": row["sha256"], "prompt_id": f"a{i}"},
+                    {"path": row["path"], "sha256": row["sha256"], "prompt_id": f"b{i}"}]
+    pd.DataFrame(prompts).reindex(columns=["prompt_id", "prompt", "ood", *oracle.attributes]).fillna("").to_csv(
+        tmp_path / "prompts.csv", index=False)
+    pd.DataFrame(samples).to_csv(world / "samples_test.csv", index=False)
+    scores = score_samples(tmp_path / "oracle.safetensors", world / "samples_test.csv", tmp_path / "prompts.csv")
+    assert scores["attr_acc"] >= 0.95 and scores["attr_acc_ood"] <= 0.05, json.dumps(scores)

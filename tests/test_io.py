@@ -1,0 +1,81 @@
+"""Bad inputs are named: manifests, checkpoints, resume state, weights files, embedding caches."""
+
+import shutil
+
+import pytest
+import torch
+
+from clipvqd.checkpoint import CheckpointMismatch, load_weights, save_weights
+from clipvqd.hashing import ChecksumMismatch, verify_sha256
+from clipvqd.manifest import ManifestError, ManifestImages, load_rgb, read_manifest
+from clipvqd.resume import CorruptResumeState, ResumeState
+
+
+def _copy_world(small_faces, tmp_path):
+    target = tmp_path / "world"
+    shutil.copytree(small_faces, target)
+    return target
+
+
+def test_manifest_missing_file_is_named(small_faces, tmp_path):
+    world = _copy_world(small_faces, tmp_path)
+    (world / "train" / "000003.png").unlink()
+    with pytest.raises(ManifestError, match=r"train/000003\.png.*does not exist"):
+        read_manifest(world / "train.csv")
+
+
+def test_manifest_changed_file_is_named_with_both_hashes(small_faces, tmp_path):
+    world = _copy_world(small_faces, tmp_path)
+    shutil.copy(world / "train" / "000001.png", world / "train" / "000002.png")
+    with pytest.raises(ManifestError, match=r"000002\.png has sha256 [0-9a-f]{64}, but manifest .* records [0-9a-f]{64}"):
+        read_manifest(world / "train.csv")
+
+
+def test_wrong_image_size_is_refused_or_resized(small_faces):
+    path = next((small_faces / "train").glob("*.png"))
+    with pytest.raises(ManifestError, match=r"is 32x32, expected 64x64"):
+        load_rgb(path, 64)
+    assert load_rgb(path, 64, resize=True).size == (64, 64)
+    assert ManifestImages(small_faces / "train.csv")[0].shape == (3, 32, 32)
+
+
+def test_weights_sha256_mismatch_names_both_hashes(tmp_path):
+    weights = tmp_path / "w.bin"
+    weights.write_bytes(b"not the weights you are looking for")
+    wrong = "0" * 64
+    with pytest.raises(ChecksumMismatch) as error:
+        verify_sha256(weights, wrong, what="CLIP weights file")
+    assert wrong in str(error.value) and verify_sha256(weights, None) in str(error.value)
+
+
+def test_checkpoint_from_other_config_names_the_key(tmp_path):
+    save_weights(tmp_path / "m.safetensors", torch.nn.Linear(4, 3).state_dict(), {"step": 1})
+    with pytest.raises(CheckpointMismatch, match=r"'weight' has shape \(3, 4\) in the checkpoint but \(5, 4\)"):
+        load_weights(tmp_path / "m.safetensors", torch.nn.Linear(4, 5))
+    assert load_weights(tmp_path / "m.safetensors", torch.nn.Linear(4, 3)) == {"step": 1}
+
+
+def test_resume_restores_exactly_and_names_a_damaged_snapshot(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(model.parameters())
+    generator = torch.Generator().manual_seed(5)
+    state = ResumeState(tmp_path / "work")
+    model(torch.randn(4, 3)).sum().backward()
+    optimizer.step()
+    state.save(10, {"model": model, "optimizer": optimizer, "generator": generator}, {"note": "x"})
+    expected_draw = torch.rand(3, generator=generator)
+    state.save(20, {"model": model, "optimizer": optimizer, "generator": generator})
+
+    fresh_model, fresh_generator = torch.nn.Linear(3, 2), torch.Generator()
+    fresh_optimizer = torch.optim.AdamW(fresh_model.parameters())
+    (tmp_path / "work" / "state-000000020.pt").unlink()
+    step, extra = state.restore({"model": fresh_model, "optimizer": fresh_optimizer, "generator": fresh_generator})
+    assert (step, extra) == (10, {"note": "x"})
+    assert torch.equal(fresh_model.weight, model.weight)
+    assert torch.equal(torch.rand(3, generator=fresh_generator), expected_draw)
+
+    state.save(30, {"model": model, "optimizer": optimizer, "generator": generator})
+    (tmp_path / "work" / "state-000000030.pt").write_bytes(b"truncated")
+    with pytest.raises(CorruptResumeState, match=r"state-000000030\.pt is damaged.*state-000000010\.pt is intact"):
+        state.restore({"model": fresh_model, "optimizer": fresh_optimizer, "generator": fresh_generator})
+    assert (tmp_path / "work" / "state-000000010.pt").exists()
