@@ -204,6 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "device", None):
+        from clipvqd.device import resolve_device
+
+        args.device = resolve_device(args.device)
     args.handler(args)
     return 0
 

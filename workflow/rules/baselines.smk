@@ -13,6 +13,7 @@ rule lafite_train:
         LOGS / "lafite_train.log",
     benchmark:
         BENCHMARKS / "lafite_train.tsv"
+    threads: 2
     conda:
         ENV
     shell:
@@ -29,6 +30,7 @@ rule clip2latent_generator_train:
         LOGS / "clip2latent_generator_train.log",
     benchmark:
         BENCHMARKS / "clip2latent_generator_train.tsv"
+    threads: 2
     conda:
         ENV
     shell:
@@ -45,6 +47,7 @@ rule clip2latent_latent_sample:
         LOGS / "clip2latent_latent_sample.log",
     benchmark:
         BENCHMARKS / "clip2latent_latent_sample.tsv"
+    threads: 2
     conda:
         ENV
     shell:
@@ -61,6 +64,7 @@ rule clip2latent_prior_train:
         LOGS / "clip2latent_prior_train.log",
     benchmark:
         BENCHMARKS / "clip2latent_prior_train.tsv"
+    threads: 2
     conda:
         ENV
     shell:

@@ -20,6 +20,7 @@ if STANDIN_ROLES:
             LOGS / "clip_train_standin_{role}.log",
         benchmark:
             BENCHMARKS / "clip_train_standin_{role}.tsv"
+        threads: 2
         conda:
             ENV
         shell:
@@ -82,6 +83,7 @@ rule clip_embed:
         LOGS / "clip_embed.log",
     benchmark:
         BENCHMARKS / "clip_embed.tsv"
+    threads: 2
     conda:
         ENV
     shell:

@@ -12,6 +12,7 @@ rule diffusion_pretrain:
         LOGS / "diffusion_pretrain_alpha={alpha}.log",
     benchmark:
         BENCHMARKS / "diffusion_pretrain_alpha={alpha}.tsv"
+    threads: 2
     conda:
         ENV
     shell:
@@ -30,6 +31,7 @@ rule diffusion_cfg_finetune:
         LOGS / "diffusion_cfg_finetune_alpha={alpha}.log",
     benchmark:
         BENCHMARKS / "diffusion_cfg_finetune_alpha={alpha}.tsv"
+    threads: 2
     conda:
         ENV
     shell:
@@ -48,6 +50,7 @@ rule diffusion_paired:
         LOGS / "diffusion_paired.log",
     benchmark:
         BENCHMARKS / "diffusion_paired.tsv"
+    threads: 2
     conda:
         ENV
     shell:
@@ -65,6 +68,7 @@ rule diffusion_unconditional:
         LOGS / "diffusion_unconditional.log",
     benchmark:
         BENCHMARKS / "diffusion_unconditional.tsv"
+    threads: 2
     conda:
         ENV
     shell:

@@ -15,6 +15,7 @@ rule sample:
         LOGS / "sample_{method}_{variant}.log",
     benchmark:
         BENCHMARKS / "sample_{method}_{variant}.tsv"
+    threads: 2
     conda:
         ENV
     shell:
@@ -32,6 +33,7 @@ rule metrics:
         LOGS / "metrics_{method}_{variant}.log",
     benchmark:
         BENCHMARKS / "metrics_{method}_{variant}.tsv"
+    threads: 2
     conda:
         ENV
     shell:

@@ -12,6 +12,7 @@ rule tokenizer_train:
         LOGS / "tokenizer_train.log",
     benchmark:
         BENCHMARKS / "tokenizer_train.tsv"
+    threads: 2
     conda:
         ENV
     shell:
@@ -46,6 +47,7 @@ rule tokenizer_tokenize:
         LOGS / "tokenizer_tokenize.log",
     benchmark:
         BENCHMARKS / "tokenizer_tokenize.tsv"
+    threads: 2
     conda:
         ENV
     shell:
