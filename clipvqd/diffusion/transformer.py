@@ -1,0 +1,213 @@
+"""The denoising transformer of CLIP-VQDiffusion (DESIGN §4).
+
+It reads a token grid x_t (codes plus [MASK]), the step index t and one pooled condition vector c and
+returns logits of p(x0 | x_t, c) over the K codes at every position. Each block is
+
+    x = x + SelfAttention(AdaLN_t(x))
+    x = x + ConvMLP(AdaLN_c(x))
+
+where AdaLN is a LayerNorm without affine parameters followed by `* (1 + scale) + shift`. The timestep
+variant takes scale and shift from a learned per-step embedding through SiLU and Linear; the condition
+variant from `Linear(SiLU(Linear(c)))`. The condition enters only there: no cross-attention. ConvMLP is
+a 3x3 convolution to `mlp_ratio` x width, GELU, and a 3x3 convolution back, on the 2-D token grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Mapping
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class DenoiserConfig:
+    """Sizes of the denoiser. The defaults are the CPU-sized model for the embedded world."""
+
+    num_codes: int = 256
+    """K: codes of the tokenizer (in practice its compacted vocabulary). [MASK] is extra, index K."""
+    grid_height: int = 8
+    """Rows of the token grid (image height / tokenizer downsampling)."""
+    grid_width: int = 8
+    """Columns of the token grid."""
+    condition_dim: int = 128
+    """Length of the condition vector (the CLIP embedding dimension)."""
+    hidden_dim: int = 64
+    """Transformer width (paper: 512). The world default is sized for a ~3-minute CPU pretraining."""
+    num_layers: int = 4
+    """Number of blocks (paper: 24)."""
+    num_heads: int = 4
+    """Attention heads; must divide hidden_dim (paper: 16)."""
+    mlp_ratio: int = 2
+    """ConvMLP hidden width as a multiple of hidden_dim (paper: 4). The world default halves it: the
+    3x3 convolutions dominate the cost (9x a linear layer of the same width; 88% of the paper
+    model's 515M parameters)."""
+    num_steps: int = 100
+    """T, the number of diffusion steps; sizes the timestep embedding and the schedule."""
+
+    def __post_init__(self) -> None:
+        positive = ("num_codes", "grid_height", "grid_width", "condition_dim", "hidden_dim", "num_layers",
+                    "num_heads", "mlp_ratio", "num_steps")
+        for name in positive:
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"DenoiserConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.hidden_dim % self.num_heads:
+            raise ValueError(
+                f"DenoiserConfig.hidden_dim ({self.hidden_dim}) must be divisible by num_heads ({self.num_heads})"
+            )
+        if self.num_codes < 2 or self.num_steps < 2:
+            raise ValueError("DenoiserConfig needs num_codes >= 2 and num_steps >= 2")
+
+    @property
+    def num_tokens(self) -> int:
+        return self.grid_height * self.grid_width
+
+    @classmethod
+    def paper(cls) -> "DenoiserConfig":
+        """The released FFHQ/COCO configuration: 24 x 512, 16 heads, 16x16 tokens, K = 4096, CLIP 512-d."""
+        return cls(num_codes=4096, grid_height=16, grid_width=16, condition_dim=512, hidden_dim=512,
+                   num_layers=24, num_heads=16, mlp_ratio=4, num_steps=100)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], source: str = "config") -> "DenoiserConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"{source}: unknown DenoiserConfig keys {unknown} (known: {sorted(known)})")
+        return cls(**dict(values))
+
+
+class AdaptiveLayerNorm(nn.Module):
+    """LayerNorm without affine parameters, then `* (1 + scale) + shift` from a per-sample vector."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, elementwise_affine=False)
+
+    def forward(self, x: Tensor, scale_shift: Tensor) -> Tensor:
+        scale, shift = scale_shift.unsqueeze(1).chunk(2, dim=-1)
+        return self.norm(x) * (1 + scale) + shift
+
+
+class TimestepModulation(nn.Module):
+    """Learned embedding of the step index -> SiLU -> Linear -> (scale, shift)."""
+
+    def __init__(self, num_steps: int, dim: int):
+        super().__init__()
+        self.embedding = nn.Embedding(num_steps, dim)
+        self.project = nn.Linear(dim, 2 * dim)
+
+    def forward(self, t: Tensor) -> Tensor:
+        return self.project(F.silu(self.embedding(t)))
+
+
+class ConditionModulation(nn.Module):
+    """Linear(SiLU(Linear(c))) -> (scale, shift)."""
+
+    def __init__(self, condition_dim: int, dim: int):
+        super().__init__()
+        self.embed = nn.Linear(condition_dim, dim)
+        self.project = nn.Linear(dim, 2 * dim)
+
+    def forward(self, condition: Tensor) -> Tensor:
+        return self.project(F.silu(self.embed(condition)))
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        batch, tokens, dim = x.shape
+        q, k, v = self.qkv(x).view(batch, tokens, 3, self.num_heads, dim // self.num_heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v)
+        return self.out(y.transpose(1, 2).reshape(batch, tokens, dim))
+
+
+class ConvMLP(nn.Module):
+    """3x3 conv to ratio x width, GELU, 3x3 conv back, on the token grid (mixes neighbouring tokens)."""
+
+    def __init__(self, dim: int, ratio: int, grid_height: int, grid_width: int):
+        super().__init__()
+        self.grid = (grid_height, grid_width)
+        self.expand = nn.Conv2d(dim, ratio * dim, kernel_size=3, padding=1)
+        self.contract = nn.Conv2d(ratio * dim, dim, kernel_size=3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        batch, tokens, dim = x.shape
+        # (B, H, W, C) viewed as (B, C, H, W) is channels-last in memory, which the CPU and cuDNN
+        # convolutions take without a copy.
+        grid = x.view(batch, *self.grid, dim).permute(0, 3, 1, 2)
+        y = self.contract(F.gelu(self.expand(grid)))
+        return y.permute(0, 2, 3, 1).reshape(batch, tokens, dim)
+
+
+class DenoiserBlock(nn.Module):
+    def __init__(self, config: DenoiserConfig):
+        super().__init__()
+        dim = config.hidden_dim
+        self.timestep_modulation = TimestepModulation(config.num_steps, dim)
+        self.attention_norm = AdaptiveLayerNorm(dim)
+        self.attention = SelfAttention(dim, config.num_heads)
+        self.condition_modulation = ConditionModulation(config.condition_dim, dim)
+        self.mlp_norm = AdaptiveLayerNorm(dim)
+        self.mlp = ConvMLP(dim, config.mlp_ratio, config.grid_height, config.grid_width)
+
+    def forward(self, x: Tensor, t: Tensor, condition: Tensor) -> Tensor:
+        x = x + self.attention(self.attention_norm(x, self.timestep_modulation(t)))
+        return x + self.mlp(self.mlp_norm(x, self.condition_modulation(condition)))
+
+
+class Denoiser(nn.Module):
+    """p(x0 | x_t, t, c): token grid in, logits over the K codes out."""
+
+    def __init__(self, config: DenoiserConfig):
+        super().__init__()
+        self.config = config
+        dim = config.hidden_dim
+        self.token_embedding = nn.Embedding(config.num_codes + 1, dim)  # last entry = [MASK]
+        self.row_embedding = nn.Embedding(config.grid_height, dim)
+        self.column_embedding = nn.Embedding(config.grid_width, dim)
+        self.blocks = nn.ModuleList(DenoiserBlock(config) for _ in range(config.num_layers))
+        self.output_norm = nn.LayerNorm(dim)
+        self.to_logits = nn.Linear(dim, config.num_codes)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        # As in VQ-Diffusion: small normal weights for linear layers and embeddings, zero biases;
+        # convolutions keep PyTorch's default initialisation.
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    def forward(self, x_t: Tensor, t: Tensor, condition: Tensor) -> Tensor:
+        """x_t: `(B, N)` or `(B, H, W)` int64 in [0, K] (K = [MASK]); t: `(B,)` step index in [0, T-1];
+        condition: `(B, condition_dim)`. Returns `(B, K, N)` logits (the layout of the log-prob tensors)."""
+        cfg = self.config
+        batch = x_t.shape[0]
+        tokens = x_t.reshape(batch, -1)
+        if tokens.shape[1] != cfg.num_tokens:
+            raise ValueError(
+                f"x_t has {tokens.shape[1]} tokens per sample but the denoiser expects "
+                f"{cfg.grid_height}x{cfg.grid_width} = {cfg.num_tokens}"
+            )
+        if condition.shape != (batch, cfg.condition_dim):
+            raise ValueError(f"condition must be ({batch}, {cfg.condition_dim}), got {tuple(condition.shape)}")
+        if t.shape != (batch,):
+            raise ValueError(f"t must be ({batch},), got {tuple(t.shape)}")
+        position = (self.row_embedding.weight[:, None, :] + self.column_embedding.weight[None, :, :])
+        x = self.token_embedding(tokens) + position.reshape(1, cfg.num_tokens, -1)
+        condition = condition.to(x.dtype)
+        for block in self.blocks:
+            x = block(x, t, condition)
+        logits = self.to_logits(self.output_norm(x))
+        return logits.transpose(1, 2)

@@ -1,0 +1,310 @@
+"""Denoiser shapes, the training loss, timestep importance sampling, conditions, guidance, truncation
+and the sampler."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from clipvqd.diffusion import (
+    Denoiser,
+    DenoiserConfig,
+    MaskAndReplace,
+    NullCondition,
+    TimestepSampler,
+    diffusion_loss,
+    guided_log_x0,
+    noisy_image_condition,
+    predict_log_x0,
+    reverse_step_counts,
+    sample,
+    text_condition,
+    truncate,
+    truncation_keep_mask,
+)
+
+TINY = DenoiserConfig(num_codes=16, grid_height=4, grid_width=4, condition_dim=8, hidden_dim=32,
+                      num_layers=2, num_heads=4, mlp_ratio=2, num_steps=20)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """Tiny tensors: one thread avoids intra-op synchronisation that dominates on a shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_model(seed: int = 0) -> Denoiser:
+    torch.manual_seed(seed)
+    return Denoiser(TINY).eval()
+
+
+# --------------------------------------------------------------------------------------------- model
+def test_world_default_shapes():
+    config = DenoiserConfig()
+    model = Denoiser(config)
+    x = torch.randint(0, config.num_codes + 1, (3, config.grid_height, config.grid_width))
+    logits = model(x, torch.tensor([0, 50, 99]), torch.randn(3, config.condition_dim))
+    assert logits.shape == (3, config.num_codes, config.num_tokens)
+    assert torch.isfinite(logits).all()
+
+
+def test_paper_preset_and_paper_widths_forward():
+    paper = DenoiserConfig.paper()
+    assert (paper.num_layers, paper.hidden_dim, paper.num_heads) == (24, 512, 16)
+    assert (paper.grid_height, paper.grid_width, paper.num_codes, paper.condition_dim) == (16, 16, 4096, 512)
+    assert paper.mlp_ratio == 4 and paper.num_steps == 100
+    # The full 24 layers hold 515M parameters (88% in the 3x3 ConvMLPs); two layers at the paper's
+    # widths check every shape in seconds.
+    reduced = dataclasses.replace(paper, num_layers=2)
+    model = Denoiser(reduced)
+    x = torch.randint(0, paper.num_codes + 1, (1, 16, 16))
+    with torch.no_grad():
+        logits = model(x, torch.tensor([99]), torch.randn(1, 512))
+    assert logits.shape == (1, 4096, 256)
+
+
+def test_condition_changes_the_output_only_through_adaln():
+    model = tiny_model()
+    x = torch.randint(0, 17, (2, 16))
+    t = torch.tensor([3, 3])
+    c = torch.randn(1, 8).expand(2, 8)
+    with torch.no_grad():
+        same = model(x[:1].expand(2, -1), t, c)
+        different = model(x[:1].expand(2, -1), t, torch.randn(2, 8))
+    assert torch.allclose(same[0], same[1], atol=1e-6)
+    assert not torch.allclose(different[0], different[1], atol=1e-4)
+
+
+def test_config_validation_names_the_field():
+    with pytest.raises(ValueError, match="num_heads"):
+        DenoiserConfig(hidden_dim=30, num_heads=4)
+    with pytest.raises(ValueError, match="unknown DenoiserConfig keys"):
+        DenoiserConfig.from_dict({"width": 3})
+
+
+# ---------------------------------------------------------------------------------------------- loss
+def test_loss_is_finite_and_falls_when_overfitting():
+    torch.manual_seed(0)
+    model = Denoiser(TINY)
+    schedule = MaskAndReplace(TINY.num_codes, TINY.num_steps)
+    generator = torch.Generator().manual_seed(0)
+    maps = torch.randint(0, TINY.num_codes, (4, 16), generator=generator)
+    condition = torch.nn.functional.normalize(torch.randn(4, 8, generator=generator), dim=1)
+    # A fixed evaluation set of (t, x_t) so that the comparison is not noise.
+    eval_x0 = maps.repeat(10, 1)
+    eval_t = torch.arange(40) % TINY.num_steps
+    eval_xt = schedule.q_sample(eval_x0, eval_t, generator)
+    eval_c = condition.repeat(10, 1)
+
+    def evaluate() -> float:
+        with torch.no_grad():
+            logits = model(eval_xt, eval_t, eval_c)
+            return float(diffusion_loss(schedule, logits, eval_x0, eval_xt, eval_t, torch.ones(40)).loss)
+
+    before = evaluate()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(80):
+        t = torch.randint(0, TINY.num_steps, (16,), generator=generator)
+        x0 = maps.repeat(4, 1)
+        xt = schedule.q_sample(x0, t, generator)
+        terms = diffusion_loss(schedule, model(xt, t, condition.repeat(4, 1)), x0, xt, t, torch.ones(16))
+        assert torch.isfinite(terms.loss)
+        optimizer.zero_grad()
+        terms.loss.backward()
+        optimizer.step()
+    after = evaluate()
+    assert math.isfinite(before) and math.isfinite(after)
+    assert after < 0.5 * before, (before, after)
+
+
+def test_loss_terms_at_first_step_are_the_decoder_nll():
+    model = tiny_model()
+    schedule = MaskAndReplace(TINY.num_codes, TINY.num_steps)
+    x0 = torch.randint(0, 16, (2, 16))
+    xt = x0.clone()
+    t = torch.zeros(2, dtype=torch.int64)
+    logits = model(xt, t, torch.randn(2, 8))
+    terms = diffusion_loss(schedule, logits, x0, xt, t, torch.ones(2), aux_weight=0.0)
+    nll = -torch.log_softmax(logits, dim=1).gather(1, x0.unsqueeze(1)).sum(dim=(1, 2))
+    assert torch.allclose(terms.vlb, nll, atol=1e-4)
+    assert torch.allclose(terms.x0_nll, nll, atol=1e-4)
+    # lambda (2 - t/T) weighting of the auxiliary term, and the importance weight multiplies all
+    weighted = diffusion_loss(schedule, logits, x0, xt, t, torch.full((2,), 3.0), aux_weight=0.5)
+    assert torch.allclose(weighted.weighted, 3.0 * (nll + 0.5 * 2.0 * nll), atol=1e-3)
+
+
+# ------------------------------------------------------------------------------- importance sampling
+def test_timestep_sampler_is_uniform_until_every_step_has_ten_samples():
+    sampler = TimestepSampler(num_steps=5, min_samples_per_step=10)
+    losses = torch.tensor([0.0, 1.0, 2.0, 3.0, 4.0])
+    for _ in range(9):
+        sampler.update(torch.arange(5), losses)
+    sampler.update(torch.arange(1, 5), losses[1:])  # step 0 still has only 9
+    assert sampler.is_uniform
+    t, weight = sampler.sample(1000, torch.Generator().manual_seed(0))
+    assert torch.allclose(weight, torch.ones(1000))
+    assert torch.allclose(sampler.probabilities(), torch.full((5,), 0.2, dtype=torch.float64))
+
+    sampler.update(torch.tensor([0]), losses[:1])
+    assert not sampler.is_uniform
+    p = sampler.probabilities()
+    # proportional to sqrt(E[L^2]) = L (constant losses), the decoder step borrowing step 1's weight
+    expected = torch.tensor([1.0, 1.0, 2.0, 3.0, 4.0], dtype=torch.float64) + 1e-4
+    assert torch.allclose(p, expected / expected.sum(), atol=1e-9)
+    t, weight = sampler.sample(20_000, torch.Generator().manual_seed(1))
+    assert torch.allclose(weight, (1.0 / (p[t] * 5)).float())
+    frequencies = torch.bincount(t, minlength=5).double() / t.numel()
+    assert torch.allclose(frequencies, p, atol=0.015)
+    # the weighted estimate stays unbiased for the uniform average of any per-step quantity
+    quantity = torch.tensor([5.0, 1.0, 2.0, 7.0, 3.0])
+    assert float((weight * quantity[t]).mean()) == pytest.approx(float(quantity.mean()), rel=0.05)
+
+
+def test_timestep_sampler_state_round_trips():
+    sampler = TimestepSampler(num_steps=4, min_samples_per_step=1)
+    sampler.update(torch.tensor([0, 1, 2, 3, 3]), torch.tensor([1.0, 2.0, 3.0, 4.0, 8.0]))
+    restored = TimestepSampler(num_steps=4, min_samples_per_step=1)
+    restored.load_state_dict(sampler.state_dict())
+    assert torch.equal(restored.probabilities(), sampler.probabilities())
+    a = sampler.sample(50, torch.Generator().manual_seed(3))
+    b = restored.sample(50, torch.Generator().manual_seed(3))
+    assert torch.equal(a[0], b[0])
+
+
+# -------------------------------------------------------------------------------------- conditions
+@pytest.mark.parametrize("alpha", [0.25, 0.5, 0.9])
+def test_noisy_image_condition_has_unit_norm_and_expected_cosine(alpha):
+    generator = torch.Generator().manual_seed(0)
+    e = torch.randn(4000, 512, generator=generator) * 3.0
+    c = noisy_image_condition(e, alpha, generator)
+    assert torch.allclose(c.norm(dim=1), torch.ones(4000), atol=1e-5)
+    cosine = (c * torch.nn.functional.normalize(e, dim=1)).sum(dim=1)
+    # eps is nearly orthogonal to e in 512 dimensions: cos = 1 / sqrt(1 + alpha^2)
+    assert float(cosine.mean()) == pytest.approx(1.0 / math.sqrt(1.0 + alpha**2), abs=0.005)
+    assert torch.allclose(noisy_image_condition(e[:3], 0.0, generator), text_condition(e[:3]), atol=1e-6)
+
+
+def test_null_condition_is_normalised():
+    null = NullCondition(16)
+    with torch.no_grad():
+        null.vector.mul_(7.0)
+    rows = null(3)
+    assert rows.shape == (3, 16)
+    assert torch.allclose(rows.norm(dim=1), torch.ones(3), atol=1e-6)
+
+
+# -------------------------------------------------------------------------------------------- guidance
+def test_guidance_scale_one_equals_the_conditional_model():
+    model = tiny_model()
+    xt = torch.randint(0, 17, (3, 16))
+    t = torch.tensor([0, 5, 19])
+    condition = text_condition(torch.randn(3, 8))
+    null = NullCondition(8).normalized().detach()
+    with torch.no_grad():
+        conditional = torch.log_softmax(model(xt, t, condition), dim=1)
+        unconditional = torch.log_softmax(model(xt, t, null.expand(3, -1)), dim=1)
+        guided_one = predict_log_x0(model, xt, t, condition, guidance_scale=1.0, null_condition=null)
+        guided_zero = predict_log_x0(model, xt, t, condition, guidance_scale=0.0, null_condition=null)
+        guided_three = predict_log_x0(model, xt, t, condition, guidance_scale=3.0, null_condition=null)
+    assert torch.allclose(guided_one, conditional, atol=1e-5)
+    assert torch.allclose(guided_zero, unconditional, atol=1e-5)
+    expected = torch.log_softmax(unconditional + 3.0 * (conditional - unconditional), dim=1)
+    assert torch.allclose(guided_three, expected, atol=1e-5)
+    assert torch.allclose(guided_three.exp().sum(dim=1), torch.ones(3, 16), atol=1e-5)
+    assert torch.allclose(guided_log_x0(conditional, unconditional, 1.0), conditional, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------ truncation
+def test_truncation_keeps_exactly_the_minimal_set():
+    probs = torch.tensor([0.05, 0.5, 0.1, 0.3, 0.05]).view(1, 5, 1)
+    keep = truncation_keep_mask(probs.log(), 0.85)[0, :, 0]
+    assert keep.tolist() == [False, True, True, True, False]  # 0.5 + 0.3 = 0.8 < 0.85, + 0.1 reaches it
+    keep = truncation_keep_mask(probs.log(), 0.79)[0, :, 0]
+    assert keep.tolist() == [False, True, False, True, False]  # 0.5 + 0.3 reaches 0.79
+    keep = truncation_keep_mask(probs.log(), 0.3)[0, :, 0]
+    assert keep.tolist() == [False, True, False, False, False]  # the top code alone
+
+    generator = torch.Generator().manual_seed(0)
+    log_probs = torch.log_softmax(torch.randn(6, 40, 7, generator=generator) * 2, dim=1)
+    for r in [0.1, 0.5, 0.85, 0.9, 0.999]:
+        keep = truncation_keep_mask(log_probs, r)
+        probs = log_probs.exp()
+        for b in range(6):
+            for n in range(7):
+                p = probs[b, :, n]
+                order = torch.argsort(p, descending=True)
+                k = int((torch.cumsum(p[order], 0) < r).sum()) + 1  # smallest k whose top-k mass >= r
+                expected = torch.zeros(40, dtype=torch.bool)
+                expected[order[:k]] = True
+                assert torch.equal(keep[b, :, n], expected), (r, b, n)
+                assert p[keep[b, :, n]].sum() >= r - 1e-6
+        truncated = truncate(log_probs, r).exp()
+        assert torch.allclose(truncated.sum(dim=1), torch.ones(6, 7), atol=1e-5)
+        assert (truncated[~keep] < 1e-20).all()
+        assert torch.allclose(truncated[keep], (probs / (probs * keep).sum(1, keepdim=True))[keep], atol=1e-5)
+    assert torch.equal(truncate(log_probs, 1.0), log_probs)
+
+
+# ---------------------------------------------------------------------------------------------- sampler
+class OracleModel(nn.Module):
+    """Predicts one fixed token map with certainty: every sampler path must return exactly it."""
+
+    def __init__(self, target: torch.Tensor):
+        super().__init__()
+        self.config = TINY
+        self.anchor = nn.Parameter(torch.zeros(()))
+        self.register_buffer("target", target)
+
+    def forward(self, x_t, t, condition):
+        logits = torch.full((x_t.shape[0], TINY.num_codes, TINY.num_tokens), -30.0)
+        return logits.scatter(1, self.target.view(1, 1, -1).expand(x_t.shape[0], 1, -1), 30.0)
+
+
+@pytest.mark.parametrize("options", [{}, {"step_stride": 7}, {"num_steps": 3}, {"purity": True},
+                                     {"purity": True, "num_steps": 5}])
+def test_sampler_recovers_a_certain_prediction(options):
+    target = torch.randint(0, TINY.num_codes, (16,), generator=torch.Generator().manual_seed(0))
+    schedule = MaskAndReplace(TINY.num_codes, TINY.num_steps)
+    out = sample(OracleModel(target), schedule, torch.zeros(3, 8), seed=0, **options)
+    assert out.shape == (3, 4, 4) and out.dtype == torch.int64
+    assert torch.equal(out, target.view(1, 4, 4).expand(3, -1, -1))
+
+
+def test_sampler_is_deterministic_and_stateless():
+    model = tiny_model()
+    schedule = MaskAndReplace(TINY.num_codes, TINY.num_steps)
+    condition = text_condition(torch.randn(5, 8, generator=torch.Generator().manual_seed(2)))
+    null = NullCondition(8)
+    options = dict(guidance_scale=2.0, null_condition=null, num_steps=10)
+    first = sample(model, schedule, condition, seed=11, batch_size=5, truncation_r=1.0, **options)
+    assert first.shape == (5, 4, 4)
+    assert int(first.min()) >= 0 and int(first.max()) < TINY.num_codes
+    again = sample(model, schedule, condition, seed=11, batch_size=2, truncation_r=1.0, **options)
+    assert torch.equal(first, again), "same seed, other batch size: same images"
+    other_seed = sample(model, schedule, condition, seed=12, batch_size=5, truncation_r=1.0, **options)
+    assert not torch.equal(first, other_seed)
+    # r = 0.85 first, then r = 1.0: identical to calling r = 1.0 first (nothing is carried over)
+    truncated = sample(model, schedule, condition, seed=11, batch_size=5, truncation_r=0.85, **options)
+    after = sample(model, schedule, condition, seed=11, batch_size=5, truncation_r=1.0, **options)
+    assert torch.equal(after, first)
+    assert not torch.equal(truncated, first)
+    # image i depends on (seed, i) and its own condition only, not on the other images requested
+    prefix = sample(model, schedule, condition[:3], seed=11, truncation_r=1.0, **options)
+    assert torch.equal(prefix, first[:3])
+    with pytest.raises(ValueError, match="null_condition"):
+        sample(model, schedule, condition, guidance_scale=2.0)
+
+
+def test_reverse_step_counts():
+    assert reverse_step_counts(100) == list(range(100, -1, -1))
+    assert reverse_step_counts(100, step_stride=30) == [100, 70, 40, 10, 0]
+    assert reverse_step_counts(100, num_steps=4) == [100, 75, 50, 25, 0]
+    with pytest.raises(ValueError, match="not both"):
+        reverse_step_counts(100, num_steps=4, step_stride=2)

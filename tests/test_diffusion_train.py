@@ -1,0 +1,178 @@
+"""The shared diffusion trainer: modes, exact resume after a kill, checkpoints, and 2-process DDP."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from safetensors.torch import load_file
+
+from clipvqd.diffusion import DenoiserConfig, DiffusionTrainConfig, MaskAndReplace, load_denoiser, sample, train_diffusion
+from clipvqd.resume import ResumeState
+
+# T = 5 and importance_min_samples = 1: importance sampling is active within a few steps, so the resume
+# test also covers the timestep sampler's saved state.
+MODEL = DenoiserConfig(num_codes=16, grid_height=4, grid_width=4, condition_dim=8, hidden_dim=32,
+                       num_layers=2, num_heads=4, mlp_ratio=2, num_steps=5)
+TRAIN = DiffusionTrainConfig(steps=8, batch_size=8, learning_rate=1e-3, warmup_steps=2, final_lr_fraction=0.5,
+                             grad_clip_steps=4, ema_update_interval=2, snapshot_interval=4, log_interval=2,
+                             importance_min_samples=1)
+
+DDP_TRAIN = dataclasses.replace(TRAIN, steps=4)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_data(count: int = 24) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, MODEL.num_codes, (count, 4, 4), generator=generator)
+    conditions = torch.randn(count, MODEL.condition_dim, generator=generator)
+    return tokens, conditions
+
+
+def run(tmp: Path, name: str, mode: str = "language_free", train: DiffusionTrainConfig = TRAIN, **kwargs) -> Path:
+    tokens, conditions = make_data()
+    out = tmp / name / "weights.safetensors"
+    train_diffusion(tokens, conditions, MODEL, train, mode, tmp / name / "work", out, tmp / name / "curve.csv",
+                    progress=False, seed=3, **kwargs)
+    return out
+
+
+def curve_without_time(path: Path) -> list[dict[str, str]]:
+    rows = list(csv.DictReader(open(path)))
+    for row in rows:
+        row.pop("elapsed_s")
+    return rows
+
+
+class Killed(Exception):
+    pass
+
+
+def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, monkeypatch):
+    straight = run(tmp_path, "straight")
+
+    original_save = ResumeState.save
+
+    def save_then_die(self, step, objects, extra=None):
+        original_save(self, step, objects, extra)
+        raise Killed(f"killed after the snapshot at step {step}")
+
+    monkeypatch.setattr(ResumeState, "save", save_then_die)
+    with pytest.raises(Killed, match="step 4"):
+        run(tmp_path, "resumed")
+    assert not (tmp_path / "resumed" / "weights.safetensors").exists()
+    monkeypatch.setattr(ResumeState, "save", original_save)
+    resumed = run(tmp_path, "resumed")
+
+    a, b = load_file(str(straight)), load_file(str(resumed))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert curve_without_time(tmp_path / "straight" / "curve.csv") == curve_without_time(tmp_path / "resumed" / "curve.csv")
+    # a finished run rerun is a no-op that rewrites the same outputs
+    again = run(tmp_path, "resumed")
+    assert all(torch.equal(load_file(str(again))[k], a[k]) for k in a)
+
+
+def test_checkpoint_loads_with_null_vector_and_meta(tmp_path):
+    out = run(tmp_path, "uncond", mode="unconditional")
+    model, null, meta = load_denoiser(out)
+    assert meta["mode"] == "unconditional" and meta["step"] == TRAIN.steps and meta["weights"] == "ema"
+    assert DenoiserConfig.from_dict(meta["model_config"]) == MODEL
+    assert DiffusionTrainConfig.from_dict(meta["train_config"]) == TRAIN
+    assert "null_condition.vector" in load_file(str(out))
+    tokens = sample(model, MaskAndReplace(MODEL.num_codes, MODEL.num_steps), null(2).detach(), num_steps=4)
+    assert tokens.shape == (2, 4, 4)
+    rows = list(csv.DictReader(open(tmp_path / "uncond" / "curve.csv")))
+    assert [int(r["step"]) for r in rows] == [2, 4, 6, 8]
+    assert all(float(r["loss"]) > 0 for r in rows)
+
+
+def test_cfg_finetune_trains_the_null_vector_from_pretrained_weights(tmp_path):
+    pretrained = run(tmp_path, "pretrain")
+    finetune = DiffusionTrainConfig(steps=4, batch_size=8, learning_rate=1e-2, warmup_steps=0,
+                                    null_condition_probability=0.5, snapshot_interval=100, log_interval=2,
+                                    ema_decay=0.0, ema_update_interval=1)
+    tuned = run(tmp_path, "finetune", mode="cfg_finetune", train=finetune, init_weights=pretrained)
+    before, after = load_file(str(pretrained)), load_file(str(tuned))
+    # language-free pretraining leaves the null vector untouched; fine-tuning moves it
+    initial = load_file(str(run(tmp_path, "paired", mode="paired")))["null_condition.vector"]
+    assert torch.equal(before["null_condition.vector"], initial)
+    assert not torch.equal(before["null_condition.vector"], after["null_condition.vector"])
+    assert load_denoiser(tuned)[2]["init_weights"] == str(pretrained)
+    with pytest.raises(ValueError, match="init_weights"):
+        run(tmp_path, "no_init", mode="cfg_finetune", train=finetune)
+
+
+def test_inputs_are_checked_with_names(tmp_path):
+    tokens, conditions = make_data()
+    with pytest.raises(ValueError, match="unknown training mode 'language-free'"):
+        run(tmp_path, "bad", mode="language-free")
+    with pytest.raises(ValueError, match="num_codes=16"):
+        train_diffusion(tokens + 16, conditions, MODEL, TRAIN, "paired", tmp_path / "w", tmp_path / "o", tmp_path / "c",
+                        progress=False)
+    with pytest.raises(ValueError, match="condition_dim"):
+        train_diffusion(tokens, conditions[:, :4], MODEL, TRAIN, "paired", tmp_path / "w", tmp_path / "o",
+                        tmp_path / "c", progress=False)
+    run(tmp_path, "fingerprint")
+    with pytest.raises(ValueError, match="other data or settings"):
+        train_diffusion(tokens, conditions * 2, MODEL, dataclasses.replace(TRAIN, steps=12), "language_free",
+                        tmp_path / "fingerprint" / "work", tmp_path / "o2", tmp_path / "c2", progress=False, seed=3)
+    with pytest.raises(ValueError, match="other data or settings"):
+        train_diffusion(tokens, conditions, dataclasses.replace(MODEL, hidden_dim=16), TRAIN, "language_free",
+                        tmp_path / "fingerprint" / "work", tmp_path / "o2", tmp_path / "c2", progress=False, seed=3)
+
+
+# -------------------------------------------------------------------------------------------------- DDP
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world_size: int, port: int, root: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    tokens, conditions = make_data()
+    train_diffusion(tokens, conditions, MODEL, DDP_TRAIN, "language_free",
+                    Path(root) / "work", Path(root) / "weights.safetensors", Path(root) / "curve.csv",
+                    progress=False, seed=3)
+
+
+def test_two_process_gloo_ddp_matches_one_process(tmp_path):
+    # The 1-process reference runs first: the forked workers then inherit warm imports.
+    single = run(tmp_path, "single", train=DDP_TRAIN)
+    port = _free_port()
+    context = mp.start_processes(_ddp_worker, args=(2, port, str(tmp_path / "ddp")), nprocs=2, join=False,
+                                 start_method="fork")
+    started = time.monotonic()
+    while not context.join(timeout=1.0):
+        if time.monotonic() - started > 60.0:
+            for process in context.processes:
+                process.kill()
+            pytest.fail("2-process DDP training hung")
+    ddp, one = load_file(str(tmp_path / "ddp" / "weights.safetensors")), load_file(str(single))
+    # Same global batch and per-sample noise: the runs differ only by floating-point summation order.
+    for key in one:
+        assert torch.allclose(ddp[key], one[key], atol=1e-5, rtol=1e-4), key
+    ddp_curve = curve_without_time(tmp_path / "ddp" / "curve.csv")
+    one_curve = curve_without_time(tmp_path / "single" / "curve.csv")
+    assert [r["step"] for r in ddp_curve] == [r["step"] for r in one_curve]
+    for a, b in zip(ddp_curve, one_curve):
+        assert float(a["loss"]) == pytest.approx(float(b["loss"]), rel=1e-4)
+    assert load_denoiser(tmp_path / "ddp" / "weights.safetensors")[2]["world_size"] == 2
