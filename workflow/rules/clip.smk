@@ -20,7 +20,6 @@ if STANDIN_ROLES:
             LOGS / "clip_train_standin_{role}.log",
         benchmark:
             BENCHMARKS / "clip_train_standin_{role}.tsv"
-        threads: 2
         conda:
             ENV
         shell:

@@ -20,7 +20,6 @@ if IS_WORLD:
             LOGS / "oracle_train.log",
         benchmark:
             BENCHMARKS / "oracle_train.tsv"
-        threads: 2
         conda:
             ENV
         shell:
