@@ -13,7 +13,6 @@ rule lafite_train:
         LOGS / "lafite_train.log",
     benchmark:
         BENCHMARKS / "lafite_train.tsv"
-    threads: 2
     conda:
         ENV
     shell:
@@ -30,7 +29,6 @@ rule clip2latent_generator_train:
         LOGS / "clip2latent_generator_train.log",
     benchmark:
         BENCHMARKS / "clip2latent_generator_train.tsv"
-    threads: 2
     conda:
         ENV
     shell:
@@ -47,7 +45,6 @@ rule clip2latent_latent_sample:
         LOGS / "clip2latent_latent_sample.log",
     benchmark:
         BENCHMARKS / "clip2latent_latent_sample.tsv"
-    threads: 2
     conda:
         ENV
     shell:
@@ -64,7 +61,6 @@ rule clip2latent_prior_train:
         LOGS / "clip2latent_prior_train.log",
     benchmark:
         BENCHMARKS / "clip2latent_prior_train.tsv"
-    threads: 2
     conda:
         ENV
     shell:

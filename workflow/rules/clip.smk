@@ -82,7 +82,6 @@ rule clip_embed:
         LOGS / "clip_embed.log",
     benchmark:
         BENCHMARKS / "clip_embed.tsv"
-    threads: 2
     conda:
         ENV
     shell:

@@ -12,7 +12,6 @@ rule diffusion_pretrain:
         LOGS / "diffusion_pretrain_alpha={alpha}.log",
     benchmark:
         BENCHMARKS / "diffusion_pretrain_alpha={alpha}.tsv"
-    threads: 2
     conda:
         ENV
     shell:
@@ -31,7 +30,6 @@ rule diffusion_cfg_finetune:
         LOGS / "diffusion_cfg_finetune_alpha={alpha}.log",
     benchmark:
         BENCHMARKS / "diffusion_cfg_finetune_alpha={alpha}.tsv"
-    threads: 2
     conda:
         ENV
     shell:
@@ -50,7 +48,6 @@ rule diffusion_paired:
         LOGS / "diffusion_paired.log",
     benchmark:
         BENCHMARKS / "diffusion_paired.tsv"
-    threads: 2
     conda:
         ENV
     shell:
@@ -68,7 +65,6 @@ rule diffusion_unconditional:
         LOGS / "diffusion_unconditional.log",
     benchmark:
         BENCHMARKS / "diffusion_unconditional.tsv"
-    threads: 2
     conda:
         ENV
     shell:

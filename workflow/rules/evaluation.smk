@@ -15,7 +15,6 @@ rule sample:
         LOGS / "sample_{method}_{variant}.log",
     benchmark:
         BENCHMARKS / "sample_{method}_{variant}.tsv"
-    threads: 2
     conda:
         ENV
     shell:
@@ -33,7 +32,6 @@ rule metrics:
         LOGS / "metrics_{method}_{variant}.log",
     benchmark:
         BENCHMARKS / "metrics_{method}_{variant}.tsv"
-    threads: 2
     conda:
         ENV
     shell:

@@ -12,7 +12,6 @@ rule tokenizer_train:
         LOGS / "tokenizer_train.log",
     benchmark:
         BENCHMARKS / "tokenizer_train.tsv"
-    threads: 2
     conda:
         ENV
     shell:
@@ -47,7 +46,6 @@ rule tokenizer_tokenize:
         LOGS / "tokenizer_tokenize.log",
     benchmark:
         BENCHMARKS / "tokenizer_tokenize.tsv"
-    threads: 2
     conda:
         ENV
     shell:
