@@ -126,6 +126,73 @@ def cmd_oracle_score(args) -> None:
     _write_json(args.out, score_samples(args.oracle, args.samples, args.prompts))
 
 
+# ---- tokenizer ---------------------------------------------------------------------------------------
+
+def _tokenizer_configs(params: dict[str, Any]):
+    from clipvqd.tokenizer import TokenizerConfig, TokenizerTrainConfig
+
+    return (TokenizerConfig.from_dict(params["model"], "tokenizer.model"),
+            TokenizerTrainConfig.from_dict(params["train"], "tokenizer.train"))
+
+
+def cmd_tokenizer_train(args) -> None:
+    from clipvqd.manifest import ManifestImages
+    from clipvqd.tokenizer import build_code_mapping, count_code_usage, load_tokenizer, train_tokenizer
+
+    model_cfg, train_cfg = _tokenizer_configs(args.params)
+    dataset = ManifestImages(args.train, resolution=model_cfg.resolution, resize=args.params["resize"])
+    train_tokenizer(dataset, model_cfg, train_cfg, args.work, args.out, args.curve, device=args.device,
+                    seed=args.seed)
+    model, _ = load_tokenizer(args.out, device=args.device, expected_config=model_cfg)
+    counts = count_code_usage(model, dataset, device=args.device, progress=True)
+    build_code_mapping(counts, provenance={"manifest": str(args.train), "tokenizer": str(args.out)}).save(args.codebook)
+
+
+def _oracle_scorer(oracle_path: str | None):
+    if not oracle_path:
+        return None
+    from clipvqd.oracle import Oracle
+
+    oracle = Oracle(oracle_path)
+
+    def accuracy(images_uint8, rows) -> float:
+        predicted = oracle.predict(images_uint8)
+        checks = [p == t for name in oracle.attributes for p, t in zip(predicted[name], rows[name])]
+        return sum(checks) / len(checks)
+
+    return accuracy
+
+
+def cmd_tokenizer_evaluate(args) -> None:
+    import torch
+
+    from clipvqd.checkpoint import load_meta
+    from clipvqd.manifest import ManifestImages
+    from clipvqd.tokenizer import CodeMapping, evaluate_tokenizer, load_tokenizer, save_reconstruction_grid
+
+    model, meta = load_tokenizer(args.model, device=args.device)
+    mapping = CodeMapping.load(args.codebook)
+    dataset = ManifestImages(args.heldout, resolution=model.config.resolution, resize=args.resize)
+    metrics = evaluate_tokenizer(model, dataset, mapping, attribute_scorer=_oracle_scorer(args.oracle),
+                                 device=args.device, progress=True, checkpoint_meta=load_meta(args.model))
+    originals = torch.stack([dataset[i] for i in range(min(16, len(dataset)))]).to(args.device)
+    with torch.no_grad():
+        # Restricted to the compact vocabulary: what the diffusion model can actually produce.
+        reconstructions = model.decode_codes(model.encode(originals, allowed_codes=mapping.used_codes.to(args.device)))
+    save_reconstruction_grid(originals.cpu(), reconstructions.cpu(), args.grid)
+    _write_json(args.metrics, metrics)
+
+
+def cmd_tokenizer_tokenize(args) -> None:
+    from clipvqd.manifest import ManifestImages
+    from clipvqd.tokenizer import CodeMapping, load_tokenizer, tokenize_dataset
+
+    model, _ = load_tokenizer(args.model, device=args.device)
+    dataset = ManifestImages(args.train, resolution=model.config.resolution, resize=args.resize)
+    tokenize_dataset(model, dataset, CodeMapping.load(args.codebook), args.out, args.manifest,
+                     device=args.device, provenance={"manifest": str(args.train), "tokenizer": str(args.model)})
+
+
 # ---- stages that later issues fill -------------------------------------------------------------------
 
 def cmd_not_implemented(args) -> None:
@@ -194,6 +261,34 @@ def build_parser() -> argparse.ArgumentParser:
     osc.add_argument("--samples", required=True, help="samples manifest with a prompt_id column")
     osc.add_argument("--prompts", required=True)
     osc.add_argument("--out", required=True)
+
+    tok = groups.add_parser("tokenizer", help="Gumbel VQGAN tokenizer").add_subparsers(dest="command", required=True)
+    ttr = command(tok, "train", cmd_tokenizer_train, "train, then build the used-code vocabulary")
+    ttr.add_argument("--params", type=_json, required=True, help="the tokenizer config block as JSON")
+    ttr.add_argument("--train", required=True, help="manifest of the generator training split")
+    ttr.add_argument("--work", required=True, help="resume folder (not a workflow output)")
+    ttr.add_argument("--out", required=True)
+    ttr.add_argument("--curve", required=True)
+    ttr.add_argument("--codebook", required=True, help="where the used-code mapping goes")
+    ttr.add_argument("--seed", type=int, default=0)
+    ttr.add_argument("--device", default="cpu")
+    tev = command(tok, "evaluate", cmd_tokenizer_evaluate, "PSNR, SSIM, code usage, oracle ratio, grid")
+    tev.add_argument("--model", required=True)
+    tev.add_argument("--codebook", required=True)
+    tev.add_argument("--heldout", required=True, help="manifest of held-out images (the reference split)")
+    tev.add_argument("--oracle", default=None, help="attribute oracle (worlds)")
+    tev.add_argument("--resize", action="store_true")
+    tev.add_argument("--metrics", required=True)
+    tev.add_argument("--grid", required=True)
+    tev.add_argument("--device", default="cpu")
+    ttk = command(tok, "tokenize", cmd_tokenizer_tokenize, "encode the training split to compact code maps")
+    ttk.add_argument("--model", required=True)
+    ttk.add_argument("--codebook", required=True)
+    ttk.add_argument("--train", required=True)
+    ttk.add_argument("--resize", action="store_true")
+    ttk.add_argument("--out", required=True)
+    ttk.add_argument("--manifest", required=True)
+    ttk.add_argument("--device", default="cpu")
 
     stage = groups.add_parser("stage", help="stages still to be built").add_subparsers(dest="command", required=True)
     ni = command(stage, "not-implemented", cmd_not_implemented, "fail loudly for a stage a later issue builds")

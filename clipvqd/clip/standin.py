@@ -30,6 +30,7 @@ class StandinClipConfig:
     model_name: str = "clipvqd-standin"  # name registered with open_clip; conditioner and judge need different names
     embed_dim: int = 128  # joint embedding size (CLIP ViT-B/32 has 512)
     image_size: int = 32  # input resolution; world images are resized to it
+    vision_tower: str = "vit"  # "vit" (patches) or "resnet" (open_clip's ModifiedResNet; convolutions see fine detail sooner)
     patch_size: int = 4  # ViT patch size: (image_size / patch_size)^2 image tokens
     vision_width: int = 128  # ViT width
     vision_layers: int = 4  # ViT depth
@@ -42,12 +43,32 @@ class StandinClipConfig:
     learning_rate: float = 1e-3  # AdamW peak, after a linear warm-up
     warmup_fraction: float = 0.1  # share of steps spent warming up, then cosine decay to zero
     weight_decay: float = 0.1  # AdamW weight decay (CLIP's value)
+    # Share of batches built around images that agree on every coarse attribute. Web-scale CLIP batches
+    # (32k pairs) are full of near-duplicates that only fine details tell apart; a 128-pair batch of a
+    # small world is not, and without such batches the model learns colours and ignores glasses or smiles.
+    hard_negative_fraction: float = 0.5
+    snapshot_every: int = 50  # steps between resume snapshots
+
+    def __post_init__(self) -> None:
+        if self.vision_tower not in ("vit", "resnet"):
+            raise ValueError(f"standin.vision_tower must be 'vit' or 'resnet', got '{self.vision_tower}'")
+        if self.vision_tower == "vit" and self.vision_width % 64:
+            raise ValueError(f"standin.vision_width={self.vision_width}: a ViT tower needs a multiple of 64 (64 per head)")
+        if self.vision_tower == "resnet" and self.image_size % 32:
+            raise ValueError(f"standin.image_size={self.image_size}: a ResNet tower needs a multiple of 32")
+        if self.vision_tower == "vit" and self.image_size % self.patch_size:
+            raise ValueError(f"standin.image_size={self.image_size} is not divisible by standin.patch_size={self.patch_size}")
 
     def model_cfg(self) -> dict:
+        vision = {"image_size": self.image_size, "layers": self.vision_layers, "width": self.vision_width,
+                  "patch_size": self.patch_size}
+        if self.vision_tower == "resnet":
+            # open_clip's ModifiedResNet: one bottleneck block per stage, final map image_size / 32.
+            vision = {"image_size": self.image_size, "layers": [self.vision_layers] * 4,
+                      "width": self.vision_width, "head_width": self.vision_width}
         return {
             "embed_dim": self.embed_dim,
-            "vision_cfg": {"image_size": self.image_size, "layers": self.vision_layers,
-                           "width": self.vision_width, "patch_size": self.patch_size},
+            "vision_cfg": vision,
             "text_cfg": {"context_length": self.context_length, "vocab_size": 49408,
                          "width": self.text_width, "heads": self.text_heads, "layers": self.text_layers},
         }
@@ -59,6 +80,20 @@ def _learning_rate(step: int, total: int, cfg: StandinClipConfig) -> float:
         return cfg.learning_rate * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return cfg.learning_rate * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _draw_batch(attributes, shared: list[str], batch_size: int, hard: bool, generator: torch.Generator) -> torch.Tensor:
+    """Indices of one batch: uniform, or (hard) first every image agreeing with a random anchor on `shared`."""
+    count = len(attributes)
+    if not hard or not shared:
+        return torch.randperm(count, generator=generator)[:batch_size]
+    anchor = attributes.iloc[int(torch.randint(count, (1,), generator=generator))]
+    agree = (attributes[shared] == anchor[shared]).all(axis=1)
+    pool = torch.tensor(agree.to_numpy()).nonzero().flatten()
+    chosen = pool[torch.randperm(len(pool), generator=generator)[:batch_size]]
+    rest = torch.randperm(count, generator=generator)
+    rest = rest[~torch.isin(rest, chosen)][: batch_size - len(chosen)]
+    return torch.cat([chosen, rest])
 
 
 def train_standin_clip(pairs_manifest: str | Path, cfg: StandinClipConfig, work_dir: str | Path, out: str | Path,
@@ -82,25 +117,26 @@ def train_standin_clip(pairs_manifest: str | Path, cfg: StandinClipConfig, work_
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.learning_rate)
-    order = torch.Generator().manual_seed(seed)
-    steps_per_epoch = max(1, len(images) // cfg.batch_size)
-    total = cfg.epochs * steps_per_epoch
+    generator = torch.Generator().manual_seed(seed)
+    attribute_columns = [c for c in dataset.frame.columns if c not in ("path", "sha256", "caption", "fold")]
+    attributes = dataset.frame.iloc[train_rows][attribute_columns].reset_index(drop=True)
+    # Hard batches hold the coarse attributes (three or more values: colours, shapes) fixed, so only the
+    # fine ones tell their pairs apart.
+    shared = [c for c in attribute_columns if attributes[c].nunique() >= 3]
+    total = cfg.epochs * max(1, len(images) // cfg.batch_size)
 
     state = ResumeState(work_dir)
-    objects = {"model": model, "optimizer": optimizer, "order": order}
+    objects = {"model": model, "optimizer": optimizer, "generator": generator}
     step, _ = state.restore(objects)
     curve_csv = Path(curve_csv)
     curve_csv.parent.mkdir(parents=True, exist_ok=True)
     if step == 0 or not curve_csv.exists():
-        curve_csv.write_text("step,epoch,loss,lr,logit_scale\n")
-    permutation = None
+        curve_csv.write_text("step,loss,lr,logit_scale,hard_batch\n")
     model.train()
     with tqdm(total=total, initial=step, desc="stand-in CLIP", disable=not progress) as bar:
         while step < total:
-            position = step % steps_per_epoch
-            if permutation is None or position == 0:
-                permutation = torch.randperm(len(images), generator=order)
-            batch = permutation[position * cfg.batch_size:(position + 1) * cfg.batch_size]
+            hard = bool(torch.rand(1, generator=generator) < cfg.hard_negative_fraction)
+            batch = _draw_batch(attributes, shared, cfg.batch_size, hard, generator)
             lr = _learning_rate(step, total, cfg)
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -113,12 +149,10 @@ def train_standin_clip(pairs_manifest: str | Path, cfg: StandinClipConfig, work_
                 model.logit_scale.clamp_(0, math.log(100))
             step += 1
             with open(curve_csv, "a", newline="") as handle:
-                csv.writer(handle).writerow([step, step // steps_per_epoch, f"{loss.item():.5f}", f"{lr:.6g}",
-                                             f"{logit_scale.item():.4f}"])
+                csv.writer(handle).writerow([step, f"{loss.item():.5f}", f"{lr:.6g}", f"{logit_scale.item():.4f}", int(hard)])
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}")
-            # Snapshots at epoch ends only: the next epoch's order then follows from the saved generator.
-            if step % steps_per_epoch == 0 and step < total:
+            if step % cfg.snapshot_every == 0 and step < total:
                 state.save(step, objects)
     model.eval()
     return save_clip(out, model, model_name=cfg.model_name, model_cfg=model_cfg, mean=STANDIN_MEAN,
