@@ -29,8 +29,9 @@ def test_retrieval_recall_known_answer():
 
 
 def test_standin_clip_far_above_chance_and_cache_keyed_by_identity(world, tmp_path):
-    cfg = StandinClipConfig(model_name="test-standin", embed_dim=64, vision_width=64, vision_layers=2,
-                            text_width=64, text_layers=2, epochs=6, batch_size=100, learning_rate=2e-3)
+    cfg = StandinClipConfig(model_name="test-standin", embed_dim=64, vision_tower="resnet", vision_width=16,
+                            vision_layers=1, text_width=64, text_layers=2, epochs=10, batch_size=100,
+                            learning_rate=2e-3)
     identity = train_standin_clip(world / "clip_pairs.csv", cfg, tmp_path / "work", tmp_path / "clip.safetensors",
                                   tmp_path / "curve.csv", seed=0, progress=False)
     metrics = evaluate_clip(tmp_path / "clip.safetensors", world / "clip_pairs.csv", "faces", gallery=100)
@@ -49,7 +50,7 @@ def test_standin_clip_far_above_chance_and_cache_keyed_by_identity(world, tmp_pa
 
 
 def test_oracle_reads_held_out_renders(world, tmp_path):
-    train_oracle(world / "oracle.csv", "faces", OracleConfig(epochs=8), tmp_path / "work",
+    train_oracle(world / "oracle.csv", "faces", OracleConfig(epochs=12, batch_size=64), tmp_path / "work",
                  tmp_path / "oracle.safetensors", tmp_path / "curve.csv", seed=0, progress=False)
     oracle = Oracle(tmp_path / "oracle.safetensors")
     held_out = oracle.accuracy_on_manifest(world / "oracle.csv", fold="test")
