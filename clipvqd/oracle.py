@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from clipvqd.checkpoint import load_meta, load_weights, save_weights
 from clipvqd.manifest import ManifestImages, read_manifest
-from clipvqd.resume import ResumeState
+from clipvqd.resume import resume_training
 from clipvqd.worlds import get_world
 
 
@@ -99,13 +99,8 @@ def train_oracle(manifest: str | Path, world_name: str, cfg: OracleConfig, work_
     generator = torch.Generator().manual_seed(seed)
     steps_per_epoch = max(1, math.ceil(len(images) / cfg.batch_size))
     total = cfg.epochs * steps_per_epoch
-    state = ResumeState(work_dir)
     objects = {"model": model, "optimizer": optimizer, "generator": generator}
-    step, _ = state.restore(objects)
-    curve_csv = Path(curve_csv)
-    curve_csv.parent.mkdir(parents=True, exist_ok=True)
-    if step == 0 or not curve_csv.exists():
-        curve_csv.write_text("step,loss,lr\n")
+    state, step = resume_training(work_dir, objects, curve_csv, "step,loss,lr")
     model.train()
     permutation = None
     with tqdm(total=total, initial=step, desc="attribute oracle", disable=not progress) as bar:

@@ -92,3 +92,18 @@ class ResumeState:
     def clear(self) -> None:
         for path in self.snapshots():
             path.unlink()
+
+
+def resume_training(work_dir: str | Path, objects: Mapping[str, Any], curve_csv: str | Path,
+                    curve_header: str) -> tuple[ResumeState, int]:
+    """Restore `objects` from `work_dir` if a snapshot exists; (re)start the loss curve on a fresh run.
+
+    Returns the state (to save snapshots into) and the step to continue from.
+    """
+    state = ResumeState(work_dir)
+    step, _ = state.restore(objects)
+    curve_csv = Path(curve_csv)
+    curve_csv.parent.mkdir(parents=True, exist_ok=True)
+    if step == 0 or not curve_csv.exists():
+        curve_csv.write_text(curve_header.rstrip("\n") + "\n")
+    return state, step

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from clipvqd.clip.encoder import register_model_config, save_clip
 from clipvqd.manifest import ManifestImages
-from clipvqd.resume import ResumeState
+from clipvqd.resume import resume_training
 
 # The stand-in sees images in [-1, 1]: mean 0.5 and std 0.5 on [0, 1] pixels.
 STANDIN_MEAN = (0.5, 0.5, 0.5)
@@ -125,13 +125,8 @@ def train_standin_clip(pairs_manifest: str | Path, cfg: StandinClipConfig, work_
     shared = [c for c in attribute_columns if attributes[c].nunique() >= 3]
     total = cfg.epochs * max(1, len(images) // cfg.batch_size)
 
-    state = ResumeState(work_dir)
     objects = {"model": model, "optimizer": optimizer, "generator": generator}
-    step, _ = state.restore(objects)
-    curve_csv = Path(curve_csv)
-    curve_csv.parent.mkdir(parents=True, exist_ok=True)
-    if step == 0 or not curve_csv.exists():
-        curve_csv.write_text("step,loss,lr,logit_scale,hard_batch\n")
+    state, step = resume_training(work_dir, objects, curve_csv, "step,loss,lr,logit_scale,hard_batch")
     model.train()
     with tqdm(total=total, initial=step, desc="stand-in CLIP", disable=not progress) as bar:
         while step < total:
