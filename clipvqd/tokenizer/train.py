@@ -1,0 +1,294 @@
+"""Training the Gumbel VQGAN tokenizer, resumably.
+
+Everything a killed run needs to continue bit-for-bit lives in `work_dir` (not a Snakemake output):
+both networks, both AdamW states, the Gumbel-noise generator, the global RNG, the step, and the partial
+loss-curve window. Data order needs no saved state: epoch e's order is a permutation drawn from a
+generator seeded by (seed, e), so any step's batch can be recomputed. The loss curve is built in the
+work folder too and copied to `curve_csv` together with the final weights, because Snakemake deletes
+the outputs of a failed job.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm.auto import tqdm
+
+from clipvqd.checkpoint import save_weights
+from clipvqd.hashing import sha256_file
+from clipvqd.resume import ResumeState
+from clipvqd.tokenizer.compaction import usage_statistics
+from clipvqd.tokenizer.config import TokenizerConfig, TokenizerTrainConfig, fingerprint
+from clipvqd.tokenizer.losses import LossTerms, VQGANLoss
+from clipvqd.tokenizer.model import GumbelVQGAN
+from clipvqd.tokenizer.perceptual import LPIPS
+from clipvqd.tokenizer.quantizer import cosine_temperature
+
+RUN_IDENTITY_FILE = "run.json"
+WORK_CURVE_FILE = "curve.csv"
+LOSS_FIELDS = [f.name for f in fields(LossTerms)]
+CURVE_COLUMNS = ["step", "epoch", "temperature", *LOSS_FIELDS, "codes_used_fraction", "code_perplexity"]
+
+
+class CurveWindow:
+    """Running means of the loss terms and a code histogram over one logging interval."""
+
+    def __init__(self, codebook_size: int):
+        self.codebook_size = codebook_size
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums = {name: 0.0 for name in LOSS_FIELDS}
+        self.steps = 0
+        self.code_counts = torch.zeros(self.codebook_size, dtype=torch.long)
+
+    def add(self, terms: LossTerms, codes: torch.Tensor) -> None:
+        for name, value in asdict(terms).items():
+            self.sums[name] += value
+        self.steps += 1
+        self.code_counts += torch.bincount(codes.flatten().cpu(), minlength=self.codebook_size)
+
+    def row(self, step: int, steps_per_epoch: int, temperature: float) -> dict[str, float]:
+        usage = usage_statistics(self.code_counts)
+        row = {"step": step, "epoch": round(step / steps_per_epoch, 4), "temperature": temperature}
+        row.update({name: total / max(self.steps, 1) for name, total in self.sums.items()})
+        row.update(codes_used_fraction=usage["fraction_used"], code_perplexity=usage["perplexity"])
+        return row
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"sums": dict(self.sums), "steps": self.steps, "code_counts": self.code_counts.clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.sums, self.steps, self.code_counts = dict(state["sums"]), state["steps"], state["code_counts"].clone()
+
+
+class CurveFile:
+    """The loss curve CSV in the work folder; on resume, rows past the restored step are dropped."""
+
+    def __init__(self, path: Path, resume_step: int):
+        self.path = path
+        rows = []
+        if path.is_file() and resume_step > 0:
+            with open(path, newline="") as handle:
+                rows = [row for row in csv.DictReader(handle) if int(row["step"]) <= resume_step]
+        with open(path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=CURVE_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def append(self, row: dict[str, float]) -> None:
+        with open(self.path, "a", newline="") as handle:
+            csv.DictWriter(handle, fieldnames=CURVE_COLUMNS).writerow(row)
+
+
+def epoch_order(dataset_size: int, seed: int, epoch: int) -> torch.Tensor:
+    """The visiting order of epoch `epoch`: a function of (seed, epoch) only, so resuming needs no state."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(dataset_size, generator=generator)
+
+
+def _item_name(dataset: Dataset, index: int) -> str:
+    paths = getattr(dataset, "paths", None)
+    return str(paths[index]) if paths is not None else f"item {index}"
+
+
+def preload_images(dataset: Dataset, config: TokenizerConfig) -> torch.Tensor:
+    """Stack the whole split into one tensor, refusing (by file name) any image of the wrong shape."""
+    expected = (config.in_channels, config.resolution, config.resolution)
+    images = []
+    for index in range(len(dataset)):
+        image = dataset[index]
+        if tuple(image.shape) != expected:
+            raise ValueError(f"training image {_item_name(dataset, index)} has shape {tuple(image.shape)}, "
+                             f"the tokenizer expects {expected} (set the data's resolution/resize options)")
+        images.append(image)
+    return torch.stack(images)
+
+
+def batches_from(dataset: Dataset, images: torch.Tensor | None, order: torch.Tensor, batch_size: int,
+                 num_workers: int) -> Iterator[torch.Tensor]:
+    if images is not None:
+        for start in range(0, len(order) - batch_size + 1, batch_size):
+            yield images[order[start:start + batch_size]]
+        return
+    # An explicit generator keeps the loader from drawing worker seeds from the global RNG stream.
+    loader = DataLoader(Subset(dataset, order.tolist()), batch_size=batch_size, shuffle=False, drop_last=True,
+                        num_workers=num_workers, generator=torch.Generator().manual_seed(0))
+    yield from loader
+
+
+def _build_perceptual(config: TokenizerTrainConfig) -> LPIPS | None:
+    if not config.perceptual_enabled:
+        return None
+    return LPIPS.from_files(config.lpips_vgg_weights, config.lpips_vgg_sha256,
+                            config.lpips_linear_weights, config.lpips_linear_sha256)
+
+
+def perceptual_status(config: TokenizerTrainConfig) -> dict[str, Any]:
+    """How the perceptual loss was configured, for the checkpoint metadata and the metrics file."""
+    if not config.perceptual_enabled:
+        return {"enabled": False, "reason": "no LPIPS weight files given (offline default): L1 + GAN + KL only"}
+    return {
+        "enabled": True,
+        "weight": config.perceptual_weight,
+        "vgg_weights": str(config.lpips_vgg_weights),
+        "vgg_sha256": sha256_file(config.lpips_vgg_weights),
+        "linear_weights": str(config.lpips_linear_weights),
+        "linear_sha256": sha256_file(config.lpips_linear_weights),
+    }
+
+
+def _claim_work_dir(state: ResumeState, identity: str) -> None:
+    """Start over (with a message) when the work folder holds a run of another configuration."""
+    state.work_dir.mkdir(parents=True, exist_ok=True)
+    marker = state.work_dir / RUN_IDENTITY_FILE
+    if marker.is_file() and marker.read_text() != identity and state.snapshots():
+        print(f"tokenizer: resume state in {state.work_dir} belongs to another configuration; starting over")
+        state.clear()
+    tmp = marker.with_name(marker.name + ".tmp")
+    tmp.write_text(identity)
+    os.replace(tmp, marker)
+
+
+def _copy_atomic(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+
+
+def train_tokenizer(
+    dataset: Dataset,
+    model_cfg: TokenizerConfig,
+    train_cfg: TokenizerTrainConfig,
+    work_dir: str | Path,
+    out_weights: str | Path,
+    curve_csv: str | Path,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    progress: bool = True,
+    stop_after_step: int | None = None,
+) -> dict[str, Any]:
+    """Train (or continue training) the tokenizer; write `out_weights` (+ JSON sidecar) and `curve_csv`.
+
+    `dataset` yields float images (3, R, R) in [-1, 1] (e.g. `ManifestImages`). `stop_after_step` ends
+    this call after that step with a snapshot saved and no final outputs (for tests, and for splitting
+    a run across wall-time-limited jobs); the next call continues. Returns the checkpoint metadata,
+    or {"finished": False, "step": ...} when stopped early.
+    """
+    device = torch.device(device)
+    work_dir = Path(work_dir)
+    dataset_size = len(dataset)
+    steps_per_epoch = dataset_size // train_cfg.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"the training split has {dataset_size} images, fewer than one batch "
+                         f"(batch_size={train_cfg.batch_size})")
+    total_steps = train_cfg.total_steps(dataset_size)
+    anneal_steps = train_cfg.temperature_anneal_steps or total_steps
+
+    perceptual = _build_perceptual(train_cfg)
+    # Initialise from the seed without disturbing (or depending on) the caller's global RNG stream.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = GumbelVQGAN(model_cfg)
+        loss = VQGANLoss(train_cfg, model_cfg.in_channels, perceptual)
+    # channels_last runs the convolutions through faster kernels on CPU (oneDNN) and on tensor cores.
+    model.to(device, memory_format=torch.channels_last).train()
+    loss.to(device, memory_format=torch.channels_last).train()
+    adamw = dict(betas=tuple(train_cfg.betas), weight_decay=train_cfg.weight_decay)
+    opt_g = torch.optim.AdamW(model.parameters(), lr=train_cfg.learning_rate, **adamw)
+    opt_d = torch.optim.AdamW(loss.discriminator.parameters(), lr=train_cfg.disc_learning_rate, **adamw)
+    gumbel_noise = torch.Generator(device=device).manual_seed(seed + 1)
+    window = CurveWindow(model_cfg.codebook_size)
+
+    state = ResumeState(work_dir)
+    _claim_work_dir(state, fingerprint(model_cfg, train_cfg, seed=seed, dataset_size=dataset_size))
+    objects = {"model": model, "discriminator": loss.discriminator, "opt_g": opt_g, "opt_d": opt_d,
+               "gumbel_noise": gumbel_noise}
+    step, extra = state.restore(objects)
+    if "window" in extra:
+        window.load_state_dict(extra["window"])
+    last_row = extra.get("last_row")
+    curve = CurveFile(work_dir / WORK_CURVE_FILE, step)
+
+    images = preload_images(dataset, model_cfg) if train_cfg.preload else None
+    stop_at = total_steps if stop_after_step is None else min(stop_after_step, total_steps)
+    bar = tqdm(total=total_steps, initial=step, desc="tokenizer", unit="step", disable=not progress,
+               dynamic_ncols=True)
+
+    def snapshot() -> None:
+        state.save(step, objects, {"window": window.state_dict(), "last_row": last_row})
+
+    while step < stop_at:
+        epoch, offset = divmod(step, steps_per_epoch)
+        order = epoch_order(dataset_size, seed, epoch)[offset * train_cfg.batch_size:
+                                                       steps_per_epoch * train_cfg.batch_size]
+        for batch in batches_from(dataset, images, order, train_cfg.batch_size, train_cfg.num_workers):
+            batch = batch.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            temperature = cosine_temperature(step, train_cfg.temperature_start, train_cfg.temperature_end,
+                                             anneal_steps)
+            reconstructions, quantized = model(batch, temperature, gumbel_noise)
+            generator_loss, terms = loss.generator_loss(batch, reconstructions, quantized.kl, step,
+                                                        model.last_layer)
+            if not math.isfinite(terms.generator_total):
+                raise FloatingPointError(f"tokenizer loss became {terms.generator_total} at step {step}; "
+                                         f"the last good state is in {work_dir}")
+            opt_g.zero_grad(set_to_none=True)
+            generator_loss.backward()
+            if train_cfg.grad_clip_norm is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip_norm)
+            opt_g.step()
+            if loss.gan_active(step):
+                disc_loss = loss.discriminator_loss(batch, reconstructions, terms)
+                opt_d.zero_grad(set_to_none=True)
+                disc_loss.backward()
+                opt_d.step()
+            step += 1
+            window.add(terms, quantized.codes)
+            if step % train_cfg.log_every == 0 or step == total_steps:
+                last_row = window.row(step, steps_per_epoch, temperature)
+                curve.append(last_row)
+                window.reset()
+                bar.set_postfix(l1=f"{last_row['l1']:.4f}", temp=f"{temperature:.3f}",
+                                codes=f"{last_row['codes_used_fraction']:.2f}")
+            bar.update(1)
+            if step % train_cfg.snapshot_every == 0 or step == stop_at:
+                snapshot()
+            if step >= stop_at:
+                break
+    bar.close()
+
+    if step < total_steps:
+        return {"finished": False, "step": step, "total_steps": total_steps}
+
+    meta = {
+        "kind": "gumbel_vqgan_tokenizer",
+        "model_config": model_cfg.to_dict(),
+        "train_config": train_cfg.to_dict(),
+        "step": step,
+        "epochs": round(step / steps_per_epoch, 4),
+        "seed": seed,
+        "dataset_size": dataset_size,
+        "token_grid": list(model_cfg.token_grid),
+        "codebook_size": model_cfg.codebook_size,
+        "perceptual_loss": perceptual_status(train_cfg),
+        # Usage of the Gumbel samples over the last logging interval; compaction counts the argmax codes
+        # of the whole training split.
+        "code_usage_last_interval": {
+            "codes_used_fraction": last_row["codes_used_fraction"] if last_row else None,
+            "code_perplexity": last_row["code_perplexity"] if last_row else None,
+            "steps": train_cfg.log_every,
+        },
+    }
+    _copy_atomic(work_dir / WORK_CURVE_FILE, Path(curve_csv))
+    save_weights(out_weights, model.state_dict(), meta)
+    return json.loads(json.dumps(meta, default=str))
