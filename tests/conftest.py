@@ -32,3 +32,14 @@ def _limit_threads():
     import torch
 
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """For modules of tiny-tensor tests, where intra-op threads only add synchronisation."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -31,13 +31,8 @@ TINY = DenoiserConfig(num_codes=16, grid_height=4, grid_width=4, condition_dim=8
                       num_layers=2, num_heads=4, mlp_ratio=2, num_steps=20)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny tensors: one thread avoids intra-op synchronisation that dominates on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny tensors: one thread avoids intra-op synchronisation that dominates on a shared CPU.
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def tiny_model(seed: int = 0) -> Denoiser:

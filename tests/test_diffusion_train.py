@@ -28,12 +28,8 @@ TRAIN = DiffusionTrainConfig(steps=8, batch_size=8, learning_rate=1e-3, warmup_s
 DDP_TRAIN = dataclasses.replace(TRAIN, steps=4)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny tensors: one thread avoids intra-op synchronisation that dominates on a shared CPU.
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def make_data(count: int = 24) -> tuple[torch.Tensor, torch.Tensor]:
