@@ -11,7 +11,7 @@ TINY_TOKENIZER = {
     "resize": False,
     "model": {"channels": 16, "channel_multipliers": [1, 2, 4], "num_res_blocks": 1, "attention_resolutions": [],
               "norm_groups": 8, "z_channels": 16, "embed_dim": 16, "codebook_size": 32},
-    "train": {"max_steps": 3, "batch_size": 8, "log_every": 1, "disc_start": 2},
+    "train": {"max_steps": 3, "batch_size": 8, "log_every": 1, "disc_start": 2, "disc_weight": 0.8},
 }
 
 

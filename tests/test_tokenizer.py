@@ -26,20 +26,20 @@ from tokenizer_helpers import TINY, blob_images, one_torch_thread  # noqa: F401 
 
 def test_world_default_shapes_through_encoder_quantizer_decoder():
     config = TokenizerConfig()
-    assert config.downsampling_factor == 4 and config.token_grid == (8, 8)
+    assert config.downsampling_factor == 2 and config.token_grid == (16, 16)
     torch.manual_seed(0)
     model = GumbelVQGAN(config).train()
     images = blob_images(2, resolution=32)
     features = model.encoder(images)
-    assert features.shape == (2, config.z_channels, 8, 8)
+    assert features.shape == (2, config.z_channels, 16, 16)
     quantized = model.quantizer.sample(features, temperature=0.9)
-    assert quantized.vectors.shape == (2, config.embed_dim, 8, 8)
-    assert quantized.codes.shape == (2, 8, 8) and quantized.codes.dtype == torch.long
+    assert quantized.vectors.shape == (2, config.embed_dim, 16, 16)
+    assert quantized.codes.shape == (2, 16, 16) and quantized.codes.dtype == torch.long
     reconstructions, _ = model(images, temperature=0.9)
     assert reconstructions.shape == images.shape
     model.eval()
     codes = model.encode(images)
-    assert codes.shape == (2, 8, 8) and codes.dtype == torch.long
+    assert codes.shape == (2, 16, 16) and codes.dtype == torch.long
     assert int(codes.max()) < config.codebook_size
     decoded = model.decode_codes(codes)
     assert decoded.shape == images.shape and decoded.abs().max() <= 1.0
@@ -175,8 +175,8 @@ def test_lpips_loads_declared_files_and_measures_distance(tmp_path):
 
 
 def test_config_validation_names_the_field():
-    with pytest.raises(ValueError, match="not divisible by the downsampling factor 4"):
-        TokenizerConfig(resolution=30)
+    with pytest.raises(ValueError, match="not divisible by the downsampling factor 2"):
+        TokenizerConfig(resolution=31)
     with pytest.raises(ValueError, match="attention_resolutions"):
         TokenizerConfig(attention_resolutions=(5,))
     with pytest.raises(ValueError, match=r"unknown TokenizerConfig field\(s\) \['chanels'\]"):

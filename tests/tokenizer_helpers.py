@@ -22,7 +22,7 @@ TINY = TokenizerConfig(
 
 
 def tiny_training(**overrides) -> TokenizerTrainConfig:
-    values = dict(max_steps=6, batch_size=4, learning_rate=2e-3, disc_learning_rate=2e-3, disc_start=2,
+    values = dict(max_steps=6, batch_size=4, learning_rate=2e-3, disc_learning_rate=2e-3, disc_start=2, disc_weight=0.8,
                   disc_layers=1, disc_channels=8, snapshot_every=100, log_every=2, preload=True)
     values.update(overrides)
     return TokenizerTrainConfig(**values)

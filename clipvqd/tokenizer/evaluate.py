@@ -125,7 +125,7 @@ def evaluate_tokenizer(model: GumbelVQGAN, dataset: Dataset, mapping: CodeMappin
         }
     if checkpoint_meta is not None:
         metrics["training"] = {key: checkpoint_meta.get(key) for key in
-                               ("step", "epochs", "seed", "dataset_size", "perceptual_loss",
+                               ("step", "epochs", "seed", "dataset_size", "perceptual_loss", "adversarial_loss",
                                 "code_usage_last_interval")}
     return metrics
 

@@ -59,7 +59,7 @@ class VQGANLoss(nn.Module):
         self.perceptual = perceptual if config.perceptual_enabled else None
 
     def gan_active(self, step: int) -> bool:
-        return step >= self.config.disc_start
+        return self.config.disc_weight > 0 and step >= self.config.disc_start
 
     def generator_loss(self, images: torch.Tensor, reconstructions: torch.Tensor, kl: torch.Tensor, step: int,
                        last_layer: torch.Tensor) -> tuple[torch.Tensor, LossTerms]:

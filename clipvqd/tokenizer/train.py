@@ -133,10 +133,20 @@ def _build_perceptual(config: TokenizerTrainConfig) -> LPIPS | None:
                             config.lpips_linear_weights, config.lpips_linear_sha256)
 
 
+def adversarial_status(config: TokenizerTrainConfig, total_steps: int) -> dict[str, Any]:
+    """Whether the PatchGAN loss took part, for the checkpoint metadata and the metrics file."""
+    if config.disc_weight <= 0:
+        return {"enabled": False, "reason": "disc_weight is 0 (the world default: at 32 px the GAN term cost "
+                                            "attribute fidelity, see TokenizerTrainConfig.disc_weight)"}
+    if config.disc_start >= total_steps:
+        return {"enabled": False, "reason": f"disc_start {config.disc_start} is not before the last step {total_steps}"}
+    return {"enabled": True, "weight": config.disc_weight, "start_step": config.disc_start}
+
+
 def perceptual_status(config: TokenizerTrainConfig) -> dict[str, Any]:
     """How the perceptual loss was configured, for the checkpoint metadata and the metrics file."""
     if not config.perceptual_enabled:
-        return {"enabled": False, "reason": "no LPIPS weight files given (offline default): L1 + GAN + KL only"}
+        return {"enabled": False, "reason": "no LPIPS weight files given (offline default)"}
     return {
         "enabled": True,
         "weight": config.perceptual_weight,
@@ -215,6 +225,8 @@ def train_tokenizer(
     objects = {"model": model, "discriminator": loss.discriminator, "opt_g": opt_g, "opt_d": opt_d,
                "gumbel_noise": gumbel_noise}
     step, extra = state.restore(objects)
+    if step:
+        print(f"tokenizer: resuming from the snapshot at step {step} of {total_steps} in {work_dir}", flush=True)
     if "window" in extra:
         window.load_state_dict(extra["window"])
     last_row = extra.get("last_row")
@@ -281,6 +293,7 @@ def train_tokenizer(
         "token_grid": list(model_cfg.token_grid),
         "codebook_size": model_cfg.codebook_size,
         "perceptual_loss": perceptual_status(train_cfg),
+        "adversarial_loss": adversarial_status(train_cfg, total_steps),
         # Usage of the Gumbel samples over the last logging interval; compaction counts the argmax codes
         # of the whole training split.
         "code_usage_last_interval": {
