@@ -15,6 +15,7 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
 from clipvqd.diffusion import DenoiserConfig, DiffusionTrainConfig, MaskAndReplace, load_denoiser, sample, train_diffusion
+from clipvqd.diffusion.train import _build_model
 from clipvqd.resume import ResumeState
 
 # T = 5 and importance_min_samples = 1: importance sampling is active within a few steps, so the resume
@@ -105,10 +106,13 @@ def test_cfg_finetune_trains_the_null_vector_from_pretrained_weights(tmp_path):
                                     ema_decay=0.0, ema_update_interval=1)
     tuned = run(tmp_path, "finetune", mode="cfg_finetune", train=finetune, init_weights=pretrained)
     before, after = load_file(str(pretrained)), load_file(str(tuned))
-    # language-free pretraining leaves the null vector untouched; fine-tuning moves it
-    initial = load_file(str(run(tmp_path, "paired", mode="paired")))["null_condition.vector"]
+    # language-free pretraining leaves the null vector at its initial value; fine-tuning moves it
+    initial = _build_model(MODEL, seed=3).null_condition.vector.detach()
     assert torch.equal(before["null_condition.vector"], initial)
     assert not torch.equal(before["null_condition.vector"], after["null_condition.vector"])
+    # the paired control drops its caption condition like the fine-tune, so it learns the null vector too
+    paired = load_file(str(run(tmp_path, "paired", mode="paired", train=finetune)))["null_condition.vector"]
+    assert not torch.equal(before["null_condition.vector"], paired)
     assert load_denoiser(tuned)[2]["init_weights"] == str(pretrained)
     with pytest.raises(ValueError, match="init_weights"):
         run(tmp_path, "no_init", mode="cfg_finetune", train=finetune)
@@ -124,13 +128,24 @@ def test_inputs_are_checked_with_names(tmp_path):
     with pytest.raises(ValueError, match="condition_dim"):
         train_diffusion(tokens, conditions[:, :4], MODEL, TRAIN, "paired", tmp_path / "w", tmp_path / "o",
                         tmp_path / "c", progress=False)
+
+
+def test_snapshots_of_other_data_or_settings_are_never_resumed(tmp_path, capsys):
+    """Changed data, steps or model: the old snapshots are discarded and the result equals a fresh run."""
+    tokens, conditions = make_data()
     run(tmp_path, "fingerprint")
-    with pytest.raises(ValueError, match="other data or settings"):
-        train_diffusion(tokens, conditions * 2, MODEL, dataclasses.replace(TRAIN, steps=12), "language_free",
-                        tmp_path / "fingerprint" / "work", tmp_path / "o2", tmp_path / "c2", progress=False, seed=3)
-    with pytest.raises(ValueError, match="other data or settings"):
-        train_diffusion(tokens, conditions, dataclasses.replace(MODEL, hidden_dim=16), TRAIN, "language_free",
-                        tmp_path / "fingerprint" / "work", tmp_path / "o2", tmp_path / "c2", progress=False, seed=3)
+    work = tmp_path / "fingerprint" / "work"
+    for changed_conditions, train, model in ((conditions * 2, dataclasses.replace(TRAIN, steps=12), MODEL),
+                                             (conditions, TRAIN, dataclasses.replace(MODEL, hidden_dim=16))):
+        capsys.readouterr()
+        train_diffusion(tokens, changed_conditions, model, train, "language_free", work, tmp_path / "o2",
+                        tmp_path / "c2", progress=False, seed=3)
+        assert "other data or settings; starting over" in capsys.readouterr().out
+        fresh = tmp_path / f"fresh-{model.hidden_dim}-{train.steps}"
+        train_diffusion(tokens, changed_conditions, model, train, "language_free", fresh / "work",
+                        fresh / "o.safetensors", fresh / "c.csv", progress=False, seed=3)
+        got, expected = load_file(str(tmp_path / "o2")), load_file(str(fresh / "o.safetensors"))
+        assert all(torch.equal(got[key], expected[key]) for key in expected)
 
 
 # -------------------------------------------------------------------------------------------------- DDP
