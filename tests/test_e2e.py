@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import REPO
 
@@ -51,6 +52,52 @@ def test_foundation_stages_run_and_rerun_does_nothing(workdir):
     again = _snakemake(workdir, "foundation", "-n")
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_whole_dag_runs_to_the_report_and_rerun_does_nothing(workdir):
+    first = _snakemake(workdir)
+    assert first.returncode == 0, first.stderr[-4000:]
+    results, report = workdir / "results" / "tiny", workdir / "reports" / "tiny"
+    tokenizer = json.loads((results / "tokenizer/metrics.json").read_text())
+    assert tokenizer["attribute_oracle"]["ratio"] > 0 and tokenizer["codebook"]["vocab_size_after_compaction"] >= 1
+    for method in ("clip-vqdiffusion", "paired", "unconditional"):
+        samples = (results / "samples" / method / "default" / "manifest.csv").read_text().splitlines()
+        assert len(samples) == 1 + 2 * 6, method  # 4 in-distribution + 2 OOD prompts, 2 samples each
+    metrics = (report / "metrics.csv").read_text()
+    for method in ("clip-vqdiffusion", "paired", "unconditional"):
+        assert f"{method},default,fid," in metrics and f"{method},default,attr_acc," in metrics
+    assert "<img" in (report / "index.html").read_text()
+    for log in ("tokenizer_train", "diffusion_pretrain_alpha=0.5", "diffusion_cfg_finetune_alpha=0.5",
+                "diffusion_paired", "sample_clip-vqdiffusion_default"):
+        assert (results / "logs" / f"{log}.log").stat().st_size > 0, log
+
+    again = _snakemake(workdir, "-n")
+    assert again.returncode == 0
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+    # Snakemake's own report bundles the captioned outputs (the reconstructions, tables and figures).
+    bundled = _snakemake(workdir, "--report", "snakemake-report.zip")
+    assert bundled.returncode == 0, bundled.stderr[-3000:]
+    assert (workdir / "snakemake-report.zip").stat().st_size > 10_000
+
+
+def test_new_sweep_value_runs_only_its_branch(workdir):
+    """Adding a guidance scale to the sweep plans one sample + one metrics job for it, and the report."""
+    config = yaml.safe_load((workdir / "tiny.yaml").read_text())
+    config["sampling"]["guidance_scale"] = [1.2, 2.0]
+    (workdir / "sweep.yaml").write_text(yaml.safe_dump(config))
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    plan = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", "sweep.yaml"],
+                          cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    jobs = {}
+    for line in plan.stdout.split("Job stats:")[1].splitlines()[3:]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            break
+        jobs[parts[0]] = int(parts[1])
+    # s=2.0 for clip-vqdiffusion and for paired (the unconditional control has no guidance)
+    assert jobs == {"sample": 2, "metrics": 2, "report": 1, "all": 1, "total": 6}
 
 
 def test_unbuilt_stage_fails_loudly_without_fake_outputs(workdir):

@@ -65,3 +65,21 @@ rule clip2latent_prior_train:
         ENV
     shell:
         "python -m clipvqd stage not-implemented clip2latent_prior_train > {log} 2>&1"
+
+
+rule sample_baseline:
+    input:
+        unpack(sample_inputs),
+    output:
+        manifest=RESULTS / "samples" / "{method}" / "{variant}" / "manifest.csv",
+    wildcard_constraints:
+        method="lafite|clip2latent",
+        variant="[^/]+",
+    log:
+        LOGS / "sample_{method}_{variant}.log",
+    benchmark:
+        BENCHMARKS / "sample_{method}_{variant}.tsv"
+    conda:
+        ENV
+    shell:
+        "python -m clipvqd stage not-implemented sample_{wildcards.method} > {log} 2>&1"

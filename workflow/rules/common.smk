@@ -10,6 +10,7 @@ REPORT = Path("reports") / config["run"]
 LOGS = RESULTS / "logs"
 BENCHMARKS = RESULTS / "benchmarks"
 DATA = RESULTS / "data"
+TOKENS = RESULTS / "tokens" / "train.json"
 ENV = "../../envs/clipvqd.yaml"
 
 SOURCE = config["data"]["source"]
@@ -131,6 +132,16 @@ def diffusion_model(method, settings):
     return RESULTS / "models" / method / "model.safetensors"
 
 
+def diffusion_params(stage):
+    """The denoiser sizes plus one training block (pretrain, which the controls share, or finetune), as JSON."""
+    return as_json({"model": config["diffusion"]["model"], "train": config["diffusion"][stage]})
+
+
+def sample_settings(wildcards):
+    """The sampling settings of a (method, variant) as stored in its manifest (DESIGN §6 names)."""
+    return as_json(variant_settings(wildcards.method, wildcards.variant))
+
+
 def sample_inputs(wildcards):
     """Inputs of sampling one (method, variant) - the model(s) and the prompt embeddings."""
     settings = variant_settings(wildcards.method, wildcards.variant)
@@ -138,6 +149,7 @@ def sample_inputs(wildcards):
     if wildcards.method in METHOD_SETTINGS:
         inputs["model"] = diffusion_model(wildcards.method, settings)
         inputs["tokenizer"] = RESULTS / "tokenizer" / "model.safetensors"
+        inputs["codebook"] = RESULTS / "tokenizer" / "codebook.json"
     elif wildcards.method == "lafite":
         inputs["model"] = RESULTS / "models" / "lafite" / "generator.safetensors"
     else:
@@ -178,3 +190,102 @@ def foundation_targets():
         targets += [RESULTS / "clip" / role / "metrics.json" for role in CLIP_ROLES]
         targets.append(RESULTS / "oracle" / "metrics.json")
     return targets
+
+
+# ---- evaluation and the report ----------------------------------------------------------------------------
+
+import shlex
+
+
+def check_evaluation_config():
+    """An Inception file for FID is a pickle: it is loaded only with its checksum, and must exist."""
+    spec = config["evaluation"]
+    weights = spec["feature_extractor_weights_path"]
+    if weights is None:
+        return
+    if not spec["feature_extractor_weights_sha256"]:
+        raise ConfigError("evaluation.feature_extractor_weights_path is set but evaluation.feature_extractor_weights_sha256 "
+                          "is not; the Inception file is unpickled only after its sha256 is checked")
+    if not Path(weights).is_file():
+        raise ConfigError(f"evaluation.feature_extractor_weights_path: file {weights} does not exist")
+
+
+check_evaluation_config()
+
+FEATURE_CACHE = RESULTS / "work" / "feature-cache"
+
+
+def reference_name():
+    source = f"{config['data']['world']['name']} world" if IS_WORLD else SOURCE
+    return f"{source}, reference split ({DATA / 'reference.csv'})"
+
+
+def inception_arguments(wildcards, input):
+    """Command-line options that select Inception for FID, or none (the judge CLIP's image tower)."""
+    if not input.inception:
+        return ""
+    sha256 = config["evaluation"]["feature_extractor_weights_sha256"]
+    return f"--inception-weights {shlex.quote(str(input.inception))} --inception-sha256 {sha256}"
+
+
+def oracle_arguments(wildcards, input):
+    return f"--oracle {shlex.quote(str(input.oracle))}" if IS_WORLD else ""
+
+
+def branch_files(suffix):
+    """One file per (method, variant) branch of the metrics stage: the table, its protocol, its best-of-16 list."""
+    return [RESULTS / "metrics" / method / f"{variant}{suffix}" for method, variant in sample_sets()]
+
+
+def report_sample_grids():
+    """The headline (default) sample set of every method, shown as per-prompt grids in the report."""
+    return {method: RESULTS / "samples" / method / "default" / "manifest.csv" for method in methods()}
+
+
+def training_curves():
+    """Every training-curve CSV the DAG writes, as {label: path}; the report plots each one."""
+    curves = {f"stand-in CLIP {role}": RESULTS / "clip" / role / "curve.csv" for role in STANDIN_ROLES}
+    if IS_WORLD:
+        curves["attribute oracle"] = RESULTS / "oracle" / "curve.csv"
+    curves["tokenizer"] = RESULTS / "tokenizer" / "curve.csv"
+    stages = {}
+    for settings in variants("clip-vqdiffusion").values():
+        # The CFG fine-tune starts from the pretrained model, so every sampled alpha has a pretraining curve.
+        stages.setdefault(settings["alpha"], {"pretrain"}).update({"cfg"} if settings["cfg"] else set())
+    for alpha in sorted(stages):
+        folder = RESULTS / "models" / "clip-vqdiffusion" / f"alpha={alpha}"
+        curves[f"clip-vqdiffusion alpha={alpha} pretrain"] = folder / "pretrain_curve.csv"
+        if "cfg" in stages[alpha]:
+            curves[f"clip-vqdiffusion alpha={alpha} cfg fine-tune"] = folder / "cfg_curve.csv"
+    chosen = methods()
+    for method in ("paired", "unconditional"):
+        if method in chosen:
+            curves[f"{method} control"] = RESULTS / "models" / method / "curve.csv"
+    if "lafite" in chosen:
+        curves["lafite"] = RESULTS / "models" / "lafite" / "curve.csv"
+    if "clip2latent" in chosen:
+        curves["clip2latent generator"] = RESULTS / "models" / "clip2latent" / "generator_curve.csv"
+        curves["clip2latent prior"] = RESULTS / "models" / "clip2latent" / "prior_curve.csv"
+    return curves
+
+
+def quality_labels():
+    """quality_files() as {label: path}, for the report's cards on the quality of the tools."""
+    labelled = {}
+    for path in quality_files():
+        parts = Path(path).relative_to(RESULTS).parts
+        if parts[0] == "clip":
+            label = f"CLIP {parts[1]}" + (" (stand-in)" if parts[1] in STANDIN_ROLES else "")
+        elif parts[0] == "oracle":
+            label = "attribute oracle"
+        elif parts[0] == "tokenizer":
+            label = "tokenizer"
+        else:
+            label = "/".join(parts[:-1])
+        labelled[label] = path
+    return labelled
+
+
+def json_paths(mapping):
+    # In the given order (methods in their canonical order), not sorted like as_json.
+    return json.dumps({label: str(path) for label, path in mapping.items()})

@@ -3,11 +3,17 @@
 
 rule diffusion_pretrain:
     input:
-        tokens=RESULTS / "tokens" / "train.safetensors",
+        tokens=TOKENS,
         embeddings=RESULTS / "embeddings" / "train_images.safetensors",
     output:
         model=RESULTS / "models" / "clip-vqdiffusion" / "alpha={alpha}" / "pretrain.safetensors",
+        sidecar=RESULTS / "models" / "clip-vqdiffusion" / "alpha={alpha}" / "pretrain.json",
         curve=RESULTS / "models" / "clip-vqdiffusion" / "alpha={alpha}" / "pretrain_curve.csv",
+    params:
+        settings=diffusion_params("pretrain"),
+        work=lambda wildcards: RESULTS / "work" / f"diffusion-alpha={wildcards.alpha}-pretrain",
+        seed=run_seed(),
+        device=config["device"],
     log:
         LOGS / "diffusion_pretrain_alpha={alpha}.log",
     benchmark:
@@ -15,17 +21,26 @@ rule diffusion_pretrain:
     conda:
         ENV
     shell:
-        "python -m clipvqd stage not-implemented diffusion_pretrain > {log} 2>&1"
+        "python -m clipvqd diffusion train --mode language_free --params {params.settings:q}"
+        " --tokens {input.tokens} --embeddings {input.embeddings} --alpha {wildcards.alpha}"
+        " --work {params.work} --out {output.model} --curve {output.curve} --seed {params.seed}"
+        " --device {params.device} > {log} 2>&1"
 
 
 rule diffusion_cfg_finetune:
     input:
         pretrained=RESULTS / "models" / "clip-vqdiffusion" / "alpha={alpha}" / "pretrain.safetensors",
-        tokens=RESULTS / "tokens" / "train.safetensors",
+        tokens=TOKENS,
         embeddings=RESULTS / "embeddings" / "train_images.safetensors",
     output:
         model=RESULTS / "models" / "clip-vqdiffusion" / "alpha={alpha}" / "cfg.safetensors",
+        sidecar=RESULTS / "models" / "clip-vqdiffusion" / "alpha={alpha}" / "cfg.json",
         curve=RESULTS / "models" / "clip-vqdiffusion" / "alpha={alpha}" / "cfg_curve.csv",
+    params:
+        settings=diffusion_params("finetune"),
+        work=lambda wildcards: RESULTS / "work" / f"diffusion-alpha={wildcards.alpha}-cfg",
+        seed=run_seed(1),
+        device=config["device"],
     log:
         LOGS / "diffusion_cfg_finetune_alpha={alpha}.log",
     benchmark:
@@ -33,39 +48,38 @@ rule diffusion_cfg_finetune:
     conda:
         ENV
     shell:
-        "python -m clipvqd stage not-implemented diffusion_cfg_finetune > {log} 2>&1"
+        "python -m clipvqd diffusion train --mode cfg_finetune --params {params.settings:q}"
+        " --tokens {input.tokens} --embeddings {input.embeddings} --alpha {wildcards.alpha}"
+        " --init {input.pretrained} --work {params.work} --out {output.model} --curve {output.curve}"
+        " --seed {params.seed} --device {params.device} > {log} 2>&1"
 
 
-rule diffusion_paired:
-    # Control (upper bound): the same model conditioned on CLIP text embeddings of the real captions.
+rule diffusion_control:
+    # paired: conditioned on CLIP text embeddings of the real captions (upper bound).
+    # unconditional: only the null condition (lower bound); the image embeddings only size that condition.
     input:
-        tokens=RESULTS / "tokens" / "train.safetensors",
-        embeddings=RESULTS / "embeddings" / "train_captions.safetensors",
+        tokens=TOKENS,
+        embeddings=lambda wildcards: RESULTS / "embeddings" / (
+            "train_captions.safetensors" if wildcards.control == "paired" else "train_images.safetensors"
+        ),
     output:
-        model=RESULTS / "models" / "paired" / "model.safetensors",
-        curve=RESULTS / "models" / "paired" / "curve.csv",
+        model=RESULTS / "models" / "{control}" / "model.safetensors",
+        sidecar=RESULTS / "models" / "{control}" / "model.json",
+        curve=RESULTS / "models" / "{control}" / "curve.csv",
+    wildcard_constraints:
+        control="paired|unconditional",
+    params:
+        settings=diffusion_params("pretrain"),
+        work=lambda wildcards: RESULTS / "work" / f"diffusion-{wildcards.control}",
+        seed=run_seed(),
+        device=config["device"],
     log:
-        LOGS / "diffusion_paired.log",
+        LOGS / "diffusion_{control}.log",
     benchmark:
-        BENCHMARKS / "diffusion_paired.tsv"
+        BENCHMARKS / "diffusion_{control}.tsv"
     conda:
         ENV
     shell:
-        "python -m clipvqd stage not-implemented diffusion_paired > {log} 2>&1"
-
-
-rule diffusion_unconditional:
-    # Control (lower bound): the same model with only the null condition.
-    input:
-        tokens=RESULTS / "tokens" / "train.safetensors",
-    output:
-        model=RESULTS / "models" / "unconditional" / "model.safetensors",
-        curve=RESULTS / "models" / "unconditional" / "curve.csv",
-    log:
-        LOGS / "diffusion_unconditional.log",
-    benchmark:
-        BENCHMARKS / "diffusion_unconditional.tsv"
-    conda:
-        ENV
-    shell:
-        "python -m clipvqd stage not-implemented diffusion_unconditional > {log} 2>&1"
+        "python -m clipvqd diffusion train --mode {wildcards.control} --params {params.settings:q}"
+        " --tokens {input.tokens} --embeddings {input.embeddings} --work {params.work} --out {output.model}"
+        " --curve {output.curve} --seed {params.seed} --device {params.device} > {log} 2>&1"

@@ -7,10 +7,14 @@ rule sample:
     output:
         manifest=RESULTS / "samples" / "{method}" / "{variant}" / "manifest.csv",
     wildcard_constraints:
-        method="clip-vqdiffusion|paired|unconditional|lafite|clip2latent",
+        method="clip-vqdiffusion|paired|unconditional",
         variant="[^/]+",
     params:
+        settings=sample_settings,
+        prefix=config["data"]["prompt_prefix"],
         samples_per_prompt=config["sampling"]["samples_per_prompt"],
+        seed=run_seed(2),
+        device=config["device"],
     log:
         LOGS / "sample_{method}_{variant}.log",
     benchmark:
@@ -18,16 +22,44 @@ rule sample:
     conda:
         ENV
     shell:
-        "python -m clipvqd stage not-implemented sample > {log} 2>&1"
+        "python -m clipvqd diffusion sample --model {input.model} --tokenizer {input.tokenizer}"
+        " --codebook {input.codebook} --prompts {input.prompts} --prompt-embeddings {input.prompt_embeddings}"
+        " --prompt-prefix={params.prefix:q}"
+        " --method {wildcards.method} --variant {wildcards.variant} --settings {params.settings:q}"
+        " --samples-per-prompt {params.samples_per_prompt} --seed {params.seed} --manifest {output.manifest}"
+        " --device {params.device} > {log} 2>&1"
 
 
 rule metrics:
+    # One (method, variant) branch: FID/KID/precision/recall against the reference split, CLIPscores with
+    # the conditioner and the judge, attribute accuracy from the oracle (worlds). Features are cached by
+    # content in a shared folder (atomic writes, so parallel jobs cannot tear a file).
     input:
         unpack(metrics_inputs),
+        inception=config["evaluation"]["feature_extractor_weights_path"] or [],
     output:
-        table=RESULTS / "metrics" / "{method}" / "{variant}.csv",
+        table=report(
+            RESULTS / "metrics" / "{method}" / "{variant}.csv",
+            caption="../report/branch_metrics.rst",
+            category="Metrics per branch",
+            subcategory="{method}",
+            labels={"method": "{method}", "variant": "{variant}"},
+        ),
+        protocol=RESULTS / "metrics" / "{method}" / "{variant}.protocol.json",
+        best_of=RESULTS / "metrics" / "{method}" / "{variant}.best16.csv",
     wildcard_constraints:
+        method="clip-vqdiffusion|paired|unconditional|lafite|clip2latent",
         variant="[^/]+",
+    params:
+        oracle=oracle_arguments,
+        inception=inception_arguments,
+        cache=FEATURE_CACHE,
+        reference_name=reference_name(),
+        kid_subsets=config["evaluation"]["kid_subsets"],
+        kid_subset_size=config["evaluation"]["kid_subset_size"],
+        cross_check=config["evaluation"]["cross_check"],
+        seed=run_seed(),
+        device=config["device"],
     log:
         LOGS / "metrics_{method}_{variant}.log",
     benchmark:
@@ -35,20 +67,49 @@ rule metrics:
     conda:
         ENV
     shell:
-        "python -m clipvqd stage not-implemented metrics > {log} 2>&1"
+        "python -m clipvqd evaluate metrics --samples {input.samples:q} --reference {input.reference}"
+        " --prompts {input.prompts} --conditioner {input.conditioner} --judge {input.judge} {params.oracle}"
+        " {params.inception} --method {wildcards.method} --variant {wildcards.variant:q}"
+        " --cache-dir {params.cache} --kid-subsets {params.kid_subsets} --kid-subset-size {params.kid_subset_size}"
+        " --cross-check {params.cross_check} --reference-name {params.reference_name:q} --seed {params.seed}"
+        " --out {output.table:q} --protocol-out {output.protocol:q} --candidates {output.best_of:q}"
+        " --device {params.device} > {log:q} 2>&1"
 
 
 rule report:
+    # Merges every branch's table and protocol, then renders reports/<run>/index.html. Run times come from
+    # the benchmark files that exist when it runs (Snakemake writes them after each job), so they are read
+    # from the folder rather than declared.
     input:
-        tables=[RESULTS / "metrics" / m / f"{v}.csv" for m, v in sample_sets()],
+        tables=branch_files(".csv"),
+        protocols=branch_files(".protocol.json"),
         quality=quality_files(),
+        curves=list(training_curves().values()),
+        samples=list(report_sample_grids().values()),
     output:
-        html=REPORT / "index.html",
-        metrics=REPORT / "metrics.csv",
-        protocol=REPORT / "protocol.json",
+        html=report(REPORT / "index.html", caption="../report/index.rst", category="Comparison report"),
+        metrics=report(REPORT / "metrics.csv", caption="../report/metrics.rst", category="Comparison report"),
+        protocol=report(REPORT / "protocol.json", caption="../report/protocol.rst", category="Comparison report"),
+        figures=report(
+            directory(REPORT / "figures"),
+            patterns=["{name}.png"],
+            caption="../report/figures.rst",
+            category="Figures",
+        ),
+    params:
+        out_dir=REPORT,
+        grids=json_paths(report_sample_grids()),
+        curves=json_paths(training_curves()),
+        quality=json_paths(quality_labels()),
+        benchmarks=BENCHMARKS,
+        title=config["report"]["title"],
+        run=config["run"],
     log:
         LOGS / "report.log",
     conda:
         ENV
     shell:
-        "python -m clipvqd stage not-implemented report > {log} 2>&1"
+        "python -m clipvqd evaluate report --tables {input.tables:q} --protocols {input.protocols:q}"
+        " --metrics-out {output.metrics} --protocol-out {output.protocol} --out-dir {params.out_dir}"
+        " --grids {params.grids:q} --curves {params.curves:q} --quality {params.quality:q}"
+        " --benchmarks-dir {params.benchmarks} --title {params.title:q} --run-name {params.run:q} > {log} 2>&1"

@@ -6,8 +6,14 @@ rule tokenizer_train:
         train=DATA / "train.csv",
     output:
         model=RESULTS / "tokenizer" / "model.safetensors",
+        sidecar=RESULTS / "tokenizer" / "model.json",
         codebook=RESULTS / "tokenizer" / "codebook.json",
         curve=RESULTS / "tokenizer" / "curve.csv",
+    params:
+        tokenizer=as_json(config["tokenizer"]),
+        work=RESULTS / "work" / "tokenizer",
+        seed=run_seed(),
+        device=config["device"],
     log:
         LOGS / "tokenizer_train.log",
     benchmark:
@@ -15,24 +21,38 @@ rule tokenizer_train:
     conda:
         ENV
     shell:
-        "python -m clipvqd stage not-implemented tokenizer_train > {log} 2>&1"
+        "python -m clipvqd tokenizer train --params {params.tokenizer:q} --train {input.train}"
+        " --work {params.work} --out {output.model} --curve {output.curve} --codebook {output.codebook}"
+        " --seed {params.seed} --device {params.device} > {log} 2>&1"
 
 
 rule tokenizer_evaluate:
     input:
         model=RESULTS / "tokenizer" / "model.safetensors",
         codebook=RESULTS / "tokenizer" / "codebook.json",
-        reference=DATA / "reference.csv",
+        heldout=DATA / "reference.csv",
         oracle=RESULTS / "oracle" / "model.safetensors" if IS_WORLD else [],
     output:
         metrics=RESULTS / "tokenizer" / "metrics.json",
-        grid=RESULTS / "tokenizer" / "reconstructions.png",
+        grid=report(
+            RESULTS / "tokenizer" / "reconstructions.png",
+            caption="../report/tokenizer_reconstructions.rst",
+            category="Tokenizer",
+        ),
+    params:
+        oracle=lambda wildcards, input: f"--oracle {input.oracle}" if input.oracle else "",
+        resize="--resize" if config["tokenizer"]["resize"] else "",
+        device=config["device"],
     log:
         LOGS / "tokenizer_evaluate.log",
+    benchmark:
+        BENCHMARKS / "tokenizer_evaluate.tsv"
     conda:
         ENV
     shell:
-        "python -m clipvqd stage not-implemented tokenizer_evaluate > {log} 2>&1"
+        "python -m clipvqd tokenizer evaluate --model {input.model} --codebook {input.codebook}"
+        " --heldout {input.heldout} {params.oracle} {params.resize} --metrics {output.metrics}"
+        " --grid {output.grid} --device {params.device} > {log} 2>&1"
 
 
 rule tokenizer_tokenize:
@@ -41,7 +61,11 @@ rule tokenizer_tokenize:
         codebook=RESULTS / "tokenizer" / "codebook.json",
         train=DATA / "train.csv",
     output:
-        tokens=RESULTS / "tokens" / "train.safetensors",
+        codes=RESULTS / "tokens" / "train.npy",
+        manifest=TOKENS,
+    params:
+        resize="--resize" if config["tokenizer"]["resize"] else "",
+        device=config["device"],
     log:
         LOGS / "tokenizer_tokenize.log",
     benchmark:
@@ -49,4 +73,6 @@ rule tokenizer_tokenize:
     conda:
         ENV
     shell:
-        "python -m clipvqd stage not-implemented tokenizer_tokenize > {log} 2>&1"
+        "python -m clipvqd tokenizer tokenize --model {input.model} --codebook {input.codebook}"
+        " --train {input.train} {params.resize} --out {output.codes} --manifest {output.manifest}"
+        " --device {params.device} > {log} 2>&1"
