@@ -278,6 +278,64 @@ def cmd_diffusion_sample(args) -> None:
                              sampling, seed=args.seed, batch_size=args.batch_size)
     write_sample_set(images, plan, Path(args.manifest).parent, args.manifest, method=args.method,
                      variant=args.variant, seed=args.seed, settings=settings)
+    print(f"wrote {len(plan)} images ({len(prompts)} prompts x {args.samples_per_prompt}) and {args.manifest}")
+
+
+# ---- lafite ------------------------------------------------------------------------------------------
+
+def _lafite_configs(params: dict[str, Any], condition_dim: int):
+    from clipvqd.lafite import LafiteModelConfig, LafiteTrainConfig
+
+    try:
+        return (LafiteModelConfig.from_dict({**params.get("model", {}), "condition_dim": condition_dim},
+                                            source="lafite.model"),
+                LafiteTrainConfig.from_dict(params.get("train", {}), source="lafite.train"))
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
+
+
+def cmd_lafite_train(args) -> None:
+    from clipvqd.clip.encoder import ClipEncoder
+    from clipvqd.hashing import sha256_file
+    from clipvqd.lafite import train_lafite
+    from clipvqd.manifest import ManifestImages
+
+    embeddings, meta = _embeddings_with_source(args.embeddings)
+    manifest_sha = sha256_file(args.train)
+    if meta.get("source_sha256") and meta["source_sha256"] != manifest_sha:
+        raise SystemExit(f"{args.embeddings} embeds {meta.get('source')} (sha256 {meta.get('source_sha256')}), "
+                         f"not {args.train} (sha256 {manifest_sha}); rerun clip_embed")
+    clip = ClipEncoder.load(args.clip, device=args.device)
+    if meta.get("clip_sha256") and meta["clip_sha256"] != clip.identity:
+        raise SystemExit(f"{args.embeddings} was made by CLIP {meta['clip_sha256']}, not by {args.clip} "
+                         f"({clip.identity}); rerun clip_embed")
+    model_cfg, train_cfg = _lafite_configs(args.params, int(embeddings.shape[1]))
+    dataset = ManifestImages(args.train, resolution=model_cfg.resolution, resize=args.resize)
+    if len(dataset) != len(embeddings):
+        raise SystemExit(f"{args.embeddings} holds {len(embeddings)} embeddings but {args.train} lists "
+                         f"{len(dataset)} images")
+    train_lafite(dataset.all(), embeddings, clip, model_cfg, train_cfg, args.work, args.out, args.curve,
+                 device=args.device, seed=args.seed)
+
+
+def cmd_lafite_sample(args) -> None:
+    from clipvqd.clip.embed import load_embeddings
+    from clipvqd.hashing import sha256_file
+    from clipvqd.lafite import generate_images, load_generator
+    from clipvqd.samples import prompt_rows, read_prompts, sample_plan, write_sample_set
+
+    generator, meta = load_generator(args.model, device=args.device)
+    if args.clip and meta.get("clip_sha256") and sha256_file(args.clip) != meta["clip_sha256"]:
+        raise SystemExit(f"{args.model} was trained with CLIP {meta['clip_sha256']}, not with {args.clip}")
+    prompts = read_prompts(args.prompts)
+    prompts["prompt"] = args.prompt_prefix + prompts["prompt"]
+    plan = sample_plan(prompts, args.samples_per_prompt)
+    embeddings = load_embeddings(args.prompt_embeddings, expected_clip_sha256=meta.get("clip_sha256"))
+    images = generate_images(generator, prompt_rows(embeddings, prompts, plan), seed=args.seed,
+                             batch_size=args.batch_size)
+    write_sample_set(images, plan, Path(args.manifest).parent, args.manifest, method=args.method,
+                     variant=args.variant, seed=args.seed, settings=dict(args.settings))
+    print(f"wrote {len(plan)} images ({len(prompts)} prompts x {args.samples_per_prompt}) and {args.manifest}")
 
 
 # ---- evaluation: metrics of one sample set, the comparison report -----------------------------------
@@ -578,6 +636,34 @@ def build_parser() -> argparse.ArgumentParser:
     dsa.add_argument("--seed", type=int, default=0)
     dsa.add_argument("--manifest", required=True, help="sample manifest; PNGs go to images/ beside it")
     dsa.add_argument("--device", default="cpu")
+
+    laf = groups.add_parser("lafite", help="the LAFITE baseline (language-free StyleGAN2)").add_subparsers(
+        dest="command", required=True)
+    ltr = command(laf, "train", cmd_lafite_train, "train LAFITE on image embeddings (resumable)")
+    ltr.add_argument("--params", type=_json, required=True, help='{"model": lafite.model, "train": lafite.train}')
+    ltr.add_argument("--train", required=True, help="manifest of the generator training split")
+    ltr.add_argument("--embeddings", required=True, help="CLIP image embeddings of that split")
+    ltr.add_argument("--clip", required=True, help="the conditioner CLIP file that made them (itc loss)")
+    ltr.add_argument("--resize", action="store_true", help="resize images to lafite.model.resolution")
+    ltr.add_argument("--work", required=True, help="resume folder (not a workflow output)")
+    ltr.add_argument("--out", required=True)
+    ltr.add_argument("--curve", required=True)
+    ltr.add_argument("--seed", type=int, default=0)
+    ltr.add_argument("--device", default="cpu")
+    lsa = command(laf, "sample", cmd_lafite_sample, "prompts in, PNGs + manifest out")
+    lsa.add_argument("--model", required=True, help="generator checkpoint from lafite train")
+    lsa.add_argument("--clip", default=None, help="conditioner CLIP file, checked against the checkpoint")
+    lsa.add_argument("--prompts", required=True)
+    lsa.add_argument("--prompt-embeddings", required=True)
+    lsa.add_argument("--prompt-prefix", default="", help="the data.prompt_prefix the prompt embeddings were made with")
+    lsa.add_argument("--method", default="lafite")
+    lsa.add_argument("--variant", default="default")
+    lsa.add_argument("--settings", type=_json, default={}, help="settings recorded in the manifest")
+    lsa.add_argument("--samples-per-prompt", type=int, default=16)
+    lsa.add_argument("--batch-size", type=int, default=64)
+    lsa.add_argument("--seed", type=int, default=0)
+    lsa.add_argument("--manifest", required=True, help="sample manifest; PNGs go to images/ beside it")
+    lsa.add_argument("--device", default="cpu")
 
     evaluate = groups.add_parser("evaluate", help="metrics of sample sets and the comparison report").add_subparsers(
         dest="command", required=True)

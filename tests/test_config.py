@@ -101,11 +101,12 @@ def test_default_dag_lists_every_stage():
     counts = _job_counts(result.stdout)
     for stage in ("world_generate", "clip_train_standin", "clip_evaluate", "clip_embed", "clip_embed_captions",
                   "oracle_train", "tokenizer_train", "tokenizer_evaluate", "tokenizer_tokenize",
-                  "diffusion_pretrain", "diffusion_cfg_finetune", "diffusion_control", "sample", "metrics", "report"):
+                  "diffusion_pretrain", "diffusion_cfg_finetune", "diffusion_control", "sample", "metrics", "report",
+                  "lafite_train", "sample_lafite"):
         assert counts.get(stage, 0) >= 1, f"no {stage} job planned"
-    assert counts["diffusion_control"] == 2 and counts["sample"] == 3 and counts["metrics"] == 3
-    # the baselines are off in the default config until they are built (issue #6)
-    assert "lafite_train" not in counts and "sample_baseline" not in counts
+    assert counts["diffusion_control"] == 2 and counts["sample"] == 3 and counts["metrics"] == 4
+    # clip2latent is off in the default config until it is built (issue #6)
+    assert "clip2latent_prior_train" not in counts and "sample_baseline" not in counts
 
 
 def test_lint_is_clean():
@@ -173,3 +174,26 @@ def test_paper_overlays_use_the_library_paper_presets(overlay):
     alpha = {"condition_noise_alpha": DiffusionTrainConfig().condition_noise_alpha}
     assert DiffusionTrainConfig.from_dict({**config["diffusion"]["pretrain"], **alpha}) == DiffusionTrainConfig.paper_pretrain()
     assert DiffusionTrainConfig.from_dict({**config["diffusion"]["finetune"], **alpha}) == DiffusionTrainConfig.paper_finetune()
+
+
+@pytest.mark.parametrize("path, expected, skip", [
+    (("lafite", "model"), "LafiteModelConfig()", ("condition_dim",)),
+    (("lafite", "train"), "LafiteTrainConfig()", ()),
+])
+def test_lafite_schema_blocks_mirror_the_library_dataclasses(path, expected, skip):
+    """The lafite block declares the same keys and defaults as clipvqd.lafite's dataclasses, and the tiny
+    test config's block builds them."""
+    from clipvqd.lafite import LafiteModelConfig, LafiteTrainConfig  # noqa: F401 (used by eval)
+
+    block = _schema_block(*path)
+    assert block["additionalProperties"] is False
+    schema_defaults = {key: spec["default"] for key, spec in block["properties"].items()}
+    assert schema_defaults == _defaults(eval(expected), skip)
+    assert all(spec.get("description") for spec in block["properties"].values())
+    tiny = yaml.safe_load((REPO / "tests" / "configs" / "tiny.yaml").read_text())
+    merged = copy.deepcopy(_default_config())
+    merged["lafite"] = tiny["lafite"]
+    validate(merged, SCHEMA)
+    values = merged["lafite"][path[1]]
+    cls = LafiteModelConfig if path[1] == "model" else LafiteTrainConfig
+    cls.from_dict({**values, "condition_dim": 32} if path[1] == "model" else values)

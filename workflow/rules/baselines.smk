@@ -2,13 +2,21 @@
 
 
 rule lafite_train:
+    # Language-free: pseudo text features from the cached image embeddings; the CLIP scores G's images (itc).
     input:
         train=DATA / "train.csv",
         embeddings=RESULTS / "embeddings" / "train_images.safetensors",
         clip=clip_file("conditioner"),
     output:
         model=RESULTS / "models" / "lafite" / "generator.safetensors",
+        sidecar=RESULTS / "models" / "lafite" / "generator.json",
         curve=RESULTS / "models" / "lafite" / "curve.csv",
+    params:
+        settings=as_json({"model": config["lafite"]["model"], "train": config["lafite"]["train"]}),
+        resize="--resize" if config["lafite"]["resize"] else "",
+        work=RESULTS / "work" / "lafite",
+        seed=run_seed(),
+        device=config["device"],
     log:
         LOGS / "lafite_train.log",
     benchmark:
@@ -16,7 +24,9 @@ rule lafite_train:
     conda:
         ENV
     shell:
-        "python -m clipvqd stage not-implemented lafite_train > {log} 2>&1"
+        "python -m clipvqd lafite train --params {params.settings:q} --train {input.train}"
+        " --embeddings {input.embeddings} --clip {input.clip} {params.resize} --work {params.work}"
+        " --out {output.model} --curve {output.curve} --seed {params.seed} --device {params.device} > {log} 2>&1"
 
 
 rule clip2latent_generator_train:
@@ -67,13 +77,41 @@ rule clip2latent_prior_train:
         "python -m clipvqd stage not-implemented clip2latent_prior_train > {log} 2>&1"
 
 
+rule sample_lafite:
+    input:
+        unpack(sample_inputs),
+    output:
+        manifest=RESULTS / "samples" / "{method}" / "{variant}" / "manifest.csv",
+    wildcard_constraints:
+        method="lafite",
+        variant="[^/]+",
+    params:
+        settings=sample_settings,
+        prefix=config["data"]["prompt_prefix"],
+        samples_per_prompt=config["sampling"]["samples_per_prompt"],
+        seed=run_seed(2),
+        device=config["device"],
+    log:
+        LOGS / "sample_{method}_{variant}.log",
+    benchmark:
+        BENCHMARKS / "sample_{method}_{variant}.tsv"
+    conda:
+        ENV
+    shell:
+        "python -m clipvqd lafite sample --model {input.model} --clip {input.clip} --prompts {input.prompts}"
+        " --prompt-embeddings {input.prompt_embeddings} --prompt-prefix={params.prefix:q}"
+        " --method {wildcards.method} --variant {wildcards.variant} --settings {params.settings:q}"
+        " --samples-per-prompt {params.samples_per_prompt} --seed {params.seed} --manifest {output.manifest}"
+        " --device {params.device} > {log} 2>&1"
+
+
 rule sample_baseline:
     input:
         unpack(sample_inputs),
     output:
         manifest=RESULTS / "samples" / "{method}" / "{variant}" / "manifest.csv",
     wildcard_constraints:
-        method="lafite|clip2latent",
+        method="clip2latent",
         variant="[^/]+",
     log:
         LOGS / "sample_{method}_{variant}.log",

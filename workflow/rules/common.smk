@@ -152,6 +152,7 @@ def sample_inputs(wildcards):
         inputs["codebook"] = RESULTS / "tokenizer" / "codebook.json"
     elif wildcards.method == "lafite":
         inputs["model"] = RESULTS / "models" / "lafite" / "generator.safetensors"
+        inputs["clip"] = clip_file("conditioner")
     else:
         inputs["model"] = RESULTS / "models" / "clip2latent" / "prior.safetensors"
         inputs["generator"] = RESULTS / "models" / "clip2latent" / "generator.safetensors"

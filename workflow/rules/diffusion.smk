@@ -14,6 +14,7 @@ rule diffusion_pretrain:
         work=lambda wildcards: RESULTS / "work" / f"diffusion-alpha={wildcards.alpha}-pretrain",
         seed=run_seed(),
         device=config["device"],
+    priority: 10
     log:
         LOGS / "diffusion_pretrain_alpha={alpha}.log",
     benchmark:
@@ -41,6 +42,7 @@ rule diffusion_cfg_finetune:
         work=lambda wildcards: RESULTS / "work" / f"diffusion-alpha={wildcards.alpha}-cfg",
         seed=run_seed(1),
         device=config["device"],
+    priority: 10
     log:
         LOGS / "diffusion_cfg_finetune_alpha={alpha}.log",
     benchmark:

@@ -1,4 +1,6 @@
 # The Gumbel VQGAN tokenizer: train, evaluate, tokenize the generator training split.
+# Training and tokenizing lie on the critical path to the report (then pretrain and fine-tune), so they
+# get priority over jobs that can wait, such as the controls.
 
 
 rule tokenizer_train:
@@ -14,6 +16,7 @@ rule tokenizer_train:
         work=RESULTS / "work" / "tokenizer",
         seed=run_seed(),
         device=config["device"],
+    priority: 10
     log:
         LOGS / "tokenizer_train.log",
     benchmark:
@@ -66,6 +69,7 @@ rule tokenizer_tokenize:
     params:
         resize="--resize" if config["tokenizer"]["resize"] else "",
         device=config["device"],
+    priority: 10
     log:
         LOGS / "tokenizer_tokenize.log",
     benchmark:

@@ -1,0 +1,182 @@
+"""Sizes and optimisation settings of the LAFITE baseline (DESIGN §4), each field documented.
+
+Defaults are the embedded world's CPU-sized model at 32 px; `paper()` / `paper_train()` are the official
+settings at 256 px. Where a value comes from the official implementation (github.com/drboog/Lafite) the
+field says which file; the architecture follows StyleGAN2 (Karras et al. 2020) as used there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Mapping
+
+CONTRASTIVE_FORMS = ("official", "infonce")
+
+
+def _from_dict(cls, values: Mapping[str, Any], source: str):
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{source}: unknown {cls.__name__} keys {unknown} (known: {sorted(known)})")
+    values = dict(values)
+    for f in fields(cls):
+        if f.name in values and isinstance(getattr(cls(), f.name, None), tuple):
+            values[f.name] = tuple(values[f.name])
+    return cls(**values)
+
+
+def _check(name: str, checks: dict[str, bool], obj) -> None:
+    bad = [key for key, ok in checks.items() if not ok]
+    if bad:
+        raise ValueError(f"{name}: invalid {', '.join(f'{k}={getattr(obj, k)!r}' for k in bad)}")
+
+
+@dataclass(frozen=True)
+class LafiteModelConfig:
+    """Generator and discriminator sizes. World default: about 0.4 M generator parameters at 32 px."""
+
+    resolution: int = 32
+    """Output side in pixels, a power of two >= 8 (paper/FFHQ: 256). Images of another size are refused
+    unless the lafite block's resize option is set."""
+    condition_dim: int = 512
+    """Length of the CLIP embedding the styles are conditioned on; the trainer sets it from the cached
+    embeddings (CLIP ViT-B/32: 512)."""
+    z_dim: int = 64
+    """Latent noise z length (paper: 512)."""
+    w_dim: int = 64
+    """Intermediate latent w length (paper: 512)."""
+    mapping_layers: int = 2
+    """Fully connected layers of the mapping network z -> w (paper: 8)."""
+    mapping_lr_multiplier: float = 0.01
+    """Learning-rate multiplier of the mapping network's equalised layers (StyleGAN2: 0.01)."""
+    condition_hidden: int = 64
+    """Width of the per-layer MLP that embeds the pseudo text feature before it joins w in each style
+    affine (official: 512, see training/networks.py SynthesisLayer)."""
+    channel_base: int = 1024
+    """Feature maps at resolution r are min(channel_base // r, channel_max), in G and D alike
+    (official: 32768 at fmap=1)."""
+    channel_max: int = 64
+    """Upper bound on feature maps per layer (official: 512)."""
+    use_noise: bool = True
+    """Per-pixel noise inputs with learned strength in every synthesis layer (StyleGAN2)."""
+    mbstd_group_size: int = 4
+    """Minibatch standard-deviation group size in the discriminator epilogue (official: min(batch, 4));
+    0 disables it."""
+
+    def __post_init__(self) -> None:
+        r = self.resolution
+        _check("LafiteModelConfig", {
+            "resolution": r >= 8 and (r & (r - 1)) == 0,
+            "condition_dim": self.condition_dim >= 1,
+            "z_dim": self.z_dim >= 1,
+            "w_dim": self.w_dim >= 1,
+            "mapping_layers": self.mapping_layers >= 1,
+            "mapping_lr_multiplier": self.mapping_lr_multiplier > 0,
+            "condition_hidden": self.condition_hidden >= 1,
+            "channel_base": self.channel_base >= 1,
+            "channel_max": self.channel_max >= 1,
+            "mbstd_group_size": self.mbstd_group_size >= 0,
+        }, self)
+
+    def channels(self, resolution: int) -> int:
+        return max(1, min(self.channel_base // resolution, self.channel_max))
+
+    @property
+    def block_resolutions(self) -> list[int]:
+        """4, 8, ..., resolution."""
+        out, r = [], 4
+        while r <= self.resolution:
+            out.append(r)
+            r *= 2
+        return out
+
+    @classmethod
+    def paper(cls) -> "LafiteModelConfig":
+        """The official 256 px network (train.py 'auto' config with fmap=1, map_num=8, f_dim=512)."""
+        return cls(resolution=256, condition_dim=512, z_dim=512, w_dim=512, mapping_layers=8,
+                   condition_hidden=512, channel_base=32768, channel_max=512)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], source: str = "lafite.model") -> "LafiteModelConfig":
+        return _from_dict(cls, values, source)
+
+
+@dataclass(frozen=True)
+class LafiteTrainConfig:
+    """Optimisation and loss settings. Defaults: the world run; losses as in the official train.py."""
+
+    steps: int = 600
+    """Optimiser steps of G and of D (one each per step). A resumed run stops at the same total. World
+    default: about 0.6 s a step on one CPU thread for the default model at 32 px (about 6 minutes)."""
+    batch_size: int = 16
+    """Images per step (official: 16 per GPU)."""
+    learning_rate: float = 0.0025
+    """Adam learning rate of G and D (official train.py: 0.0025 below 1024 px)."""
+    adam_betas: tuple[float, float] = (0.0, 0.99)
+    """Adam betas of G and D (StyleGAN2 / official)."""
+    xi: float = 3.0
+    """Noise scale of the pseudo text feature h' = normalize(h + xi * eps/|eps|). The official language-free
+    path (training/loss.py) forms normalize(0.25 h + 0.75 eps/|eps|), i.e. xi = 0.75 / 0.25 = 3."""
+    temperature: float = 0.5
+    """Temperature of both contrastive losses (official train.py default --temp=0.5)."""
+    itd_weight: float = 10.0
+    """Weight of the contrastive loss between discriminator features and h' (official --itd=10; its
+    README's language-free example uses 20)."""
+    itc_weight: float = 10.0
+    """Weight of the contrastive loss between CLIP(G(z, h')) and h' (official --itc=10; README example 20)."""
+    contrastive_lambda: float = 0.0
+    """Mix of the two softmax directions: 0 normalises over the images for each condition (official
+    --lam default 0), 1 over the conditions for each image."""
+    contrastive_form: str = "official"
+    """'official': logits exp(cos/temperature), as the released code computes them (its comment calls this
+    incorrect but says it reproduces the published results with these weights); 'infonce': cos/temperature."""
+    r1_gamma: float = 10.0
+    """R1 penalty weight gamma (README example --gamma=10; DESIGN §4)."""
+    r1_interval: int = 16
+    """Lazy regularisation: R1 every this many steps, scaled by it (StyleGAN2: 16); 1 = every step."""
+    ema_half_life_images: float = 5000.0
+    """Half-life of the generator EMA in images (official ema_kimg = batch * 10 / 32 = 5 kimg)."""
+    ema_rampup: float = 0.05
+    """The EMA half-life is capped at this fraction of the images seen so far (official: 0.05); 0 = off."""
+    snapshot_interval: int = 200
+    """Steps between resume snapshots in the work folder."""
+    log_interval: int = 20
+    """Steps averaged into one row of the loss-curve CSV."""
+
+    def __post_init__(self) -> None:
+        _check("LafiteTrainConfig", {
+            "steps": self.steps >= 1,
+            "batch_size": self.batch_size >= 2,  # contrastive losses need negatives
+            "learning_rate": self.learning_rate > 0,
+            "adam_betas": len(self.adam_betas) == 2 and all(0.0 <= b < 1.0 for b in self.adam_betas),
+            "xi": self.xi >= 0,
+            "temperature": self.temperature > 0,
+            "itd_weight": self.itd_weight >= 0,
+            "itc_weight": self.itc_weight >= 0,
+            "contrastive_lambda": 0.0 <= self.contrastive_lambda <= 1.0,
+            "contrastive_form": self.contrastive_form in CONTRASTIVE_FORMS,
+            "r1_gamma": self.r1_gamma >= 0,
+            "r1_interval": self.r1_interval >= 1,
+            "ema_half_life_images": self.ema_half_life_images >= 0,
+            "ema_rampup": self.ema_rampup >= 0,
+            "snapshot_interval": self.snapshot_interval >= 1,
+            "log_interval": self.log_interval >= 1,
+        }, self)
+
+    @classmethod
+    def paper(cls) -> "LafiteTrainConfig":
+        """The official language-free run's losses and optimiser; steps are a budget choice (25 000 kimg
+        at batch 16 would be 1.56 M steps)."""
+        return cls(steps=200_000, snapshot_interval=2000, log_interval=100)
+
+    def to_dict(self) -> dict[str, Any]:
+        values = asdict(self)
+        values["adam_betas"] = list(self.adam_betas)
+        return values
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], source: str = "lafite.train") -> "LafiteTrainConfig":
+        return _from_dict(cls, values, source)

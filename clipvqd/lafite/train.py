@@ -1,0 +1,279 @@
+"""The LAFITE trainer: language-free, resumable, one process (CPU or one GPU, float32).
+
+Each step: one generator update (non-saturating loss + itc + itd on G(z, h')), then one discriminator
+update (logistic loss + itd on real images + lazy R1), then the generator EMA. h' is the pseudo text
+feature of each real image's cached CLIP embedding (`conditioning.pseudo_text_feature`); fakes are drawn
+with the h' of the real batch, as in the official loop (training/loss.py: gen images use txt_fts_).
+
+Reproducibility as in the diffusion trainer: every draw (data order, z, the noise of h', the synthesis
+noise) comes from a generator named by (seed, purpose, step), so a run killed and resumed from its
+snapshot in `work_dir` (not a workflow output) ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import Tensor
+
+from clipvqd.checkpoint import load_meta, load_weights, save_weights
+from clipvqd.clip.encoder import ClipEncoder
+from clipvqd.diffusion.seeding import derive_seed, generator_for
+from clipvqd.diffusion.train import ExponentialMovingAverage, _snapshot_fingerprint
+from clipvqd.resume import CorruptResumeState, ResumeState
+
+from .clip_features import clip_image_features, freeze
+from .conditioning import pseudo_text_feature
+from .config import LafiteModelConfig, LafiteTrainConfig
+from .discriminator import Discriminator
+from .generator import Generator
+from .losses import contrastive_loss, discriminator_adversarial_loss, generator_adversarial_loss, r1_penalty
+
+WEIGHTS_FORMAT = "clipvqd-lafite-generator/1"
+
+_STREAM_INIT, _STREAM_DATA_ORDER, _STREAM_STEP = 11, 12, 13
+
+# Loss-curve columns, each averaged over the log_interval steps ending at `step`: loss_g and loss_d (the
+# optimised objectives; loss_d without R1), g_adversarial (softplus(-D(G))), itc and itd_fake (the
+# generator's contrastive terms, unweighted), itd_real (the discriminator's), r1 (mean |grad|^2 on the
+# steps where it was applied), real_logit / fake_logit (mean D outputs), elapsed_s (wall time, summed over
+# resumed runs).
+CURVE_FIELDS = ["step", "loss_g", "loss_d", "g_adversarial", "itc", "itd_fake", "itd_real", "r1",
+                "real_logit", "fake_logit", "elapsed_s"]
+
+
+def _sha256_tensor(tensor: Tensor) -> str:
+    return hashlib.sha256(tensor.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+
+
+def _fingerprint(payload: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def build_networks(model_cfg: LafiteModelConfig, seed: int) -> tuple[Generator, Discriminator]:
+    """G and D initialised from the run's seed, leaving the caller's global RNG untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(seed, _STREAM_INIT))
+        return Generator(model_cfg), Discriminator(model_cfg)
+
+
+def ema_decay(train_cfg: LafiteTrainConfig, images_seen: int) -> float:
+    """StyleGAN2-ADA's EMA: half-life ema_half_life_images, capped by ema_rampup * images seen."""
+    half_life = train_cfg.ema_half_life_images
+    if train_cfg.ema_rampup > 0:
+        half_life = min(half_life, images_seen * train_cfg.ema_rampup)
+    if half_life <= 0:
+        return 0.0
+    return 0.5 ** (train_cfg.batch_size / half_life)
+
+
+def _validate(images: Tensor, embeddings: Tensor, model_cfg: LafiteModelConfig, train_cfg: LafiteTrainConfig) -> None:
+    r = model_cfg.resolution
+    if images.dim() != 4 or tuple(images.shape[1:]) != (3, r, r) or not images.dtype.is_floating_point:
+        raise ValueError(f"images must be float (N, 3, {r}, {r}) in [-1, 1], got {images.dtype} {tuple(images.shape)}")
+    if embeddings.shape != (images.shape[0], model_cfg.condition_dim):
+        raise ValueError(f"embeddings must be ({images.shape[0]}, {model_cfg.condition_dim}) to match the images and "
+                         f"model condition_dim, got {tuple(embeddings.shape)}")
+    if images.shape[0] < train_cfg.batch_size:
+        raise ValueError(f"batch_size {train_cfg.batch_size} exceeds the {images.shape[0]} training images")
+
+
+def train_lafite(
+    images: Tensor,
+    embeddings: Tensor,
+    clip: ClipEncoder,
+    model_cfg: LafiteModelConfig,
+    train_cfg: LafiteTrainConfig,
+    work_dir: str | Path,
+    out_weights: str | Path,
+    curve_csv: str | Path,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train (or resume) LAFITE; write the EMA generator to `out_weights` (+ JSON sidecar) and the loss
+    curve to `curve_csv`. Returns the sidecar metadata.
+
+    images: float (N, 3, R, R) in [-1, 1]; embeddings: (N, D) CLIP image embeddings of the same images, made
+    by `clip` (the frozen conditioner CLIP, also used for the itc loss on generated images)."""
+    _validate(images, embeddings, model_cfg, train_cfg)
+    device = torch.device(device)
+    work_dir, out_weights, curve_csv = Path(work_dir), Path(out_weights), Path(curve_csv)
+    images = images.float().cpu()
+    embeddings = embeddings.float().cpu()
+    freeze(clip)
+
+    generator, discriminator = build_networks(model_cfg, seed)
+    generator.to(device)
+    discriminator.to(device)
+    ema = ExponentialMovingAverage(generator, 0.0)
+    betas = tuple(train_cfg.adam_betas)
+    g_opt = torch.optim.Adam(generator.parameters(), lr=train_cfg.learning_rate, betas=betas, eps=1e-8)
+    d_opt = torch.optim.Adam(discriminator.parameters(), lr=train_cfg.learning_rate, betas=betas, eps=1e-8)
+
+    fingerprint = _fingerprint({
+        "model": model_cfg.to_dict(),
+        "train": {k: v for k, v in train_cfg.to_dict().items() if k not in ("snapshot_interval", "log_interval")},
+        "seed": seed,
+        "images": _sha256_tensor(images),
+        "embeddings": _sha256_tensor(embeddings),
+        "clip": clip.identity,
+    })
+    resume = ResumeState(work_dir)
+    resumable = {"generator": generator, "discriminator": discriminator, "ema": ema, "g_opt": g_opt, "d_opt": d_opt}
+    if _snapshot_fingerprint(resume) not in (None, fingerprint):
+        print(f"lafite: the resume state in {work_dir} was written by a run with other data or settings; "
+              "starting over", flush=True)
+        resume.clear()
+    try:
+        start_step, extra = resume.restore(resumable)
+    except (RuntimeError, KeyError, ValueError) as error:
+        if isinstance(error, CorruptResumeState):
+            raise
+        raise ValueError(f"resume state in {work_dir} does not fit this model ({error}); delete that folder "
+                         "to start over") from error
+    if start_step:
+        print(f"lafite: resuming from the snapshot at step {start_step} of {train_cfg.steps} in {work_dir}", flush=True)
+    curve: list[dict[str, Any]] = list(extra.get("curve", []))
+    elapsed_before = float(extra.get("elapsed_s", 0.0))
+    started = time.monotonic()
+
+    def elapsed() -> float:
+        return elapsed_before + time.monotonic() - started
+
+    def write_curve() -> None:
+        _write_curve_rows(curve_csv, curve)
+
+    def snapshot(step: int) -> None:
+        resume.save(step, resumable, {"fingerprint": fingerprint, "curve": curve, "elapsed_s": elapsed()})
+        write_curve()
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=train_cfg.steps, initial=start_step, desc="lafite", unit="step")
+
+    generator.train()
+    discriminator.train()
+    batch = train_cfg.batch_size
+    steps_per_epoch = images.shape[0] // batch
+    order_epoch, order = -1, None
+    window: list[dict[str, float]] = []
+    for step in range(start_step, train_cfg.steps):
+        epoch, offset = divmod(step, steps_per_epoch)
+        if epoch != order_epoch:
+            order = torch.randperm(images.shape[0], generator=generator_for(seed, _STREAM_DATA_ORDER, epoch))
+            order_epoch = epoch
+        indices = order[offset * batch:(offset + 1) * batch]
+        real = images[indices].to(device)
+        draws = generator_for(seed, _STREAM_STEP, step, 0)
+        condition = pseudo_text_feature(embeddings[indices], train_cfg.xi,
+                                        noise=torch.randn(batch, model_cfg.condition_dim, generator=draws)).to(device)
+        z = torch.randn(batch, model_cfg.z_dim, generator=draws).to(device)
+
+        # Generator update: D is frozen (its parameters get no gradient), CLIP always is.
+        discriminator.requires_grad_(False)
+        fake = generator(z, condition, "random", generator_for(seed, _STREAM_STEP, step, 1))
+        fake_logits, fake_features = discriminator(fake, condition)
+        g_adversarial = generator_adversarial_loss(fake_logits)
+        itc = contrastive_loss(clip_image_features(clip, fake), condition, train_cfg.temperature,
+                               train_cfg.contrastive_lambda, train_cfg.contrastive_form)
+        itd_fake = contrastive_loss(fake_features, condition, train_cfg.temperature, train_cfg.contrastive_lambda,
+                                    train_cfg.contrastive_form)
+        loss_g = g_adversarial + train_cfg.itc_weight * itc + train_cfg.itd_weight * itd_fake
+        g_opt.zero_grad(set_to_none=True)
+        loss_g.backward()
+        g_opt.step()
+
+        # Discriminator update on fresh fakes of the updated G (same z and h', new synthesis noise).
+        discriminator.requires_grad_(True)
+        with torch.no_grad():
+            fake = generator(z, condition, "random", generator_for(seed, _STREAM_STEP, step, 2))
+        fake_logits, _ = discriminator(fake, condition)
+        real_logits, real_features = discriminator(real, condition)
+        itd_real = contrastive_loss(real_features, condition, train_cfg.temperature, train_cfg.contrastive_lambda,
+                                    train_cfg.contrastive_form)
+        loss_d = discriminator_adversarial_loss(real_logits, fake_logits) + train_cfg.itd_weight * itd_real
+        total_d = loss_d
+        r1 = None
+        if train_cfg.r1_gamma > 0 and step % train_cfg.r1_interval == 0:
+            real_input = real.detach().requires_grad_(True)
+            r1_logits, _ = discriminator(real_input, condition)
+            r1 = r1_penalty(r1_logits, real_input).mean()
+            total_d = total_d + r1 * (train_cfg.r1_gamma / 2) * train_cfg.r1_interval
+        d_opt.zero_grad(set_to_none=True)
+        total_d.backward()
+        d_opt.step()
+
+        done = step + 1
+        ema.decay = ema_decay(train_cfg, done * batch)
+        ema.update(generator)
+
+        window.append({"loss_g": loss_g.item(), "loss_d": loss_d.item(), "g_adversarial": g_adversarial.item(),
+                       "itc": itc.item(), "itd_fake": itd_fake.item(), "itd_real": itd_real.item(),
+                       "r1": None if r1 is None else r1.item(), "real_logit": real_logits.mean().item(),
+                       "fake_logit": fake_logits.mean().item()})
+        if done % train_cfg.log_interval == 0 or done == train_cfg.steps:
+            row: dict[str, Any] = {"step": done}
+            for key in CURVE_FIELDS[1:-1]:
+                values = [entry[key] for entry in window if entry[key] is not None]
+                row[key] = round(sum(values) / len(values), 6) if values else ""
+            row["elapsed_s"] = round(elapsed(), 3)
+            curve.append(row)
+            window = []
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(g=f"{loss_g.item():.3f}", d=f"{loss_d.item():.3f}")
+        if done % train_cfg.snapshot_interval == 0 and done != train_cfg.steps:
+            snapshot(done)
+    if bar is not None:
+        bar.close()
+
+    final_step = max(start_step, train_cfg.steps)
+    meta = {
+        "format": WEIGHTS_FORMAT,
+        "weights": "ema",
+        "step": final_step,
+        "seed": seed,
+        "model_config": model_cfg.to_dict(),
+        "train_config": train_cfg.to_dict(),
+        "clip_sha256": clip.identity,
+        "num_training_images": int(images.shape[0]),
+        "fingerprint": fingerprint,
+        "elapsed_s": round(elapsed(), 3),
+    }
+    if start_step < train_cfg.steps:
+        snapshot(final_step)
+    save_weights(out_weights, ema.state_dict(), meta)
+    write_curve()
+    return meta
+
+
+def _write_curve_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    import csv
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CURVE_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, dict[str, Any]]:
+    """The EMA generator of a LAFITE checkpoint, in eval mode, and its metadata."""
+    meta = load_meta(path)
+    if meta.get("format") != WEIGHTS_FORMAT or "model_config" not in meta:
+        raise ValueError(f"{path} is not a LAFITE generator written by clipvqd.lafite.train "
+                         f"(format {meta.get('format')!r}, expected {WEIGHTS_FORMAT!r})")
+    generator = Generator(LafiteModelConfig.from_dict(meta["model_config"], source=f"{path} sidecar"))
+    load_weights(path, generator)
+    return generator.to(device).eval(), meta
