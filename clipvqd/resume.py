@@ -8,6 +8,9 @@ Loading uses `torch.load(weights_only=True)`: no pickled code is ever executed.
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import json
 import os
 import re
 from pathlib import Path
@@ -20,6 +23,30 @@ _STATE_NAME = re.compile(r"^state-(\d{9})\.pt$")
 
 class CorruptResumeState(RuntimeError):
     pass
+
+
+def settings_fingerprint(payload: Mapping[str, Any]) -> str:
+    """A stable hash of a run's data and settings, stored with each snapshot so that a rerun with other
+    data or settings never continues from it."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def tensor_sha256(tensor: torch.Tensor | None) -> str | None:
+    if tensor is None:
+        return None
+    return hashlib.sha256(tensor.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+
+
+def write_curve_csv(path: str | Path, rows: list[Mapping[str, Any]], fields: list[str] | tuple[str, ...]) -> None:
+    """Write a whole loss curve atomically (a reader never sees half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(fields))
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
 
 
 def _capture(obj: Any) -> Any:
@@ -88,6 +115,18 @@ class ResumeState:
         if payload["cuda_rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(payload["cuda_rng"])
         return payload["step"], payload["extra"]
+
+    def newest_fingerprint(self) -> str | None:
+        """The settings fingerprint stored with the newest snapshot; None when there is none (or it is
+        unreadable, which `restore` then reports properly)."""
+        snapshots = self.snapshots()
+        if not snapshots:
+            return None
+        try:
+            payload = torch.load(snapshots[-1], map_location="cpu", weights_only=True)
+        except Exception:
+            return None
+        return payload.get("extra", {}).get("fingerprint")
 
     def clear(self) -> None:
         for path in self.snapshots():

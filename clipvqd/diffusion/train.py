@@ -18,9 +18,6 @@ per sample, a 2-process run sees the same noise as a 1-process run of the same g
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import json
 import math
 import os
 import time
@@ -35,7 +32,7 @@ from torch import Tensor, nn
 
 from clipvqd.checkpoint import load_meta, load_weights, save_weights
 from clipvqd.hashing import sha256_file
-from clipvqd.resume import CorruptResumeState, ResumeState
+from clipvqd.resume import CorruptResumeState, ResumeState, settings_fingerprint, tensor_sha256, write_curve_csv
 
 from .condition import NullCondition, draw_null_mask, l2_normalize, noisy_image_condition, substitute_null
 from .loss import TimestepSampler, diffusion_loss
@@ -262,16 +259,6 @@ def _learning_rate_factor(step: int, config: DiffusionTrainConfig) -> float:
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def _sha256_tensor(tensor: Tensor | None) -> str | None:
-    if tensor is None:
-        return None
-    return hashlib.sha256(tensor.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
-
-
-def _fingerprint(payload: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-
-
 # Loss-curve columns, each averaged over the log_interval steps ending at `step`: loss (the optimised
 # objective, nats per token); vlb_per_token and x0_nll_per_token (the bound term and -log p(x0 | x_t),
 # estimated for t uniform, nats per token); learning_rate (of the last step); grad_norm (before
@@ -279,29 +266,6 @@ def _fingerprint(payload: Mapping[str, Any]) -> str:
 # summed over resumed runs).
 _CURVE_FIELDS = ["step", "loss", "vlb_per_token", "x0_nll_per_token", "learning_rate", "grad_norm",
                  "uniform_timesteps", "elapsed_s"]
-
-
-def _snapshot_fingerprint(resume: ResumeState) -> str | None:
-    """The fingerprint stored with the newest snapshot; None when there is none (or it is unreadable,
-    which `restore` then reports properly)."""
-    snapshots = resume.snapshots()
-    if not snapshots:
-        return None
-    try:
-        payload = torch.load(snapshots[-1], map_location="cpu", weights_only=True)
-    except Exception:
-        return None
-    return payload.get("extra", {}).get("fingerprint")
-
-
-def _write_curve(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=_CURVE_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def _validate_inputs(tokens: Tensor, conditions: Tensor | None, model_cfg: DenoiserConfig, mode: TrainingMode) -> None:
@@ -455,13 +419,13 @@ def _train(
     timestep_sampler = TimestepSampler(model_cfg.num_steps, train_cfg.importance_min_samples,
                                        train_cfg.importance_history_decay)
 
-    fingerprint = _fingerprint({
+    fingerprint = settings_fingerprint({
         "model": model_cfg.to_dict(),
         "train": {k: v for k, v in train_cfg.to_dict().items() if k not in ("snapshot_interval", "log_interval")},
         "mode": mode.value,
         "seed": seed,
-        "tokens": _sha256_tensor(tokens),
-        "conditions": _sha256_tensor(embeddings),
+        "tokens": tensor_sha256(tokens),
+        "conditions": tensor_sha256(embeddings),
         "init_weights": None if init_weights is None else sha256_file(init_weights),
     })
     resume = ResumeState(work_dir)
@@ -469,7 +433,7 @@ def _train(
                  "timestep_sampler": timestep_sampler}
     # Snakemake reruns a training job when its data or settings change; the snapshots of the earlier run
     # are then useless (and must never be mixed in), so that run starts over instead of failing.
-    if _snapshot_fingerprint(resume) not in (None, fingerprint):
+    if resume.newest_fingerprint() not in (None, fingerprint):
         if context.is_main:
             print(f"diffusion ({mode.value}): the resume state in {work_dir} was written by a run with other data "
                   f"or settings; starting over", flush=True)
@@ -495,7 +459,7 @@ def _train(
     def snapshot(step: int) -> None:
         if context.is_main:
             resume.save(step, resumable, {"fingerprint": fingerprint, "curve": curve, "elapsed_s": elapsed()})
-            _write_curve(curve_csv, curve)
+            write_curve_csv(curve_csv, curve, _CURVE_FIELDS)
         context.barrier()
 
     network: nn.Module = parts
@@ -595,7 +559,7 @@ def _train(
         snapshot(final_step)
     if context.is_main:
         save_weights(out_weights, ema.state_dict(), meta)
-        _write_curve(curve_csv, curve)
+        write_curve_csv(curve_csv, curve, _CURVE_FIELDS)
     context.barrier()
     return meta
 

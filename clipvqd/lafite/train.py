@@ -12,11 +12,9 @@ snapshot in `work_dir` (not a workflow output) ends with the same weights as an 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -24,8 +22,8 @@ from torch import Tensor
 from clipvqd.checkpoint import load_meta, load_weights, save_weights
 from clipvqd.clip.encoder import ClipEncoder
 from clipvqd.diffusion.seeding import derive_seed, generator_for
-from clipvqd.diffusion.train import ExponentialMovingAverage, _snapshot_fingerprint
-from clipvqd.resume import CorruptResumeState, ResumeState
+from clipvqd.diffusion.train import ExponentialMovingAverage
+from clipvqd.resume import CorruptResumeState, ResumeState, settings_fingerprint, tensor_sha256, write_curve_csv
 
 from .clip_features import clip_image_features, freeze
 from .conditioning import pseudo_text_feature
@@ -45,14 +43,6 @@ _STREAM_INIT, _STREAM_DATA_ORDER, _STREAM_STEP = 11, 12, 13
 # resumed runs).
 CURVE_FIELDS = ["step", "loss_g", "loss_d", "g_adversarial", "itc", "itd_fake", "itd_real", "r1",
                 "real_logit", "fake_logit", "elapsed_s"]
-
-
-def _sha256_tensor(tensor: Tensor) -> str:
-    return hashlib.sha256(tensor.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
-
-
-def _fingerprint(payload: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def build_networks(model_cfg: LafiteModelConfig, seed: int) -> tuple[Generator, Discriminator]:
@@ -116,17 +106,17 @@ def train_lafite(
     g_opt = torch.optim.Adam(generator.parameters(), lr=train_cfg.learning_rate, betas=betas, eps=1e-8)
     d_opt = torch.optim.Adam(discriminator.parameters(), lr=train_cfg.learning_rate, betas=betas, eps=1e-8)
 
-    fingerprint = _fingerprint({
+    fingerprint = settings_fingerprint({
         "model": model_cfg.to_dict(),
         "train": {k: v for k, v in train_cfg.to_dict().items() if k not in ("snapshot_interval", "log_interval")},
         "seed": seed,
-        "images": _sha256_tensor(images),
-        "embeddings": _sha256_tensor(embeddings),
+        "images": tensor_sha256(images),
+        "embeddings": tensor_sha256(embeddings),
         "clip": clip.identity,
     })
     resume = ResumeState(work_dir)
     resumable = {"generator": generator, "discriminator": discriminator, "ema": ema, "g_opt": g_opt, "d_opt": d_opt}
-    if _snapshot_fingerprint(resume) not in (None, fingerprint):
+    if resume.newest_fingerprint() not in (None, fingerprint):
         print(f"lafite: the resume state in {work_dir} was written by a run with other data or settings; "
               "starting over", flush=True)
         resume.clear()
@@ -147,7 +137,7 @@ def train_lafite(
         return elapsed_before + time.monotonic() - started
 
     def write_curve() -> None:
-        _write_curve_rows(curve_csv, curve)
+        write_curve_csv(curve_csv, curve, CURVE_FIELDS)
 
     def snapshot(step: int) -> None:
         resume.save(step, resumable, {"fingerprint": fingerprint, "curve": curve, "elapsed_s": elapsed()})
@@ -253,19 +243,6 @@ def train_lafite(
     save_weights(out_weights, ema.state_dict(), meta)
     write_curve()
     return meta
-
-
-def _write_curve_rows(path: Path, rows: list[dict[str, Any]]) -> None:
-    import csv
-    import os
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CURVE_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, dict[str, Any]]:
