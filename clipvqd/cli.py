@@ -249,24 +249,40 @@ def cmd_diffusion_train(args) -> None:
                     args.work, args.out, args.curve, device=args.device, seed=args.seed, init_weights=args.init)
 
 
+def _planned_prompts(args, expected_clip_sha256: str | None = None):
+    """The shared sampling interface, input side: the prompts (with the prefix CLIP encoded, which is what
+    the manifest records and CLIPscore compares), the fixed plan, and each planned image's prompt embedding."""
+    from clipvqd.clip.embed import load_embeddings
+    from clipvqd.samples import prompt_rows, read_prompts, sample_plan
+
+    prompts = read_prompts(args.prompts)
+    prompts["prompt"] = args.prompt_prefix + prompts["prompt"]
+    plan = sample_plan(prompts, args.samples_per_prompt)
+    embeddings = load_embeddings(args.prompt_embeddings, expected_clip_sha256=expected_clip_sha256)
+    return prompts, plan, prompt_rows(embeddings, prompts, plan)
+
+
+def _write_planned_samples(args, images, prompts, plan, settings: dict[str, Any]) -> None:
+    """The shared sampling interface, output side: PNGs + manifest beside `args.manifest`."""
+    from clipvqd.samples import write_sample_set
+
+    write_sample_set(images, plan, Path(args.manifest).parent, args.manifest, method=args.method,
+                     variant=args.variant, seed=args.seed, settings=settings)
+    print(f"wrote {len(plan)} images ({len(prompts)} prompts x {args.samples_per_prompt}) and {args.manifest}")
+
+
 def cmd_diffusion_sample(args) -> None:
     import torch
 
-    from clipvqd.clip.embed import load_embeddings
     from clipvqd.diffusion import load_denoiser
     from clipvqd.diffusion.generate import SamplingSettings, generate_images
-    from clipvqd.samples import prompt_rows, read_prompts, sample_plan, write_sample_set
     from clipvqd.tokenizer import CodeMapping, load_tokenizer
 
     settings = dict(args.settings)
     denoiser, null_condition, meta = load_denoiser(args.model, device=args.device)
     tokenizer, _ = load_tokenizer(args.tokenizer, device=args.device)
     mapping = CodeMapping.load(args.codebook)
-    prompts = read_prompts(args.prompts)
-    # The manifest records the text CLIP encoded (with the prefix), which is what CLIPscore must compare.
-    prompts["prompt"] = args.prompt_prefix + prompts["prompt"]
-    plan = sample_plan(prompts, args.samples_per_prompt)
-    embeddings = load_embeddings(args.prompt_embeddings)
+    prompts, plan, conditions = _planned_prompts(args)
     sampling = SamplingSettings(guidance_scale=settings.get("s", 1.0), truncation_r=settings.get("r", 1.0),
                                 steps=settings.get("steps"), purity=settings.get("purity", False),
                                 unconditional=args.method == "unconditional")
@@ -274,11 +290,9 @@ def cmd_diffusion_sample(args) -> None:
         raise SystemExit(f"{args.model} was pretrained without condition dropout, so it has no trained null "
                          f"vector for guidance s={sampling.guidance_scale}; sample it with s=1 or use the CFG model")
     torch.manual_seed(args.seed)
-    images = generate_images(denoiser, null_condition, tokenizer, mapping, prompt_rows(embeddings, prompts, plan),
-                             sampling, seed=args.seed, batch_size=args.batch_size)
-    write_sample_set(images, plan, Path(args.manifest).parent, args.manifest, method=args.method,
-                     variant=args.variant, seed=args.seed, settings=settings)
-    print(f"wrote {len(plan)} images ({len(prompts)} prompts x {args.samples_per_prompt}) and {args.manifest}")
+    images = generate_images(denoiser, null_condition, tokenizer, mapping, conditions, sampling, seed=args.seed,
+                             batch_size=args.batch_size)
+    _write_planned_samples(args, images, prompts, plan, settings)
 
 
 # ---- lafite ------------------------------------------------------------------------------------------
@@ -319,23 +333,15 @@ def cmd_lafite_train(args) -> None:
 
 
 def cmd_lafite_sample(args) -> None:
-    from clipvqd.clip.embed import load_embeddings
     from clipvqd.hashing import sha256_file
     from clipvqd.lafite import generate_images, load_generator
-    from clipvqd.samples import prompt_rows, read_prompts, sample_plan, write_sample_set
 
     generator, meta = load_generator(args.model, device=args.device)
     if args.clip and meta.get("clip_sha256") and sha256_file(args.clip) != meta["clip_sha256"]:
         raise SystemExit(f"{args.model} was trained with CLIP {meta['clip_sha256']}, not with {args.clip}")
-    prompts = read_prompts(args.prompts)
-    prompts["prompt"] = args.prompt_prefix + prompts["prompt"]
-    plan = sample_plan(prompts, args.samples_per_prompt)
-    embeddings = load_embeddings(args.prompt_embeddings, expected_clip_sha256=meta.get("clip_sha256"))
-    images = generate_images(generator, prompt_rows(embeddings, prompts, plan), seed=args.seed,
-                             batch_size=args.batch_size)
-    write_sample_set(images, plan, Path(args.manifest).parent, args.manifest, method=args.method,
-                     variant=args.variant, seed=args.seed, settings=dict(args.settings))
-    print(f"wrote {len(plan)} images ({len(prompts)} prompts x {args.samples_per_prompt}) and {args.manifest}")
+    prompts, plan, conditions = _planned_prompts(args, expected_clip_sha256=meta.get("clip_sha256"))
+    images = generate_images(generator, conditions, seed=args.seed, batch_size=args.batch_size)
+    _write_planned_samples(args, images, prompts, plan, dict(args.settings))
 
 
 # ---- evaluation: metrics of one sample set, the comparison report -----------------------------------
@@ -526,6 +532,17 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         return sub
 
+    def sampling_interface(sub: argparse.ArgumentParser) -> None:
+        """The arguments every generator's sample command shares: prompts in, PNGs + manifest out."""
+        sub.add_argument("--prompts", required=True)
+        sub.add_argument("--prompt-embeddings", required=True)
+        sub.add_argument("--prompt-prefix", default="", help="the data.prompt_prefix the prompt embeddings were made with")
+        sub.add_argument("--samples-per-prompt", type=int, default=16)
+        sub.add_argument("--batch-size", type=int, default=64)
+        sub.add_argument("--seed", type=int, default=0)
+        sub.add_argument("--manifest", required=True, help="sample manifest; PNGs go to images/ beside it")
+        sub.add_argument("--device", default="cpu")
+
     world = groups.add_parser("world", help="embedded offline worlds").add_subparsers(dest="command", required=True)
     gen = command(world, "generate", cmd_world_generate, "render every split of a world")
     gen.add_argument("--params", type=_json, required=True, help="the data.world config block as JSON")
@@ -625,17 +642,10 @@ def build_parser() -> argparse.ArgumentParser:
     dsa.add_argument("--model", required=True)
     dsa.add_argument("--tokenizer", required=True)
     dsa.add_argument("--codebook", required=True)
-    dsa.add_argument("--prompts", required=True)
-    dsa.add_argument("--prompt-embeddings", required=True)
-    dsa.add_argument("--prompt-prefix", default="", help="the data.prompt_prefix the prompt embeddings were made with")
     dsa.add_argument("--method", required=True)
     dsa.add_argument("--variant", required=True)
     dsa.add_argument("--settings", type=_json, required=True, help='e.g. {"s": 1.2, "r": 0.85, "steps": 100}')
-    dsa.add_argument("--samples-per-prompt", type=int, default=16)
-    dsa.add_argument("--batch-size", type=int, default=64)
-    dsa.add_argument("--seed", type=int, default=0)
-    dsa.add_argument("--manifest", required=True, help="sample manifest; PNGs go to images/ beside it")
-    dsa.add_argument("--device", default="cpu")
+    sampling_interface(dsa)
 
     laf = groups.add_parser("lafite", help="the LAFITE baseline (language-free StyleGAN2)").add_subparsers(
         dest="command", required=True)
@@ -653,17 +663,10 @@ def build_parser() -> argparse.ArgumentParser:
     lsa = command(laf, "sample", cmd_lafite_sample, "prompts in, PNGs + manifest out")
     lsa.add_argument("--model", required=True, help="generator checkpoint from lafite train")
     lsa.add_argument("--clip", default=None, help="conditioner CLIP file, checked against the checkpoint")
-    lsa.add_argument("--prompts", required=True)
-    lsa.add_argument("--prompt-embeddings", required=True)
-    lsa.add_argument("--prompt-prefix", default="", help="the data.prompt_prefix the prompt embeddings were made with")
     lsa.add_argument("--method", default="lafite")
     lsa.add_argument("--variant", default="default")
     lsa.add_argument("--settings", type=_json, default={}, help="settings recorded in the manifest")
-    lsa.add_argument("--samples-per-prompt", type=int, default=16)
-    lsa.add_argument("--batch-size", type=int, default=64)
-    lsa.add_argument("--seed", type=int, default=0)
-    lsa.add_argument("--manifest", required=True, help="sample manifest; PNGs go to images/ beside it")
-    lsa.add_argument("--device", default="cpu")
+    sampling_interface(lsa)
 
     evaluate = groups.add_parser("evaluate", help="metrics of sample sets and the comparison report").add_subparsers(
         dest="command", required=True)
