@@ -712,6 +712,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--title", default="clipvqd comparison report")
     rep.add_argument("--run-name", default=None)
 
+    from clipvqd.datasets.cli import register as register_data_commands
+
+    register_data_commands(groups, command)  # `data ...`: downloads, COCO/FFHQ preparation, weights
+
     stage = groups.add_parser("stage", help="stages still to be built").add_subparsers(dest="command", required=True)
     ni = command(stage, "not-implemented", cmd_not_implemented, "fail loudly for a stage a later issue builds")
     ni.add_argument("stage")

@@ -1,0 +1,175 @@
+"""COCO 2014 and FFHQ preparation on tiny fake copies, and the data rules against a local HTTP server."""
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from clipvqd.datasets.coco import CocoError, CocoSource, prepare_coco
+from clipvqd.datasets.ffhq import FfhqError, prepare_ffhq, validate_ffhq
+from clipvqd.manifest import read_manifest
+from clipvqd.samples import read_prompts
+from conftest import REPO
+from local_http import LocalFiles
+
+
+def _jpeg(width, height, seed):
+    rng = np.random.default_rng(seed)
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def fake_coco(train=6, val=5, captions_per_image=3):
+    """{archive name: bytes} shaped like the official zips (names, folders, caption json layout)."""
+    archives, annotations = {}, {}
+    for split, count, first_id in (("train2014", train, 100), ("val2014", val, 500)):
+        images, anns = [], []
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            for k in range(count):
+                image_id = first_id + 7 * k
+                name = f"COCO_{split}_{image_id:012d}.jpg"
+                archive.writestr(f"{split}/{name}", _jpeg(40 + 3 * k, 30 + 2 * k, image_id))
+                images.append({"id": image_id, "file_name": name, "width": 40 + 3 * k, "height": 30 + 2 * k})
+                for c in range(captions_per_image):
+                    anns.append({"id": image_id * 10 + c, "image_id": image_id,
+                                 "caption": f"A {split} picture number {k}, caption {c}.\n"})
+        archives[f"{split}.zip"] = buffer.getvalue()
+        annotations[f"annotations/captions_{split}.json"] = json.dumps({"images": images, "annotations": anns})
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, text in annotations.items():
+            archive.writestr(name, text)
+    archives["annotations_trainval2014.zip"] = buffer.getvalue()
+    return archives
+
+
+def _write(folder, files):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return folder
+
+
+def _check_common_contract(out):
+    """The files and columns a world writes, as the rules downstream read them."""
+    train = read_manifest(out / "train.csv")
+    reference = read_manifest(out / "reference.csv")
+    prompts = read_prompts(out / "prompts.csv")
+    assert list(train.columns[:2]) == ["path", "sha256"] and list(reference.columns[:2]) == ["path", "sha256"]
+    assert list(prompts.columns[:3]) == ["prompt_id", "prompt", "ood"] and set(prompts["ood"]) == {"0"}
+    return train, reference, prompts
+
+
+def test_coco_prepare_from_zips_writes_valid_manifests(tmp_path):
+    files = _write(tmp_path / "zips", fake_coco())
+    source = CocoSource.from_zips(files / "train2014.zip", files / "val2014.zip", files / "annotations_trainval2014.zip")
+    out = tmp_path / "data"
+    summary = prepare_coco(source, out, resolution=16, seed=3, progress=False)
+    train, reference, prompts = _check_common_contract(out)
+    assert len(train) == 6 and set(train["source_split"]) == {"train2014"}
+    assert len(reference) == 5 and set(reference["source_split"]) == {"val2014"}
+    assert len(prompts) == 5  # one caption per val2014 image
+    assert all(p.startswith("A val2014 picture") and "\n" not in p for p in prompts["prompt"])
+    captions = pd.read_csv(out / "train_captions.csv", dtype=str)
+    assert list(captions.columns) == ["path", "caption"] and list(captions["path"]) == list(train["path"])
+    with Image.open(out / train["path"][0]) as image:
+        assert image.size == (16, 16) and image.mode == "RGB"
+    assert summary["train_on"] == "train" and summary["reference_overlaps_training"] is False
+    recorded = json.loads((out / "dataset.json").read_text())
+    assert recorded["train_on"] == "train" and recorded["sizes"] == {"train": 6, "reference": 5, "prompts": 5}
+
+
+def test_coco_choices_are_seeded_and_train_val_is_recorded(tmp_path):
+    files = _write(tmp_path / "zips", fake_coco())
+    source = CocoSource.from_zips(files / "train2014.zip", files / "val2014.zip", files / "annotations_trainval2014.zip")
+    first = prepare_coco(source, tmp_path / "a", resolution=8, seed=1, progress=False)
+    again = prepare_coco(source, tmp_path / "b", resolution=8, seed=1, progress=False)
+    assert (tmp_path / "a" / "prompts.csv").read_text() == (tmp_path / "b" / "prompts.csv").read_text()
+    assert (tmp_path / "a" / "train.csv").read_text() == (tmp_path / "b" / "train.csv").read_text()
+    del first, again
+    other = prepare_coco(source, tmp_path / "c", resolution=8, seed=2, progress=False,
+                         train_on="train+val", reference_count=3, prompt_count=4)
+    train = read_manifest(tmp_path / "c" / "train.csv")
+    assert len(train) == 11 and set(train["source_split"]) == {"train2014", "val2014"}
+    assert len(read_manifest(tmp_path / "c" / "reference.csv")) == 3
+    assert len(read_prompts(tmp_path / "c" / "prompts.csv")) == 4
+    assert other["train_on"] == "train+val" and other["reference_overlaps_training"] is True
+
+
+def test_coco_from_an_extracted_folder_and_missing_images_are_named(tmp_path):
+    root = tmp_path / "coco"
+    for name, data in fake_coco().items():
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            archive.extractall(root)
+    prepare_coco(CocoSource.from_folder(root), tmp_path / "data", resolution=8, progress=False)
+    _check_common_contract(tmp_path / "data")
+    missing = sorted((root / "val2014").iterdir())[0]
+    missing.unlink()
+    with pytest.raises(CocoError, match=missing.name):
+        prepare_coco(CocoSource.from_folder(root), tmp_path / "again", resolution=8, progress=False)
+    with pytest.raises(CocoError, match="no annotations/ folder"):
+        CocoSource.from_folder(tmp_path / "data")
+
+
+def _ffhq_copy(folder, count=6, side=24):
+    for k in range(count):
+        sub = folder / f"{(k // 4) * 1000:05d}"
+        sub.mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(k)
+        Image.fromarray(rng.integers(0, 255, (side, side, 3), dtype=np.uint8)).save(sub / f"{k:05d}.png")
+    return folder
+
+
+def test_ffhq_copy_is_validated_hashed_and_prepared(tmp_path):
+    root = _ffhq_copy(tmp_path / "ffhq")
+    source = tmp_path / "data" / "ffhq_source.csv"
+    summary = validate_ffhq(root, source, expected_count=6, min_side=16, image_size=24, progress=False)
+    assert summary["count"] == 6
+    listed = pd.read_csv(source, dtype=str)
+    first = Path(listed["path"][0])
+    assert first.is_absolute() and listed["sha256"][0] == hashlib.sha256(first.read_bytes()).hexdigest()
+    prompts_file = REPO / "clipvqd" / "data" / "clip2latent-face-test.txt"
+    prepare_ffhq(source, tmp_path / "data", resolution=16, prompts_file=prompts_file, reference_count=4,
+                 progress=False)
+    train, reference, prompts = _check_common_contract(tmp_path / "data")
+    assert len(train) == 6 and len(reference) == 4
+    assert train["path"][0] == "ffhq/00000/00000.png"
+    lines = [line.strip() for line in prompts_file.read_text().splitlines() if line.strip()]
+    assert list(prompts["prompt"]) == lines
+
+
+def test_ffhq_wrong_count_and_unreadable_file_are_named(tmp_path):
+    root = _ffhq_copy(tmp_path / "ffhq")
+    with pytest.raises(FfhqError, match="holds 6 PNG files, but data.ffhq.expected_count is 70000"):
+        validate_ffhq(root, tmp_path / "m.csv", expected_count=70000, min_side=16, progress=False)
+    broken = root / "00000" / "00002.png"
+    broken.write_bytes(b"not a png at all")
+    with pytest.raises(FfhqError) as error:
+        validate_ffhq(root, tmp_path / "m.csv", expected_count=6, min_side=16, progress=False)
+    assert str(broken) in str(error.value) and "unreadable" in str(error.value)
+    assert not (tmp_path / "m.csv").exists()
+    broken.unlink()
+    with pytest.raises(FfhqError, match="smaller than data.ffhq.resolution 32"):
+        validate_ffhq(root, tmp_path / "m.csv", expected_count=None, min_side=32, progress=False)
+
+
+def test_ffhq_file_changed_after_validation_is_named(tmp_path):
+    root = _ffhq_copy(tmp_path / "ffhq", count=2)
+    validate_ffhq(root, tmp_path / "src.csv", expected_count=2, min_side=8, progress=False)
+    changed = root / "00000" / "00001.png"
+    Image.new("RGB", (24, 24)).save(changed)
+    with pytest.raises(FfhqError, match="changed after validation"):
+        prepare_ffhq(tmp_path / "src.csv", tmp_path / "data", resolution=8,
+                     prompts_file=REPO / "clipvqd" / "data" / "clip2latent-face-test.txt", progress=False)
