@@ -433,7 +433,11 @@ def _train(
                  "timestep_sampler": timestep_sampler}
     # Snakemake reruns a training job when its data or settings change; the snapshots of the earlier run
     # are then useless (and must never be mixed in), so that run starts over instead of failing.
-    if resume.newest_fingerprint() not in (None, fingerprint):
+    stale = resume.newest_fingerprint() not in (None, fingerprint)
+    # Under torchrun every rank must read the snapshot before rank 0 may delete it; otherwise a late rank
+    # finds no snapshot, skips the barrier below, and the ranks' collectives no longer line up (a hang).
+    context.barrier()
+    if stale:
         if context.is_main:
             print(f"diffusion ({mode.value}): the resume state in {work_dir} was written by a run with other data "
                   f"or settings; starting over", flush=True)

@@ -21,12 +21,17 @@ rule lafite_train:
         LOGS / "lafite_train.log",
     benchmark:
         BENCHMARKS / "lafite_train.tsv"
+    resources:
+        gpu=0,  # CPU by default; a profile's set-resources asks for GPUs (profiles/slurm)
     conda:
-        ENV
+        ENVS["train"]
     shell:
-        "python -m clipvqd lafite train --params {params.settings:q} --train {input.train}"
-        " --embeddings {input.embeddings} --clip {input.clip} {params.resize} --work {params.work}"
-        " --out {output.model} --curve {output.curve} --seed {params.seed} --device {params.device} > {log} 2>&1"
+        clipvqd_trainer(
+            "lafite train --params {params.settings:q} --train {input.train}"
+            " --embeddings {input.embeddings} --clip {input.clip} {params.resize} --work {params.work}"
+            " --out {output.model} --curve {output.curve} --seed {params.seed} --device {params.device} > {log} 2>&1",
+            ddp=False,
+        )
 
 
 rule clip2latent_generator_train:
@@ -40,7 +45,7 @@ rule clip2latent_generator_train:
     benchmark:
         BENCHMARKS / "clip2latent_generator_train.tsv"
     conda:
-        ENV
+        ENVS["train"]
     shell:
         "python -m clipvqd stage not-implemented clip2latent_generator_train > {log} 2>&1"
 
@@ -56,7 +61,7 @@ rule clip2latent_latent_sample:
     benchmark:
         BENCHMARKS / "clip2latent_latent_sample.tsv"
     conda:
-        ENV
+        ENVS["train"]
     shell:
         "python -m clipvqd stage not-implemented clip2latent_latent_sample > {log} 2>&1"
 
@@ -72,7 +77,7 @@ rule clip2latent_prior_train:
     benchmark:
         BENCHMARKS / "clip2latent_prior_train.tsv"
     conda:
-        ENV
+        ENVS["train"]
     shell:
         "python -m clipvqd stage not-implemented clip2latent_prior_train > {log} 2>&1"
 
@@ -96,7 +101,7 @@ rule sample_lafite:
     benchmark:
         BENCHMARKS / "sample_{method}_{variant}.tsv"
     conda:
-        ENV
+        ENVS["train"]
     shell:
         "python -m clipvqd lafite sample --model {input.model} --clip {input.clip} --prompts {input.prompts}"
         " --prompt-embeddings {input.prompt_embeddings} --prompt-prefix={params.prefix:q}"
@@ -118,6 +123,6 @@ rule sample_baseline:
     benchmark:
         BENCHMARKS / "sample_{method}_{variant}.tsv"
     conda:
-        ENV
+        ENVS["train"]
     shell:
         "python -m clipvqd stage not-implemented sample_{wildcards.method} > {log} 2>&1"

@@ -21,7 +21,7 @@ if STANDIN_ROLES:
         benchmark:
             BENCHMARKS / "clip_train_standin_{role}.tsv"
         conda:
-            ENV
+            ENVS["clip"]
         shell:
             "python -m clipvqd clip get --params {params.spec:q} --pairs {input.pairs} --work {params.work}"
             " --curve {output.curve} --seed {params.seed} --device {params.device} --out {output.model}"
@@ -43,7 +43,7 @@ if EXTERNAL_CLIP_ROLES:
         log:
             LOGS / "clip_get_{role}.log",
         conda:
-            ENV
+            ENVS["clip"]
         shell:
             "python -m clipvqd clip get --params {params.spec:q} --out {output.model} > {log} 2>&1"
 
@@ -61,7 +61,7 @@ if IS_WORLD:
         log:
             LOGS / "clip_evaluate_{role}.log",
         conda:
-            ENV
+            ENVS["clip"]
         shell:
             "python -m clipvqd clip evaluate --clip {input.clip} --pairs {input.pairs} --world {params.world}"
             " --out {output.metrics} > {log} 2>&1"
@@ -83,7 +83,7 @@ rule clip_embed:
     benchmark:
         BENCHMARKS / "clip_embed.tsv"
     conda:
-        ENV
+        ENVS["clip"]
     shell:
         "python -m clipvqd clip embed --clip {input.clip} --images {input.images} --images-out {output.images}"
         " --prompts {input.prompts} --prompts-out {output.prompts} --prompt-prefix={params.prefix:q}"
@@ -105,7 +105,7 @@ if HAS_CAPTIONS:
         log:
             LOGS / "clip_embed_captions.log",
         conda:
-            ENV
+            ENVS["clip"]
         shell:
             "python -m clipvqd clip embed-captions --clip {input.clip} --captions {input.captions}"
             " --out {output.captions} --device {params.device} > {log} 2>&1"

@@ -11,7 +11,9 @@ LOGS = RESULTS / "logs"
 BENCHMARKS = RESULTS / "benchmarks"
 DATA = RESULTS / "data"
 TOKENS = RESULTS / "tokens" / "train.json"
-ENV = "../../envs/clipvqd.yaml"
+# One conda environment per rule family (--use-conda), each installing the package (envs/*.post-deploy.sh).
+ENVS = {family: f"../../envs/{family}.yaml" for family in ("data", "clip", "train", "evaluation", "report")}
+ENV = ENVS["train"]  # for a rule not yet given its family; tests/test_envs.py asks every rule to name one
 
 SOURCE = config["data"]["source"]
 IS_WORLD = SOURCE == "world"
@@ -57,6 +59,24 @@ def as_json(block):
 
 def run_seed(offset=0):
     return config["seed"] + offset
+
+
+# ---- launching trainers -------------------------------------------------------------------------------
+# A profile asks for GPUs through the `gpu` resource (profiles/slurm); rules that train declare `gpu=0` (CPU)
+# as their default. The launcher is chosen by the job's shell from resources.gpu rather than by a params
+# function: params are a rerun trigger, and moving a finished run from a laptop to a cluster must not retrain.
+
+def clipvqd_trainer(arguments, ddp):
+    """Shell text that runs `python -m clipvqd <arguments>`, or, with ddp and a job's gpu resource > 1,
+    `torchrun --standalone --nproc_per_node=<gpu> -m clipvqd <arguments>` (one DDP process per GPU).
+    A trainer without DDP refuses more than one GPU instead of silently leaving the others idle."""
+    if ddp:
+        launcher = ("$(if [ {resources.gpu} -gt 1 ]; then echo torchrun --standalone --nnodes=1"
+                    " --nproc_per_node={resources.gpu}; else echo python; fi) -m clipvqd ")
+    else:
+        launcher = ("if [ {resources.gpu} -gt 1 ]; then echo 'resources.gpu={resources.gpu}, but this trainer"
+                    " runs as one process (no DDP support); request gpu=1' >&2; exit 1; fi; python -m clipvqd ")
+    return launcher + arguments
 
 
 # ---- methods and their variants ------------------------------------------------------------------------

@@ -23,7 +23,7 @@ if IS_WORLD:
         benchmark:
             BENCHMARKS / "world_generate.tsv"
         conda:
-            ENV
+            ENVS["data"]
         shell:
             "python -m clipvqd world generate --params {params.world:q} --seed {params.seed}"
             " --out {params.out} > {log} 2>&1"
@@ -38,7 +38,7 @@ else:
         log:
             LOGS / "dataset_download.log",
         conda:
-            ENV
+            ENVS["data"]
         shell:
             "python -m clipvqd stage not-implemented dataset_download > {log} 2>&1"
 
@@ -55,6 +55,6 @@ else:
         benchmark:
             BENCHMARKS / "dataset_prepare.tsv"
         conda:
-            ENV
+            ENVS["data"]
         shell:
             "python -m clipvqd stage not-implemented dataset_prepare > {log} 2>&1"

@@ -19,13 +19,18 @@ rule diffusion_pretrain:
         LOGS / "diffusion_pretrain_alpha={alpha}.log",
     benchmark:
         BENCHMARKS / "diffusion_pretrain_alpha={alpha}.tsv"
+    resources:
+        gpu=0,  # CPU by default; a profile's set-resources asks for GPUs (profiles/slurm)
     conda:
-        ENV
+        ENVS["train"]
     shell:
-        "python -m clipvqd diffusion train --mode language_free --params {params.settings:q}"
-        " --tokens {input.tokens} --embeddings {input.embeddings} --alpha {wildcards.alpha}"
-        " --work {params.work} --out {output.model} --curve {output.curve} --seed {params.seed}"
-        " --device {params.device} > {log} 2>&1"
+        clipvqd_trainer(
+            "diffusion train --mode language_free --params {params.settings:q}"
+            " --tokens {input.tokens} --embeddings {input.embeddings} --alpha {wildcards.alpha}"
+            " --work {params.work} --out {output.model} --curve {output.curve} --seed {params.seed}"
+            " --device {params.device} > {log} 2>&1",
+            ddp=True,
+        )
 
 
 rule diffusion_cfg_finetune:
@@ -47,13 +52,18 @@ rule diffusion_cfg_finetune:
         LOGS / "diffusion_cfg_finetune_alpha={alpha}.log",
     benchmark:
         BENCHMARKS / "diffusion_cfg_finetune_alpha={alpha}.tsv"
+    resources:
+        gpu=0,  # CPU by default; a profile's set-resources asks for GPUs (profiles/slurm)
     conda:
-        ENV
+        ENVS["train"]
     shell:
-        "python -m clipvqd diffusion train --mode cfg_finetune --params {params.settings:q}"
-        " --tokens {input.tokens} --embeddings {input.embeddings} --alpha {wildcards.alpha}"
-        " --init {input.pretrained} --work {params.work} --out {output.model} --curve {output.curve}"
-        " --seed {params.seed} --device {params.device} > {log} 2>&1"
+        clipvqd_trainer(
+            "diffusion train --mode cfg_finetune --params {params.settings:q}"
+            " --tokens {input.tokens} --embeddings {input.embeddings} --alpha {wildcards.alpha}"
+            " --init {input.pretrained} --work {params.work} --out {output.model} --curve {output.curve}"
+            " --seed {params.seed} --device {params.device} > {log} 2>&1",
+            ddp=True,
+        )
 
 
 rule diffusion_control:
@@ -79,9 +89,14 @@ rule diffusion_control:
         LOGS / "diffusion_{control}.log",
     benchmark:
         BENCHMARKS / "diffusion_{control}.tsv"
+    resources:
+        gpu=0,  # CPU by default; a profile's set-resources asks for GPUs (profiles/slurm)
     conda:
-        ENV
+        ENVS["train"]
     shell:
-        "python -m clipvqd diffusion train --mode {wildcards.control} --params {params.settings:q}"
-        " --tokens {input.tokens} --embeddings {input.embeddings} --work {params.work} --out {output.model}"
-        " --curve {output.curve} --seed {params.seed} --device {params.device} > {log} 2>&1"
+        clipvqd_trainer(
+            "diffusion train --mode {wildcards.control} --params {params.settings:q}"
+            " --tokens {input.tokens} --embeddings {input.embeddings} --work {params.work} --out {output.model}"
+            " --curve {output.curve} --seed {params.seed} --device {params.device} > {log} 2>&1",
+            ddp=True,
+        )

@@ -20,7 +20,7 @@ rule sample:
     benchmark:
         BENCHMARKS / "sample_{method}_{variant}.tsv"
     conda:
-        ENV
+        ENVS["train"]
     shell:
         "python -m clipvqd diffusion sample --model {input.model} --tokenizer {input.tokenizer}"
         " --codebook {input.codebook} --prompts {input.prompts} --prompt-embeddings {input.prompt_embeddings}"
@@ -65,7 +65,7 @@ rule metrics:
     benchmark:
         BENCHMARKS / "metrics_{method}_{variant}.tsv"
     conda:
-        ENV
+        ENVS["evaluation"]
     shell:
         "python -m clipvqd evaluate metrics --samples {input.samples:q} --reference {input.reference}"
         " --prompts {input.prompts} --conditioner {input.conditioner} --judge {input.judge} {params.oracle}"
@@ -107,7 +107,7 @@ rule report:
     log:
         LOGS / "report.log",
     conda:
-        ENV
+        ENVS["report"]
     shell:
         "python -m clipvqd evaluate report --tables {input.tables:q} --protocols {input.protocols:q}"
         " --metrics-out {output.metrics} --protocol-out {output.protocol} --out-dir {params.out_dir}"

@@ -21,7 +21,7 @@ if IS_WORLD:
         benchmark:
             BENCHMARKS / "oracle_train.tsv"
         conda:
-            ENV
+            ENVS["train"]
         shell:
             "python -m clipvqd oracle train --params {params.oracle:q} --world {params.world}"
             " --manifest {input.oracle} --reference {input.reference} --work {params.work}"

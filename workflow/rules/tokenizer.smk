@@ -21,12 +21,17 @@ rule tokenizer_train:
         LOGS / "tokenizer_train.log",
     benchmark:
         BENCHMARKS / "tokenizer_train.tsv"
+    resources:
+        gpu=0,  # CPU by default; a profile's set-resources asks for GPUs (profiles/slurm)
     conda:
-        ENV
+        ENVS["train"]
     shell:
-        "python -m clipvqd tokenizer train --params {params.tokenizer:q} --train {input.train}"
-        " --work {params.work} --out {output.model} --curve {output.curve} --codebook {output.codebook}"
-        " --seed {params.seed} --device {params.device} > {log} 2>&1"
+        clipvqd_trainer(
+            "tokenizer train --params {params.tokenizer:q} --train {input.train}"
+            " --work {params.work} --out {output.model} --curve {output.curve} --codebook {output.codebook}"
+            " --seed {params.seed} --device {params.device} > {log} 2>&1",
+            ddp=False,
+        )
 
 
 rule tokenizer_evaluate:
@@ -51,7 +56,7 @@ rule tokenizer_evaluate:
     benchmark:
         BENCHMARKS / "tokenizer_evaluate.tsv"
     conda:
-        ENV
+        ENVS["train"]
     shell:
         "python -m clipvqd tokenizer evaluate --model {input.model} --codebook {input.codebook}"
         " --heldout {input.heldout} {params.oracle} {params.resize} --metrics {output.metrics}"
@@ -75,7 +80,7 @@ rule tokenizer_tokenize:
     benchmark:
         BENCHMARKS / "tokenizer_tokenize.tsv"
     conda:
-        ENV
+        ENVS["train"]
     shell:
         "python -m clipvqd tokenizer tokenize --model {input.model} --codebook {input.codebook}"
         " --train {input.train} {params.resize} --out {output.codes} --manifest {output.manifest}"

@@ -1,0 +1,206 @@
+"""The conda environments of `--use-conda` (envs/*.yaml), checked without conda (it cannot run here):
+
+- each file parses, pins every package to the version pyproject.toml pins, and installs the project
+  package (Snakemake keeps PYTHONPATH out of conda jobs) through its post-deploy script;
+- every rule names one of them;
+- each family's environment holds every distribution that the package code its rules run imports
+  (found by walking the imports of the package source, function-level ones included).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+
+ENVS = REPO / "envs"
+FAMILIES = ("data", "clip", "train", "evaluation", "report")
+
+# The package modules each family's CLI commands import (see clipvqd/cli.py, cmd_*); every command also
+# goes through the CLI itself, which imports the `data` command group and resolves --device with torch.
+ENTRY_MODULES = {
+    "data": ["clipvqd.worlds.generate", "clipvqd.datasets"],
+    "clip": ["clipvqd.clip.sources", "clipvqd.clip.standin", "clipvqd.clip.evaluate", "clipvqd.clip.embed",
+             "clipvqd.clip.encoder"],
+    "train": ["clipvqd.oracle", "clipvqd.tokenizer", "clipvqd.manifest", "clipvqd.diffusion",
+              "clipvqd.diffusion.generate", "clipvqd.lafite", "clipvqd.clip.encoder", "clipvqd.clip.embed",
+              "clipvqd.samples", "clipvqd.clip2latent"],
+    "evaluation": ["clipvqd.evaluation", "clipvqd.evaluation.features", "clipvqd.evaluation.protocol",
+                   "clipvqd.evaluation.table", "clipvqd.clip.encoder", "clipvqd.oracle", "clipvqd.manifest"],
+    "report": ["clipvqd.evaluation", "clipvqd.report"],
+}
+COMMON_ENTRIES = ["clipvqd.cli", "clipvqd.datasets.cli", "clipvqd.device"]
+# Of the CLI itself only what every command runs counts: its module level, the parser and main (each cmd_*
+# imports its own family's modules, listed above).
+CLI_SHARED_FUNCTIONS = {"build_parser", "main"}
+
+
+def _requirement_name(spec: str) -> str:
+    return re.split(r"[=<>!~\[ ;]", spec.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def _pyproject_pins() -> dict[str, str]:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    return {_requirement_name(spec): spec.strip() for spec in project["dependencies"]}
+
+
+def _env(name: str) -> dict:
+    return yaml.safe_load((ENVS / f"{name}.yaml").read_text())
+
+
+def _pip_specs(env: dict) -> list[str]:
+    pip = [entry["pip"] for entry in env["dependencies"] if isinstance(entry, dict) and "pip" in entry]
+    assert len(pip) == 1, "one pip section per environment"
+    return pip[0]
+
+
+def test_every_environment_parses_and_pins_what_pyproject_pins():
+    pins = _pyproject_pins()
+    found = sorted(path.stem for path in ENVS.glob("*.yaml"))
+    assert found == sorted(FAMILIES), f"envs/ holds {found}; this test knows {sorted(FAMILIES)}"
+    for family in FAMILIES:
+        env = _env(family)
+        assert env["channels"][0] == "conda-forge" and "nodefaults" in env["channels"], family
+        conda = [d for d in env["dependencies"] if isinstance(d, str)]
+        # pyproject.toml: requires-python = ">=3.11,<3.12"
+        assert "python=3.11" in conda, family
+        assert "pip" in conda, family
+        for spec in _pip_specs(env):
+            name = _requirement_name(spec)
+            assert name in pins, f"envs/{family}.yaml: {spec!r} is not a dependency in pyproject.toml"
+            assert spec.replace(" ", "") == pins[name].replace(" ", ""), (
+                f"envs/{family}.yaml pins {spec!r} but pyproject.toml pins {pins[name]!r}")
+
+
+def test_every_environment_installs_the_project_package():
+    for family in FAMILIES:
+        script = ENVS / f"{family}.post-deploy.sh"
+        assert script.is_file(), f"{script} is missing: Snakemake runs it after creating envs/{family}.yaml"
+        text = script.read_text()
+        assert "pip install --no-deps" in text and "-e" in text, script
+        assert "CLIPVQD_SOURCE" in text, script
+
+
+def test_every_rule_uses_one_of_the_environments():
+    declared = {}
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        rule = None
+        lines = smk.read_text().splitlines()
+        for number, line in enumerate(lines):
+            match = re.match(r"\s*rule (\w+):", line)
+            if match:
+                rule = match.group(1)
+            if line.strip() == "conda:" and rule:
+                declared[rule] = lines[number + 1].strip().rstrip(",")
+    assert len(declared) >= 20, declared
+    names = {f"ENVS[{family!r}]" for family in FAMILIES} | {f'ENVS["{family}"]' for family in FAMILIES}
+    wrong = {rule: value for rule, value in declared.items() if value not in names}
+    assert not wrong, f"rules whose conda: is not ENVS[<family>] (families {FAMILIES}): {wrong}"
+    common = (REPO / "workflow" / "rules" / "common.smk").read_text()
+    table = re.search(r"^ENVS = .*$", common, re.MULTILINE)
+    assert table and "../../envs/{family}.yaml" in table.group(0), "common.smk: ENVS maps a family to envs/<family>.yaml"
+    for family in FAMILIES:
+        assert f'"{family}"' in table.group(0), family
+
+
+# ---- the imports of the package, per family ---------------------------------------------------------------
+
+def _module_file(module: str) -> Path | None:
+    path = REPO / Path(*module.split("."))
+    if (path / "__init__.py").is_file():
+        return path / "__init__.py"
+    if path.with_suffix(".py").is_file():
+        return path.with_suffix(".py")
+    return None
+
+
+def _imports(module: str) -> tuple[set[str], set[str]]:
+    """(package modules, top-level outside modules) that `module`'s source imports anywhere."""
+    source = _module_file(module)
+    inner, outer = set(), set()
+    if source is None:
+        return inner, outer
+    package = module if source.name == "__init__.py" else module.rsplit(".", 1)[0]
+    tree = ast.parse(source.read_text())
+    if module == "clipvqd.cli":
+        tree.body = [node for node in tree.body if not isinstance(node, ast.FunctionDef)
+                     or node.name in CLI_SHARED_FUNCTIONS]
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                prefix = ".".join(base + ([node.module] if node.module else []))
+            else:
+                prefix = node.module
+            names = [prefix] + [f"{prefix}.{alias.name}" for alias in node.names]
+        for name in names:
+            if name.split(".")[0] == "clipvqd":
+                if _module_file(name) is not None:
+                    inner.add(name)
+            else:
+                outer.add(name.split(".")[0])
+    return inner, outer
+
+
+def _outside_modules(entries: list[str]) -> set[str]:
+    seen, todo, outer = set(), list(entries), set()
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        inner, found = _imports(module)
+        outer |= found
+        todo.extend(inner - seen)
+        # a submodule import runs its parents' __init__ too
+        parts = module.split(".")
+        todo.extend(".".join(parts[:i]) for i in range(2, len(parts)) if ".".join(parts[:i]) not in seen)
+    return outer
+
+
+def _distributions(modules: set[str]) -> set[str]:
+    owners = importlib.metadata.packages_distributions()
+    found = set()
+    for module in modules:
+        if module in sys.stdlib_module_names or module == "__future__":
+            continue
+        for distribution in owners.get(module, [module]):
+            found.add(distribution.lower().replace("_", "-"))
+    return found
+
+
+def _installed_closure(names: set[str]) -> set[str]:
+    """`names` plus everything they require (from the installed metadata): what pip installs with them."""
+    found, todo = set(), list(names)
+    while todo:
+        name = todo.pop()
+        if name in found:
+            continue
+        found.add(name)
+        try:
+            requires = importlib.metadata.requires(name) or []
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        todo.extend(_requirement_name(r) for r in requires if "extra ==" not in r)
+    return found
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_each_environment_has_what_its_rules_import(family):
+    needed = _distributions(_outside_modules(ENTRY_MODULES[family] + COMMON_ENTRIES))
+    declared = {_requirement_name(spec) for spec in _pip_specs(_env(family))}
+    missing = needed - _installed_closure(declared)
+    assert not missing, (f"envs/{family}.yaml lacks {sorted(missing)}, which the package code of its rules "
+                         f"imports (entry modules {ENTRY_MODULES[family]})")
