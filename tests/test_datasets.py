@@ -173,3 +173,99 @@ def test_ffhq_file_changed_after_validation_is_named(tmp_path):
     with pytest.raises(FfhqError, match="changed after validation"):
         prepare_ffhq(tmp_path / "src.csv", tmp_path / "data", resolution=8,
                      prompts_file=REPO / "clipvqd" / "data" / "clip2latent-face-test.txt", progress=False)
+
+
+# ---- the data rules themselves, in a scratch copy of the workflow, against a local server --------------
+
+def _workflow_copy(tmp_path):
+    import shutil
+
+    work = tmp_path / "wf"
+    work.mkdir()
+    for item in ("Snakefile", "config.yaml"):
+        shutil.copy(REPO / item, work / item)
+    shutil.copytree(REPO / "workflow", work / "workflow")
+    shutil.copytree(REPO / "envs", work / "envs")
+    return work
+
+
+def _snakemake(work, config, *targets):
+    (work / "test.yaml").write_text(yaml.safe_dump(config))
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    # Targets before --configfile, which would otherwise take them for more config files.
+    return subprocess.run([sys.executable, "-m", "snakemake", *targets, "--cores", "1", "--configfile", "test.yaml"],
+                          cwd=work, env=env, capture_output=True, text=True, timeout=600)
+
+
+_EXTERNAL_CLIPS = {"conditioner": {"source": "pretrained"}, "judge": {"source": "pretrained"}}
+_DATA_FILES = ("train.csv", "reference.csv", "prompts.csv", "train_captions.csv")
+
+
+def _coco_config(server, archives, run="coco-test", **coco):
+    names = {"train2014": "train2014.zip", "val2014": "val2014.zip", "annotations": "annotations_trainval2014.zip"}
+    specs = {key: {"url": server.url(f"/{name}"), "sha256": hashlib.sha256(archives[name]).hexdigest(),
+                   "size": len(archives[name])} for key, name in names.items()}
+    return {"run": run, "data": {"source": "coco", "downloads": "dl",
+                                 "coco": {"resolution": 16, "archives": specs, **coco}},
+            "clip": _EXTERNAL_CLIPS, "baselines": {"lafite": False, "clip2latent": False}}
+
+
+def test_coco_rules_download_resume_and_prepare(tmp_path):
+    archives = fake_coco()
+    work = _workflow_copy(tmp_path)
+    with LocalFiles({f"/{name}": data for name, data in archives.items()}) as server:
+        # A half-finished earlier download of the training archive.
+        half = len(archives["train2014.zip"]) // 2
+        (work / "dl" / "coco2014").mkdir(parents=True)
+        (work / "dl" / "coco2014" / "train2014.zip.part").write_bytes(archives["train2014.zip"][:half])
+        config = _coco_config(server, archives, train_on="train+val")
+        targets = [f"results/coco-test/data/{name}" for name in _DATA_FILES]
+        result = _snakemake(work, config, *targets)
+        assert result.returncode == 0, result.stderr[-4000:]
+        train_requests = [r for r in server.requests if r["path"] == "/train2014.zip"]
+        assert train_requests == [{"path": "/train2014.zip", "range": f"bytes={half}-",
+                                   "sent": len(archives["train2014.zip"]) - half}]
+    for name, data in archives.items():
+        assert (work / "dl" / "coco2014" / name).read_bytes() == data
+    data_dir = work / "results" / "coco-test" / "data"
+    train, reference, prompts = _check_common_contract(data_dir)
+    assert len(train) == 11 and len(reference) == 5 and len(prompts) == 5
+    summary = json.loads((data_dir / "dataset.json").read_text())
+    assert summary["train_on"] == "train+val" and summary["reference_overlaps_training"] is True
+    assert summary["inputs_sha256"]["val2014.zip"] == hashlib.sha256(archives["val2014.zip"]).hexdigest()
+
+
+def test_coco_rule_refuses_a_wrong_hash_and_leaves_nothing(tmp_path):
+    archives = fake_coco(train=2, val=2)
+    work = _workflow_copy(tmp_path)
+    with LocalFiles({f"/{name}": data for name, data in archives.items()}) as server:
+        config = _coco_config(server, archives, run="bad")
+        wrong = "ab" * 32
+        config["data"]["coco"]["archives"]["annotations"]["sha256"] = wrong
+        result = _snakemake(work, config, "dl/coco2014/annotations_trainval2014.zip")
+    assert result.returncode != 0
+    log = (work / "results" / "bad" / "logs" / "dataset_download_annotations_trainval2014.zip.log").read_text()
+    assert wrong in log and hashlib.sha256(archives["annotations_trainval2014.zip"]).hexdigest() in log
+    assert "annotations_trainval2014.zip" in log and "removed" in log
+    assert not (work / "dl" / "coco2014" / "annotations_trainval2014.zip").exists()
+    assert not (work / "dl" / "coco2014" / "annotations_trainval2014.zip.part").exists()
+
+
+def test_ffhq_rules_validate_a_local_copy_and_stop_early_on_a_bad_path(tmp_path):
+    work = _workflow_copy(tmp_path)
+    root = _ffhq_copy(tmp_path / "ffhq", count=5)
+    prompts_file = str(REPO / "clipvqd" / "data" / "clip2latent-face-test.txt")
+    config = {"run": "ffhq-test", "data": {"source": "ffhq", "ffhq": {
+        "path": str(root), "resolution": 16, "expected_count": 5, "image_size": 24, "prompts_file": prompts_file}},
+        "clip": _EXTERNAL_CLIPS, "baselines": {"lafite": False, "clip2latent": False, "paired": False}}
+    result = _snakemake(work, config, *[f"results/ffhq-test/data/{name}" for name in _DATA_FILES[:3]])
+    assert result.returncode == 0, result.stderr[-4000:]
+    data_dir = work / "results" / "ffhq-test" / "data"
+    train, reference, prompts = _check_common_contract(data_dir)
+    assert len(train) == 5 and len(prompts) == 64
+    assert len(pd.read_csv(data_dir / "ffhq_source.csv")) == 5
+
+    config["data"]["ffhq"]["path"] = str(tmp_path / "nowhere")
+    result = _snakemake(work, config, "results/ffhq-test/data/train.csv", "-n")
+    assert result.returncode != 0
+    assert f"data.ffhq.path: folder {tmp_path / 'nowhere'} does not exist" in result.stderr + result.stdout

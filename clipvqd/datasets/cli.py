@@ -63,8 +63,18 @@ def cmd_coco_prepare(args) -> None:
         if not (args.train_zip and args.val_zip and args.annotations_zip):
             raise SystemExit("coco-prepare needs --root, or all of --train-zip, --val-zip, --annotations-zip")
         source = CocoSource.from_zips(args.train_zip, args.val_zip, args.annotations_zip)
-    # The declared hashes the download rule checked each archive against, recorded in dataset.json.
+    # The declared hashes, checked again here: an archive copied into the downloads folder by hand never
+    # went through the download rule. Recorded in dataset.json.
     inputs = json.loads(args.inputs_sha256) if args.inputs_sha256 else {}
+    if inputs:
+        from clipvqd.hashing import verify_sha256
+
+        for path in (args.train_zip, args.val_zip, args.annotations_zip):
+            name = Path(path).name
+            if name not in inputs:
+                raise SystemExit(f"--inputs-sha256 has no hash for {name} (keys: {sorted(inputs)})")
+            print(f"checking sha256 of {path}")
+            verify_sha256(path, inputs[name], what=f"COCO archive (data.coco.archives, {name})")
     summary = prepare_coco(source, args.out, resolution=args.resolution, train_on=args.train_on, seed=args.seed,
                            train_count=args.train_count, reference_count=args.reference_count,
                            prompt_count=args.prompt_count, workers=args.workers, inputs=inputs)

@@ -53,6 +53,60 @@ def check_config():
 check_config()
 
 
+# ---- real data sets (data.ffhq, data.coco; the rules are in data.smk) -------------------------------------
+
+import re
+import shlex
+
+DOWNLOADS = Path(config["data"]["downloads"])
+# Local file names of the official COCO archives (their own names, so copies fetched by hand can be
+# dropped into <data.downloads>/coco2014/; the prepare step checks their sha256 in any case).
+COCO_ARCHIVES = {
+    "train2014.zip": config["data"]["coco"]["archives"]["train2014"],
+    "val2014.zip": config["data"]["coco"]["archives"]["val2014"],
+    "annotations_trainval2014.zip": config["data"]["coco"]["archives"]["annotations"],
+}
+FFHQ_ROOT = config["data"]["ffhq"]["path"] or str(DOWNLOADS / "ffhq" / "images1024x1024")
+
+
+def check_data_config():
+    """Local copies named in the config must exist: stop before any job, naming the key and the path."""
+    if SOURCE == "ffhq":
+        spec = config["data"]["ffhq"]
+        if spec["path"] and not Path(spec["path"]).is_dir():
+            raise ConfigError(f"data.ffhq.path: folder {spec['path']} does not exist")
+        if not Path(spec["prompts_file"]).is_file():
+            raise ConfigError(f"data.ffhq.prompts_file: file {spec['prompts_file']} does not exist")
+        if spec["image_size"] is not None and spec["image_size"] < spec["resolution"]:
+            raise ConfigError(f"data.ffhq.image_size {spec['image_size']} is smaller than data.ffhq.resolution "
+                              f"{spec['resolution']}")
+    if SOURCE == "coco":
+        path = config["data"]["coco"]["path"]
+        if path:
+            for sub in ("train2014", "val2014", "annotations"):
+                if not (Path(path) / sub).is_dir():
+                    raise ConfigError(f"data.coco.path: {path} has no {sub}/ folder (expected train2014/, "
+                                      "val2014/ and annotations/ as extracted from the official zips)")
+
+
+check_data_config()
+
+
+def coco_prepare_inputs(wildcards):
+    if config["data"]["coco"]["path"]:
+        return {}
+    return {"archives": [DOWNLOADS / "coco2014" / name for name in COCO_ARCHIVES]}
+
+
+def coco_source_arguments(wildcards, input):
+    if config["data"]["coco"]["path"]:
+        return f"--root {shlex.quote(config['data']['coco']['path'])}"
+    train, val, annotations = (shlex.quote(str(path)) for path in input.archives)
+    hashes = as_json({name: spec["sha256"].lower() for name, spec in COCO_ARCHIVES.items()})
+    return (f"--train-zip {train} --val-zip {val} --annotations-zip {annotations}"
+            f" --inputs-sha256 {shlex.quote(hashes)}")
+
+
 def as_json(block):
     return json.dumps(block, sort_keys=True)
 
@@ -236,6 +290,50 @@ check_evaluation_config()
 FEATURE_CACHE = RESULTS / "work" / "feature-cache"
 
 
+# ---- pretrained weights fetched by the workflow (weights.*; the rules are in data.smk) ---------------------
+# A path in the config wins; else a fetched, sha256-checked file; else none (the offline default).
+
+WEIGHTS_DIR = DOWNLOADS / "weights"
+FETCHED_WEIGHTS = {}
+if config["weights"]["inception"]["fetch"] and not config["evaluation"]["feature_extractor_weights_path"]:
+    FETCHED_WEIGHTS["inception"] = config["weights"]["inception"]
+if config["weights"]["lpips"]["fetch"] and not (config["tokenizer"]["train"]["lpips_vgg_weights"]
+                                                 or config["tokenizer"]["train"]["lpips_linear_weights"]):
+    FETCHED_WEIGHTS["lpips_vgg"] = config["weights"]["lpips"]["vgg"]
+    FETCHED_WEIGHTS["lpips_linear"] = config["weights"]["lpips"]["linear"]
+
+
+def inception_weights_file():
+    """The Inception file the metrics jobs read: the configured path, the fetched file, or none."""
+    if config["evaluation"]["feature_extractor_weights_path"]:
+        return config["evaluation"]["feature_extractor_weights_path"]
+    return str(WEIGHTS_DIR / "inception.pth") if "inception" in FETCHED_WEIGHTS else []
+
+
+def inception_weights_sha256():
+    if config["evaluation"]["feature_extractor_weights_path"]:
+        return config["evaluation"]["feature_extractor_weights_sha256"]
+    return FETCHED_WEIGHTS["inception"]["sha256"]
+
+
+def lpips_weight_files():
+    """Fetched LPIPS files (converted to safetensors) for the tokenizer, or {} (configured paths, or none)."""
+    if "lpips_vgg" not in FETCHED_WEIGHTS:
+        return {}
+    return {"lpips_vgg": WEIGHTS_DIR / "lpips_vgg.safetensors", "lpips_linear": WEIGHTS_DIR / "lpips_linear.safetensors"}
+
+
+def tokenizer_params():
+    """The tokenizer block as JSON, with the fetched LPIPS files filled in when fetching is on. Their
+    sources were checked against weights.lpips.*.sha256 by the download and convert rules."""
+    files = lpips_weight_files()
+    if not files:
+        return as_json(config["tokenizer"])
+    train = dict(config["tokenizer"]["train"], lpips_vgg_weights=str(files["lpips_vgg"]),
+                 lpips_linear_weights=str(files["lpips_linear"]))
+    return as_json(dict(config["tokenizer"], train=train))
+
+
 def reference_name():
     source = f"{config['data']['world']['name']} world" if IS_WORLD else SOURCE
     return f"{source}, reference split ({DATA / 'reference.csv'})"
@@ -245,7 +343,7 @@ def inception_arguments(wildcards, input):
     """Command-line options that select Inception for FID, or none (the judge CLIP's image tower)."""
     if not input.inception:
         return ""
-    sha256 = config["evaluation"]["feature_extractor_weights_sha256"]
+    sha256 = inception_weights_sha256()
     return f"--inception-weights {shlex.quote(str(input.inception))} --inception-sha256 {sha256}"
 
 

@@ -36,7 +36,7 @@ rule metrics:
     # content in a shared folder (atomic writes, so parallel jobs cannot tear a file).
     input:
         unpack(metrics_inputs),
-        inception=config["evaluation"]["feature_extractor_weights_path"] or [],
+        inception=inception_weights_file(),
     output:
         table=report(
             RESULTS / "metrics" / "{method}" / "{variant}.csv",

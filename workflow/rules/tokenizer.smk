@@ -6,13 +6,14 @@
 rule tokenizer_train:
     input:
         train=DATA / "train.csv",
+        lpips=list(lpips_weight_files().values()),
     output:
         model=RESULTS / "tokenizer" / "model.safetensors",
         sidecar=RESULTS / "tokenizer" / "model.json",
         codebook=RESULTS / "tokenizer" / "codebook.json",
         curve=RESULTS / "tokenizer" / "curve.csv",
     params:
-        tokenizer=as_json(config["tokenizer"]),
+        tokenizer=tokenizer_params(),
         work=RESULTS / "work" / "tokenizer",
         seed=run_seed(),
         device=config["device"],
