@@ -269,3 +269,36 @@ def test_ffhq_rules_validate_a_local_copy_and_stop_early_on_a_bad_path(tmp_path)
     result = _snakemake(work, config, "results/ffhq-test/data/train.csv", "-n")
     assert result.returncode != 0
     assert f"data.ffhq.path: folder {tmp_path / 'nowhere'} does not exist" in result.stderr + result.stdout
+
+
+def test_checked_pickle_becomes_safetensors(tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from clipvqd.datasets.weights import to_safetensors
+    from clipvqd.hashing import ChecksumMismatch, sha256_file
+
+    source = tmp_path / "lin.pth"
+    torch.save({"lin0.model.1.weight": torch.ones(1, 64, 1, 1)}, source)
+    out = tmp_path / "lin.safetensors"
+    with pytest.raises(ChecksumMismatch, match="lin.pth"):
+        to_safetensors(source, "0" * 64, out)
+    assert not out.exists()
+    to_safetensors(source, sha256_file(source), out)
+    assert torch.equal(load_file(str(out))["lin0.model.1.weight"], torch.ones(1, 64, 1, 1))
+
+
+def test_fetched_weights_reach_the_jobs_as_paths(tmp_path):
+    """With weights.*.fetch, the DAG downloads and checks the files and hands their paths to the jobs."""
+    work = _workflow_copy(tmp_path)
+    config = {"run": "w", "data": {"source": "coco", "downloads": "dl"}, "clip": _EXTERNAL_CLIPS,
+              "baselines": {"lafite": False, "clip2latent": False}, "sampling": {"samples_per_prompt": 1},
+              "weights": {"inception": {"fetch": True}, "lpips": {"fetch": True}}}
+    result = _snakemake(work, config, "-n", "-p", "--forceall")
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    for name in ("inception", "lpips_vgg", "lpips_linear"):
+        assert f"--out dl/weights/{name}.pth" in out
+    assert "--inception-weights dl/weights/inception.pth --inception-sha256 6726825d" in out
+    assert '"lpips_vgg_weights": "dl/weights/lpips_vgg.safetensors"' in out
+    assert "generators trained on train" in out

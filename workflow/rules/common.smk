@@ -335,7 +335,16 @@ def tokenizer_params():
 
 
 def reference_name():
-    source = f"{config['data']['world']['name']} world" if IS_WORLD else SOURCE
+    """The FID reference as the protocol (and so the report) names it, with what the generators trained on."""
+    if IS_WORLD:
+        source = f"{config['data']['world']['name']} world"
+    elif SOURCE == "coco":
+        spec = config["data"]["coco"]
+        source = f"COCO 2014 val2014 images at {spec['resolution']} px; generators trained on {spec['train_on']}"
+        if spec["train_on"] == "train+val":
+            source += " (the reference images are among the training images, as in the paper's released code)"
+    else:
+        source = f"FFHQ training images at {config['data']['ffhq']['resolution']} px (FFHQ has no held-out split)"
     return f"{source}, reference split ({DATA / 'reference.csv'})"
 
 
