@@ -302,3 +302,34 @@ def test_fetched_weights_reach_the_jobs_as_paths(tmp_path):
     assert "--inception-weights dl/weights/inception.pth --inception-sha256 6726825d" in out
     assert '"lpips_vgg_weights": "dl/weights/lpips_vgg.safetensors"' in out
     assert "generators trained on train" in out
+
+
+@pytest.mark.parametrize("block, named", [
+    ({"coco": {"archives": {"val2014": {"sha256": "not-a-hash"}}}}, "not-a-hash"),
+    ({"coco": {"train_on": "val"}}, "val"),
+    ({"coco": {"prompts_count": 5}}, "prompts_count"),
+    ({"ffhq": {"expected_count": -3}}, "-3"),
+    ({"ffhq": {"pth": "/data/ffhq"}}, "pth"),
+])
+def test_schema_names_bad_data_keys(block, named):
+    from snakemake.utils import validate
+
+    config = {"data": {"source": "coco", **block}}
+    with pytest.raises(Exception) as error:
+        validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
+    assert named in str(error.value)
+
+
+def test_data_and_weights_schema_blocks_are_closed_and_described():
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+
+    def walk(node, where):
+        if node.get("type") == "object" and "properties" in node:
+            assert node.get("additionalProperties") is False, where
+            for key, child in node["properties"].items():
+                assert child.get("description"), f"{where}.{key} has no description"
+                assert "default" in child, f"{where}.{key} has no default"
+                walk(child, f"{where}.{key}")
+
+    walk(schema["properties"]["data"], "data")
+    walk(schema["properties"]["weights"], "weights")
