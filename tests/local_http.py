@@ -46,13 +46,14 @@ class LocalFiles:
                 limit = files_ref.drop_after.pop(self.path, None)
                 if limit is not None:
                     body = body[:limit]
-                self.wfile.write(body)
+                # Recorded before writing: the client may finish (and the test look) before this thread resumes.
                 record["sent"] = len(body)
+                self.wfile.write(body)
                 if limit is not None:
                     self.close_connection = True
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}{path}"

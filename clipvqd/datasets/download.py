@@ -34,6 +34,10 @@ class ChecksumError(DownloadError):
     pass
 
 
+class TransientError(DownloadError):
+    """A dropped connection, a timeout or a server error: worth retrying, resuming from the partial file."""
+
+
 def part_path(dest: str | Path) -> Path:
     dest = Path(dest)
     return dest.with_name(dest.name + ".part")
@@ -79,9 +83,10 @@ def _fetch_once(url: str, part: Path, expected_size: int | None, timeout: float,
             # Range not satisfiable: the partial file already holds every byte (or is not a prefix);
             # the hash decides.
             return _hash_prefix(part)
-        raise DownloadError(f"download {url} failed: HTTP {error.code} {error.reason}") from error
+        kind = TransientError if error.code >= 500 else DownloadError
+        raise kind(f"download {url} failed: HTTP {error.code} {error.reason}") from error
     except (urllib.error.URLError, OSError) as error:
-        raise DownloadError(f"download {url} failed: {error}") from error
+        raise TransientError(f"download {url} failed: {error}") from error
     with response:
         status = getattr(response, "status", 200)
         if offset and status == 206:
@@ -106,10 +111,10 @@ def _fetch_once(url: str, part: Path, expected_size: int | None, timeout: float,
                     bar.update(len(chunk))
             except (OSError, urllib.error.URLError, http.client.HTTPException) as error:
                 handle.flush()
-                raise DownloadError(f"download {url} interrupted after {received} bytes ({error}); "
+                raise TransientError(f"download {url} interrupted after {received} bytes ({error}); "
                                     f"{part} keeps them and a rerun resumes from there") from error
         if total is not None and received < total:
-            raise DownloadError(f"download {url} interrupted after {received} of {total} bytes; "
+            raise TransientError(f"download {url} interrupted after {received} of {total} bytes; "
                                 f"{part} keeps them and a rerun resumes from there")
     return digest
 
@@ -118,9 +123,9 @@ def download(url: str, dest: str | Path, sha256: str | None, *, expected_size: i
              retries: int = 3, timeout: float = 60.0, progress: bool = True) -> Path:
     """Fetch `url` to `dest`, resuming `<dest>.part`; move it into place only if its sha256 is `sha256`.
 
-    An existing `dest` with the right hash is kept (nothing is fetched). A dropped connection is retried
-    `retries` times, each retry resuming where the last stopped. A wrong hash deletes the partial file
-    and raises `ChecksumError` naming the URL, the file and both hashes.
+    An existing `dest` with the right hash is kept (nothing is fetched). A dropped connection, a timeout
+    or an HTTP 5xx is retried `retries` times, each retry resuming where the last stopped. A wrong hash
+    deletes the partial file and raises `ChecksumError` naming the URL, the file and both hashes.
     """
     expected = _check_hash_argument(sha256, url)
     dest = Path(dest)
@@ -136,8 +141,8 @@ def download(url: str, dest: str | Path, sha256: str | None, *, expected_size: i
         try:
             digest = _fetch_once(url, part, expected_size, timeout, progress)
             break
-        except DownloadError as error:
-            if attempt == retries or "interrupted" not in str(error):
+        except TransientError as error:
+            if attempt == retries:
                 raise
             print(f"{error}; retry {attempt + 1} of {retries}")
             time.sleep(min(2 ** attempt, 30))
