@@ -45,7 +45,10 @@ def load_meta(path: str | Path) -> dict[str, Any]:
     side = sidecar_path(path)
     if not side.is_file():
         raise FileNotFoundError(f"checkpoint metadata {side} is missing (written beside {path})")
-    return json.loads(side.read_text())
+    try:
+        return json.loads(side.read_text())
+    except json.JSONDecodeError as error:  # truncated or overwritten: say which file, not just where in it
+        raise CheckpointMismatch(f"checkpoint metadata {side} is damaged (not valid JSON: {error})") from error
 
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
