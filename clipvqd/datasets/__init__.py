@@ -6,5 +6,6 @@
 - `coco`: COCO 2014 from the official zips or an extracted copy.
 - `ffhq`: FFHQ from a local folder of PNGs, validated and hashed.
 - `weights`: pretrained weights fetched as pickles, turned into safetensors after their check.
+- `parallel`: worker processes for per-image work.
 - `cli`: the `python -m clipvqd data ...` commands the data rules call.
 """
