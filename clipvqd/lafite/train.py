@@ -8,6 +8,10 @@ with the h' of the real batch, as in the official loop (training/loss.py: gen im
 Reproducibility as in the diffusion trainer: every draw (data order, z, the noise of h', the synthesis
 noise) comes from a generator named by (seed, purpose, step), so a run killed and resumed from its
 snapshot in `work_dir` (not a workflow output) ends with the same weights as an uninterrupted one.
+
+Unconditional mode (`embeddings=None`, used by the clip2latent baseline, which needs a plain StyleGAN2):
+the condition is a zero vector, so the styles see only w and the projection term of D vanishes, and the
+contrastive losses (and with them the CLIP) are skipped; everything else is the same loop.
 """
 
 from __future__ import annotations
@@ -62,11 +66,12 @@ def ema_decay(train_cfg: LafiteTrainConfig, images_seen: int) -> float:
     return 0.5 ** (train_cfg.batch_size / half_life)
 
 
-def _validate(images: Tensor, embeddings: Tensor, model_cfg: LafiteModelConfig, train_cfg: LafiteTrainConfig) -> None:
+def _validate(images: Tensor, embeddings: Tensor | None, model_cfg: LafiteModelConfig,
+              train_cfg: LafiteTrainConfig) -> None:
     r = model_cfg.resolution
     if images.dim() != 4 or tuple(images.shape[1:]) != (3, r, r) or not images.dtype.is_floating_point:
         raise ValueError(f"images must be float (N, 3, {r}, {r}) in [-1, 1], got {images.dtype} {tuple(images.shape)}")
-    if embeddings.shape != (images.shape[0], model_cfg.condition_dim):
+    if embeddings is not None and embeddings.shape != (images.shape[0], model_cfg.condition_dim):
         raise ValueError(f"embeddings must be ({images.shape[0]}, {model_cfg.condition_dim}) to match the images and "
                          f"model condition_dim, got {tuple(embeddings.shape)}")
     if images.shape[0] < train_cfg.batch_size:
@@ -75,8 +80,8 @@ def _validate(images: Tensor, embeddings: Tensor, model_cfg: LafiteModelConfig, 
 
 def train_lafite(
     images: Tensor,
-    embeddings: Tensor,
-    clip: ClipEncoder,
+    embeddings: Tensor | None,
+    clip: ClipEncoder | None,
     model_cfg: LafiteModelConfig,
     train_cfg: LafiteTrainConfig,
     work_dir: str | Path,
@@ -90,13 +95,18 @@ def train_lafite(
     curve to `curve_csv`. Returns the sidecar metadata.
 
     images: float (N, 3, R, R) in [-1, 1]; embeddings: (N, D) CLIP image embeddings of the same images, made
-    by `clip` (the frozen conditioner CLIP, also used for the itc loss on generated images)."""
+    by `clip` (the frozen conditioner CLIP, also used for the itc loss on generated images).
+    embeddings=None trains an unconditional StyleGAN2 (see the module docstring); `clip` may then be None."""
     _validate(images, embeddings, model_cfg, train_cfg)
+    conditional = embeddings is not None
+    if conditional and clip is None:
+        raise ValueError("a conditional LAFITE run needs the conditioner CLIP (itc loss); pass clip")
     device = torch.device(device)
     work_dir, out_weights, curve_csv = Path(work_dir), Path(out_weights), Path(curve_csv)
     images = images.float().cpu()
-    embeddings = embeddings.float().cpu()
-    freeze(clip)
+    if conditional:
+        embeddings = embeddings.float().cpu()
+        freeze(clip)
 
     generator, discriminator = build_networks(model_cfg, seed)
     generator.to(device)
@@ -112,7 +122,7 @@ def train_lafite(
         "seed": seed,
         "images": tensor_sha256(images),
         "embeddings": tensor_sha256(embeddings),
-        "clip": clip.identity,
+        "clip": clip.identity if conditional else None,
     })
     resume = ResumeState(work_dir)
     resumable = {"generator": generator, "discriminator": discriminator, "ema": ema, "g_opt": g_opt, "d_opt": d_opt}
@@ -163,9 +173,13 @@ def train_lafite(
         indices = order[offset * batch:(offset + 1) * batch]
         real = images[indices].to(device)
         draws = generator_for(seed, _STREAM_STEP, step, 0)
-        condition = pseudo_text_feature(embeddings[indices], train_cfg.xi,
-                                        noise=torch.randn(batch, model_cfg.condition_dim, generator=draws)).to(device)
+        if conditional:
+            condition = pseudo_text_feature(embeddings[indices], train_cfg.xi,
+                                            noise=torch.randn(batch, model_cfg.condition_dim, generator=draws)).to(device)
+        else:
+            condition = torch.zeros(batch, model_cfg.condition_dim, device=device)
         z = torch.randn(batch, model_cfg.z_dim, generator=draws).to(device)
+        no_loss = torch.zeros((), device=device)
 
         # Generator update: D is frozen (its parameters get no gradient), CLIP always is.
         discriminator.requires_grad_(False)
@@ -173,9 +187,9 @@ def train_lafite(
         fake_logits, fake_features = discriminator(fake, condition)
         g_adversarial = generator_adversarial_loss(fake_logits)
         itc = contrastive_loss(clip_image_features(clip, fake), condition, train_cfg.temperature,
-                               train_cfg.contrastive_lambda, train_cfg.contrastive_form)
+                               train_cfg.contrastive_lambda, train_cfg.contrastive_form) if conditional else no_loss
         itd_fake = contrastive_loss(fake_features, condition, train_cfg.temperature, train_cfg.contrastive_lambda,
-                                    train_cfg.contrastive_form)
+                                    train_cfg.contrastive_form) if conditional else no_loss
         loss_g = g_adversarial + train_cfg.itc_weight * itc + train_cfg.itd_weight * itd_fake
         g_opt.zero_grad(set_to_none=True)
         loss_g.backward()
@@ -188,7 +202,7 @@ def train_lafite(
         fake_logits, _ = discriminator(fake, condition)
         real_logits, real_features = discriminator(real, condition)
         itd_real = contrastive_loss(real_features, condition, train_cfg.temperature, train_cfg.contrastive_lambda,
-                                    train_cfg.contrastive_form)
+                                    train_cfg.contrastive_form) if conditional else no_loss
         loss_d = discriminator_adversarial_loss(real_logits, fake_logits) + train_cfg.itd_weight * itd_real
         total_d = loss_d
         r1 = None
@@ -233,7 +247,8 @@ def train_lafite(
         "seed": seed,
         "model_config": model_cfg.to_dict(),
         "train_config": train_cfg.to_dict(),
-        "clip_sha256": clip.identity,
+        "clip_sha256": clip.identity if conditional else None,
+        "conditional": conditional,
         "num_training_images": int(images.shape[0]),
         "fingerprint": fingerprint,
         "elapsed_s": round(elapsed(), 3),
