@@ -115,7 +115,9 @@ def build_inputs(root: Path) -> dict:
     pd.DataFrame({"step": steps, "loss": 2.0 * np.exp(-steps / 150) + 0.1, "lr": 1e-4,
                   "codebook_usage": np.minimum(1, steps / 400)}).to_csv(curves, index=False)
     benchmarks = []
-    for stage, seconds in (("tokenizer_train", 95.2), ("diffusion_pretrain/alpha=0.5", 310.0), ("metrics/lafite", 12.5)):
+    steps_50 = variant_name({**headline, "steps": 50})
+    for stage, seconds in (("tokenizer_train", 95.2), ("diffusion_pretrain/alpha=0.5", 310.0), ("metrics/lafite", 12.5),
+                           ("sample_clip-vqdiffusion_default", 80.0), (f"sample_clip-vqdiffusion_{steps_50}", 32.0)):
         path = root / "inputs" / "benchmarks" / f"{stage}.tsv"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
@@ -174,8 +176,9 @@ def test_report_has_every_section_and_only_local_assets(rendered):
     page.feed(html)
     missing = [s for s in SECTIONS if s not in page.ids]
     assert not missing, f"sections missing from {index}: {missing}"
-    # 4 sweep figures + trade-off + 1 training figure + run times, and 2 methods x 3 prompts x 4 samples.
-    assert sum(src.startswith("figures/") for src in page.images) == 7
+    # 4 sweep figures + fast sampling + trade-off + 1 training figure + run times, and 2 methods x 3 prompts
+    # x 4 samples.
+    assert sum(src.startswith("figures/") for src in page.images) == 8
     assert sum(src.startswith("assets/samples/") for src in page.images) == 24
     for reference in page.images + page.links + [h for h in page.hrefs if not h.startswith("#")]:
         if reference.startswith("data:"):
@@ -236,6 +239,25 @@ def test_sweep_figures_include_the_default_point(rendered):
     alpha_line = points[(points["method"] == "clip-vqdiffusion") & (points["metric"] == "fid")
                         & (points["s"] == 1.2) & (points["r"] == 0.85) & (points["steps"] == 100)]
     assert sorted(alpha_line["alpha"]) == [0.25, 0.5, 0.75, 0.9]  # 0.5 comes from the default's protocol
+
+
+def test_sampling_speed_figure_divides_by_the_most_steps_job(rendered, tmp_path):
+    from clipvqd.evaluation.table import read_metrics_table
+    from clipvqd.report import figures
+
+    record = ProtocolRecord.read(rendered["inputs"]["protocol_json"])
+    metrics = read_metrics_table(rendered["inputs"]["metrics_csv"])
+    benchmarks, _ = figures.read_benchmarks(rendered["inputs"]["benchmark_files"])
+    seconds = figures.sample_job_seconds(benchmarks)
+    assert seconds[("clip-vqdiffusion", "default")] == 80.0  # the default variant samples 100 steps
+    result = figures.sampling_speed_figure(metrics, benchmarks, tmp_path, record.entries)
+    assert result.path and (tmp_path / result.path).is_file() and result.note is None
+    # Without sample-job timings the cost panels stay and the note says the speed-up is missing.
+    untimed = benchmarks[~benchmarks["stage"].str.startswith("sample_")]
+    assert "no sample-job benchmark" in figures.sampling_speed_figure(metrics, untimed, tmp_path, record.entries).note
+    # One step count only: no figure, and the note says how to get one.
+    single = metrics[~metrics["variant"].str.contains("steps=50")]
+    assert figures.sampling_speed_figure(single, benchmarks, tmp_path, record.entries).path is None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -442,7 +464,7 @@ def test_report_loads_in_headless_chromium(rendered, chromium_page, tmp_path):
     chromium_page.load((report / "index.html").as_uri())
 
     images = chromium_page.image_states()
-    assert len(images) == 31
+    assert len(images) == 32
     broken = [i["src"] for i in images if not (i["complete"] and i["width"] > 0)]
     assert not broken, f"images that did not load: {broken}"
     assert chromium_page.problems() == []

@@ -22,7 +22,9 @@ from clipvqd.evaluation.table import ALLOWED_METHODS, DEFAULT_VARIANT, parse_var
 
 SWEEP_KEYS = ("alpha", "s", "r", "steps")
 SWEEP_LABELS = {"alpha": "condition noise α", "s": "guidance scale s", "r": "truncation r", "steps": "sampling steps"}
-SWEEP_METRICS = ("clipscore_best16", "clipscore_mean", "clipscore_judge_mean", "fid")
+SWEEP_METRICS = ("attr_acc", "clipscore_best16", "clipscore_mean", "clipscore_judge_mean", "fid")
+# What the fast-sampling figure weighs the speed-up against (issue #8, target 3), in panel order.
+SPEED_COST_METRICS = ("attr_acc", "clipscore_mean", "clipscore_judge_mean")
 METRIC_LABELS = {
     "fid": "FID ↓", "kid": "KID ↓", "precision": "precision ↑", "recall": "recall ↑",
     "clipscore_best16": "CLIPscore best-of-16 ↑", "clipscore_mean": "CLIPscore mean ↑",
@@ -128,14 +130,15 @@ def _sweep_line(points: pd.DataFrame, key: str) -> tuple[pd.DataFrame, str] | No
 
 def sweep_figures(metrics: pd.DataFrame, out_dir: str | Path,
                   protocol_entries: Mapping[str, Mapping] | None = None) -> list[FigureResult]:
-    """One figure per sweep key (α, s, r, steps): a panel per metric (CLIPscore variants, FID), a line
-    per method; the settings held fixed are named in the legend."""
+    """One figure per sweep key (α, s, r, steps): a panel per metric (attribute accuracy where an oracle
+    scored the samples, CLIPscore variants, FID), a line per method; the settings held fixed are named in
+    the legend."""
     sns, style = _styled()
     out_dir = Path(out_dir)
     points = sweep_points(metrics, protocol_entries)
     results = []
     for key in SWEEP_KEYS:
-        title = f"CLIPscore and FID vs {SWEEP_LABELS[key]}"
+        title = f"Alignment and FID vs {SWEEP_LABELS[key]}"
         panels = []
         if not points.empty:
             for metric in SWEEP_METRICS:
@@ -162,17 +165,84 @@ def sweep_figures(metrics: pd.DataFrame, out_dir: str | Path,
                                  color=_METHOD_PALETTE.get(method))
                 ax.set_xlabel(SWEEP_LABELS[key])
                 ax.set_ylabel(METRIC_LABELS.get(metric, metric))
-            # One legend under all panels, so no panel's curve hides behind it.
-            handles = {}
-            for ax in axes:
-                for handle, label in zip(*ax.get_legend_handles_labels()):
-                    handles.setdefault(label, handle)
-                if ax.get_legend() is not None:
-                    ax.get_legend().remove()
-            figure.legend(list(handles.values()), list(handles), loc="outside lower center",
-                          ncols=min(3, len(handles)), fontsize=8, frameon=False)
+            _legend_below(figure, axes)
             results.append(FigureResult(f"sweep-{key}", title, path=_save(figure, out_dir, f"sweep_{key}")))
     return results
+
+
+def _legend_below(figure: Figure, axes) -> None:
+    """One legend under all panels, so no panel's curve hides behind it."""
+    handles = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    figure.legend(list(handles.values()), list(handles), loc="outside lower center",
+                  ncols=min(3, len(handles)), fontsize=8, frameon=False)
+
+
+# --------------------------------------------------------------------------------------------------
+# Fast sampling: what striding through fewer steps buys and costs
+# --------------------------------------------------------------------------------------------------
+
+
+def sample_job_seconds(benchmarks: pd.DataFrame) -> dict[tuple[str, str], float]:
+    """(method, variant) -> wall seconds of its sample job, from the benchmark stages the sample rules
+    name `sample_<method>_<variant>`."""
+    seconds = {}
+    for row in benchmarks.to_dict("records"):
+        name = str(row["stage"]).rsplit("/", 1)[-1]
+        if not name.startswith("sample_") or pd.isna(row["seconds"]):
+            continue
+        rest = name[len("sample_"):]
+        for method in ALLOWED_METHODS:
+            if rest.startswith(method + "_"):
+                seconds[(method, rest[len(method) + 1:])] = float(row["seconds"])
+    return seconds
+
+
+def sampling_speed_figure(metrics: pd.DataFrame, benchmarks: pd.DataFrame, out_dir: str | Path,
+                          protocol_entries: Mapping[str, Mapping] | None = None) -> FigureResult:
+    """Per method with at least two step counts measured (the others settings fixed): the sample job's
+    speed-up over its most-steps point, and attribute accuracy / CLIPscore at each step count."""
+    sns, style = _styled()
+    title = "Fast sampling: speed-up of fewer steps and what it costs"
+    points = sweep_points(metrics, protocol_entries)
+    seconds = sample_job_seconds(benchmarks)
+    speed_lines, cost_panels = [], {}
+    for method in ALLOWED_METHODS if not points.empty else ():
+        for metric in SPEED_COST_METRICS:
+            line = _sweep_line(points[(points["metric"] == metric) & (points["method"] == method)], "steps")
+            if line is not None:
+                cost_panels.setdefault(metric, []).append((method, *line))
+        # Any one metric's line names the method's sample jobs along the steps sweep.
+        method_lines = [(l, f) for lines in cost_panels.values() for m, l, f in lines if m == method]
+        if method_lines:
+            line, fixed_label = method_lines[0]
+            timed = line.assign(seconds=[seconds.get((method, v)) for v in line["variant"]]).dropna(subset=["seconds"])
+            if timed["steps"].nunique() >= 2:
+                reference = timed.loc[timed["steps"].idxmax(), "seconds"]
+                speed_lines.append((method, timed.assign(speedup=reference / timed["seconds"]), fixed_label))
+    if not cost_panels:
+        return FigureResult("sampling-speed", title, note=(
+            "one step count measured: add values to sampling.steps (e.g. [50, 25, 100]) to see what fewer "
+            "steps buy and cost"))
+    panels = ([("speedup", speed_lines)] if speed_lines else []) + list(cost_panels.items())
+    with style:
+        figure = _new_figure(3.6 * len(panels), 3.5)
+        axes = figure.subplots(1, len(panels), squeeze=False)[0]
+        for ax, (metric, lines) in zip(axes, panels):
+            for method, line, fixed_label in lines:
+                label = f"{method} ({fixed_label})" if fixed_label else method
+                sns.lineplot(data=line, x="steps", y="speedup" if metric == "speedup" else "value", marker="o",
+                             ax=ax, label=label, color=_METHOD_PALETTE.get(method))
+            ax.set_xlabel(SWEEP_LABELS["steps"])
+            ax.set_ylabel("speed-up of the sample job (×)" if metric == "speedup"
+                          else METRIC_LABELS.get(metric, metric))
+        _legend_below(figure, axes)
+    note = None if speed_lines else "no sample-job benchmark files for these points, so no speed-up panel"
+    return FigureResult("sampling-speed", title, path=_save(figure, out_dir, "sampling_speed"), note=note)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -341,6 +341,7 @@ def render_report(out_dir: str | Path, metrics_csv: str | Path, protocol_json: s
     training = figures.training_curve_figures(training_curves, out_dir)
     benchmarks, benchmark_notes = figures.read_benchmarks(benchmark_files or [])
     runtime = figures.runtime_figure(benchmarks, out_dir)
+    sampling_speed = figures.sampling_speed_figure(metrics, benchmarks, out_dir, protocol.entries)
     samples = sample_grids_context(sample_grids, out_dir, max_prompts, max_samples_per_prompt)
 
     used = list(dict.fromkeys(metrics["protocol"]))
@@ -363,6 +364,7 @@ def render_report(out_dir: str | Path, metrics_csv: str | Path, protocol_json: s
         "paper_rows": paper,
         "sweep_figures": sweep,
         "tradeoff": tradeoff,
+        "sampling_speed": sampling_speed,
         "samples": samples,
         "training_figures": training,
         "runtime": runtime,
