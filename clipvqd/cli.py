@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -724,6 +725,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if not sys.stderr.isatty():
+        # Rule logs are files: a progress bar redrawn ten times a second buries them, so redraw every 10 s
+        # there (tqdm reads TQDM_* defaults when first imported, which happens inside the handlers).
+        os.environ.setdefault("TQDM_MININTERVAL", "10")
     args = build_parser().parse_args(argv)
     if getattr(args, "device", None):
         from clipvqd.device import resolve_device
