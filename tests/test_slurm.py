@@ -2,8 +2,9 @@
 slurmd on 127.0.0.1) runs part of the tiny DAG through `--executor slurm` with profiles/slurm.
 
 The part: world -> conditioner CLIP -> embedding cache, world -> tokenizer -> tokens, then language-free
-pretraining (6 jobs, about 4 minutes here; the whole tiny DAG, 26 jobs, would take far longer through the
-scheduler's status polling on 2 cores, and test_e2e.py already runs it locally).
+pretraining (6 jobs, about 3 minutes here; the whole tiny DAG, 26 jobs, would take far longer through the
+scheduler's status polling on 2 cores, and test_e2e.py already runs it locally). A second test cancels the
+pretraining job midway and checks that Snakemake's retry gets more time and resumes from the snapshot.
 
 SLURM's client commands inside a job (the plugin's inner `srun`) drop every SLURM_* variable, SLURM_CONF
 included, so the cluster's slurm.conf has to sit at the default /etc/slurm/slurm.conf. The test writes it
@@ -35,11 +36,16 @@ MARK = "# written by clipvqd tests/test_slurm.py (removed when the test ends)"
 TARGET = "results/tiny/models/clip-vqdiffusion/alpha=0.5/pretrain.safetensors"
 
 
+def _tool(name: str) -> str | None:
+    # The daemons live in /usr/sbin, which a non-login PATH may lack.
+    return shutil.which(name, path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin:/usr/bin")
+
+
 def _why_not() -> str | None:
     if os.geteuid() != 0:
         return "needs root: munged runs as user munge and slurmd starts jobs as their owner"
-    for tool in ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "srun", "scontrol"):
-        if shutil.which(tool) is None:
+    for tool in ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "srun", "scontrol", "sinfo", "scancel"):
+        if _tool(tool) is None:
             return f"{tool} is not installed (Debian: apt-get install slurm-wlm munge, as .ci/run does)"
     try:
         pwd.getpwnam("munge")
@@ -62,7 +68,7 @@ def _free_port() -> int:
 
 def _node_line() -> str:
     """This machine as slurmd sees it: real hostname, CPUs, sockets, cores, threads and memory."""
-    found = subprocess.run(["slurmd", "-C"], capture_output=True, text=True, timeout=30, check=True).stdout
+    found = subprocess.run([_tool("slurmd"), "-C"], capture_output=True, text=True, timeout=30, check=True).stdout
     line = found.splitlines()[0]
     assert line.startswith("NodeName="), found
     return line
@@ -116,7 +122,7 @@ def slurm_cluster():
     host = re.match(r"NodeName=(\S+)", node).group(1)
     memory = int(re.search(r"RealMemory=(\d+)", node).group(1))
     try:
-        subprocess.run(["munged", f"--key-file={key}", f"--socket={socket_path}", f"--pid-file={pids['munged']}",
+        subprocess.run([_tool("munged"), f"--key-file={key}", f"--socket={socket_path}", f"--pid-file={pids['munged']}",
                         f"--log-file={key_dir / 'munged.log'}", f"--seed-file={key_dir / 'munged.seed'}"],
                        user="munge", check=True, capture_output=True, text=True, timeout=30)
         SLURM_CONF.parent.mkdir(parents=True, exist_ok=True)
@@ -152,8 +158,8 @@ def slurm_cluster():
             f"{node.split(' UpTime=')[0]} NodeAddr=127.0.0.1 State=UNKNOWN",
             f"PartitionName=test Nodes={host} Default=YES MaxTime=INFINITE State=UP",
         ]) + "\n")
-        subprocess.run(["slurmctld"], check=True, capture_output=True, text=True, timeout=30)
-        subprocess.run(["slurmd"], check=True, capture_output=True, text=True, timeout=30)
+        subprocess.run([_tool("slurmctld")], check=True, capture_output=True, text=True, timeout=30)
+        subprocess.run([_tool("slurmd")], check=True, capture_output=True, text=True, timeout=30)
         deadline = time.monotonic() + 60
         state = ""
         while time.monotonic() < deadline:
@@ -223,23 +229,49 @@ def test_profile_runtimes_grow_with_the_attempt():
         assert key not in profile["default-resources"]
 
 
-def test_tiny_dag_part_runs_through_slurm(slurm_cluster, tmp_path):
-    work = tmp_path / "work"
+@pytest.fixture(scope="module")
+def slurm_run(slurm_cluster, tmp_path_factory):
+    """A scratch copy of the workflow, the test profile, and a function running Snakemake on SLURM there."""
+    root = tmp_path_factory.mktemp("slurm-dag")
+    work = root / "work"
     work.mkdir()
     for item in ("Snakefile", "config.yaml"):
         shutil.copy(REPO / item, work / item)
     for folder in ("workflow", "envs"):
         shutil.copytree(REPO / folder, work / folder)
     shutil.copy(REPO / "tests" / "configs" / "tiny.yaml", work / "tiny.yaml")
-    profile = _test_profile(tmp_path / "profile")
+    profile = _test_profile(root / "profile")
     env = {key: value for key, value in os.environ.items() if not key.startswith("SLURM_")}
     env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+
+    def start(configfile: str, log: Path) -> subprocess.Popen:
+        with open(log, "w") as handle:
+            return subprocess.Popen([sys.executable, "-m", "snakemake", TARGET, "--executor", "slurm", "--profile",
+                                     str(profile), "--configfile", configfile],
+                                    cwd=work, env=env, stdout=handle, stderr=subprocess.STDOUT)
+
+    return work, start
+
+
+def _submitted(output: str) -> list[tuple[str, str]]:
+    """(rule, SLURM job id) of every submission, in order, from Snakemake's log."""
+    return [(rule, job) for job, rule in re.findall(r"submitted with SLURM jobid (\d+) \(log: \S*/rule_(\w+)/", output)]
+
+
+def _job(job_id: str) -> str:
+    return subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True).stdout
+
+
+def test_tiny_dag_part_runs_through_slurm(slurm_run, tmp_path):
+    work, start = slurm_run
     started = time.monotonic()
-    run = subprocess.run([sys.executable, "-m", "snakemake", TARGET, "--executor", "slurm", "--profile", str(profile),
-                          "--configfile", "tiny.yaml"],
-                         cwd=work, env=env, capture_output=True, text=True, timeout=1200)
-    output = run.stdout + run.stderr
-    assert run.returncode == 0, output[-6000:]
+    process = start("tiny.yaml", tmp_path / "snakemake.log")
+    try:
+        process.wait(timeout=1200)
+    finally:
+        process.kill()
+    output = (tmp_path / "snakemake.log").read_text()
+    assert process.returncode == 0, output[-6000:]
     elapsed = time.monotonic() - started
 
     results = work / "results" / "tiny"
@@ -249,11 +281,54 @@ def test_tiny_dag_part_runs_through_slurm(slurm_cluster, tmp_path):
         assert (results / path).is_file(), path
 
     # Every job went through sbatch, and SLURM got the profile's resources (the attempt-1 runtimes).
-    submitted = dict((rule, job) for job, rule in re.findall(r"submitted with SLURM jobid (\d+) \(log: \S*/rule_(\w+)/", output))
+    submitted = dict(_submitted(output))
     assert set(submitted) == {"world_generate", "clip_train_standin", "clip_embed", "tokenizer_train",
                               "tokenizer_tokenize", "diffusion_pretrain"}, output[-3000:]
-    job = subprocess.run(["scontrol", "show", "job", submitted["diffusion_pretrain"]], capture_output=True,
-                         text=True).stdout
+    job = _job(submitted["diffusion_pretrain"])
     assert "JobState=COMPLETED" in job and "TimeLimit=1-00:00:00" in job, job  # min(1440 * attempt, 4320)
     assert re.search(r"(MinMemoryNode|mem)=2000M", job), job
     print(f"6 jobs through SLURM in {elapsed:.0f} s")
+
+
+def test_killed_training_job_is_retried_with_more_time_and_resumes(slurm_run, tmp_path):
+    """scancel the pretraining job after its first snapshot (what a pre-emption or a node loss looks like to
+    Snakemake): the profile's retry resubmits it with twice the runtime, and it continues from the snapshot."""
+    work, start = slurm_run
+    config = yaml.safe_load((work / "tiny.yaml").read_text())
+    config["diffusion"]["pretrain"].update(steps=600, snapshot_interval=20, log_interval=20)
+    (work / "longer.yaml").write_text(yaml.safe_dump(config))  # new settings: only pretraining reruns (~45 s at 13 steps/s here)
+    snapshots = work / "results" / "tiny" / "work" / "diffusion-alpha=0.5-pretrain"
+    log = tmp_path / "snakemake.log"
+    process = start("longer.yaml", log)
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            steps = [int(p.name[6:15]) for p in snapshots.glob("state-*.pt")]
+            first = [job for rule, job in _submitted(log.read_text()) if rule == "diffusion_pretrain"]
+            if first and any(20 <= step < 600 for step in steps):  # the earlier run's snapshots are 3 and 6
+                break
+            assert process.poll() is None, log.read_text()[-4000:]
+            assert time.monotonic() < deadline, f"no snapshot of the longer run:\n{log.read_text()[-4000:]}"
+            time.sleep(0.05)
+        subprocess.run(["scancel", first[0]], check=True)
+        for _ in range(100):  # SLURM forgets a finished job after MinJobAge: look at it now
+            cancelled = _job(first[0])
+            if "JobState=CANCELLED" in cancelled:
+                break
+            time.sleep(0.2)
+        process.wait(timeout=900)
+    finally:
+        process.kill()
+    output = log.read_text()
+    assert process.returncode == 0, output[-6000:]
+    jobs = [job for rule, job in _submitted(output) if rule == "diffusion_pretrain"]
+    assert len(jobs) == 2, output[-4000:]
+    assert jobs[0] == first[0] and "JobState=CANCELLED" in cancelled and "TimeLimit=1-00:00:00" in cancelled, cancelled
+    retry = _job(jobs[1])
+    assert "JobState=COMPLETED" in retry and "TimeLimit=2-00:00:00" in retry, retry  # attempt 2: 2880 min
+    trainer_log = (work / "results" / "tiny" / "logs" / "diffusion_pretrain_alpha=0.5.log").read_text()
+    resumed = re.search(r"resuming from the snapshot at step (\d+) of 600", trainer_log)
+    assert resumed and 20 <= int(resumed.group(1)) < 600, trainer_log[-2000:]
+    from clipvqd.checkpoint import load_meta
+
+    assert load_meta(work / "results" / "tiny" / "models" / "clip-vqdiffusion" / "alpha=0.5" / "pretrain.safetensors")["step"] == 600
