@@ -669,6 +669,10 @@ def build_parser() -> argparse.ArgumentParser:
     lsa.add_argument("--settings", type=_json, default={}, help="settings recorded in the manifest")
     sampling_interface(lsa)
 
+    from clipvqd.clip2latent.cli import add_commands as add_clip2latent_commands
+
+    add_clip2latent_commands(groups, command, sampling_interface, _planned_prompts, _write_planned_samples)
+
     evaluate = groups.add_parser("evaluate", help="metrics of sample sets and the comparison report").add_subparsers(
         dest="command", required=True)
     met = command(evaluate, "metrics", cmd_evaluate_metrics,

@@ -60,15 +60,17 @@ def test_whole_dag_runs_to_the_report_and_rerun_does_nothing(workdir):
     results, report = workdir / "results" / "tiny", workdir / "reports" / "tiny"
     tokenizer = json.loads((results / "tokenizer/metrics.json").read_text())
     assert tokenizer["attribute_oracle"]["ratio"] > 0 and tokenizer["codebook"]["vocab_size_after_compaction"] >= 1
-    for method in ("clip-vqdiffusion", "paired", "unconditional", "lafite"):
+    for method in ("clip-vqdiffusion", "paired", "unconditional", "lafite", "clip2latent"):
         samples = (results / "samples" / method / "default" / "manifest.csv").read_text().splitlines()
         assert len(samples) == 1 + 2 * 6, method  # 4 in-distribution + 2 OOD prompts, 2 samples each
     metrics = (report / "metrics.csv").read_text()
-    for method in ("clip-vqdiffusion", "paired", "unconditional", "lafite"):
+    for method in ("clip-vqdiffusion", "paired", "unconditional", "lafite", "clip2latent"):
         assert f"{method},default,fid," in metrics and f"{method},default,attr_acc," in metrics
     assert "<img" in (report / "index.html").read_text()
     for log in ("tokenizer_train", "diffusion_pretrain_alpha=0.5", "diffusion_cfg_finetune_alpha=0.5",
-                "diffusion_paired", "sample_clip-vqdiffusion_default", "lafite_train", "sample_lafite_default"):
+                "diffusion_paired", "sample_clip-vqdiffusion_default", "lafite_train", "sample_lafite_default",
+                "clip2latent_generator_train", "clip2latent_latent_sample", "clip2latent_prior_train",
+                "sample_clip2latent_default"):
         assert (results / "logs" / f"{log}.log").stat().st_size > 0, log
 
     again = _snakemake(workdir, "-n")
@@ -100,12 +102,19 @@ def test_new_sweep_value_runs_only_its_branch(workdir):
     assert jobs == {"sample": 2, "metrics": 2, "report": 1, "all": 1, "total": 6}
 
 
-def test_unbuilt_stage_fails_loudly_without_fake_outputs(workdir):
-    result = _snakemake(workdir, "results/tiny/models/clip2latent/generator.safetensors")
-    assert result.returncode != 0
-    log = (workdir / "results/tiny/logs/clip2latent_generator_train.log").read_text()
-    assert "not implemented yet: clip2latent_generator_train" in log
-    assert not (workdir / "results/tiny/models/clip2latent/generator.safetensors").exists()
+def test_clip2latent_chain_records_its_provenance(workdir):
+    """The prior names the pairs, generator and CLIP it was trained from; the generator is unconditional."""
+    from clipvqd.hashing import sha256_file
+
+    models = workdir / "results/tiny/models/clip2latent"
+    generator = json.loads((models / "generator.json").read_text())
+    prior = json.loads((models / "prior.json").read_text())
+    assert generator["conditional"] is False and generator["step"] == 4
+    assert prior["generator_sha256"] == sha256_file(models / "generator.safetensors")
+    assert prior["pairs_sha256"] == sha256_file(models / "latent_pairs.safetensors")
+    assert prior["clip_sha256"] == sha256_file(workdir / "results/tiny/clip/conditioner/model.safetensors")
+    samples = (workdir / "results/tiny/samples/clip2latent/default/manifest.csv").read_text()
+    assert ",clip2latent,default," in samples
 
 
 def test_changed_clip_invalidates_its_embeddings(workdir):

@@ -35,27 +35,47 @@ rule lafite_train:
 
 
 rule clip2latent_generator_train:
+    # clip2latent's image model: an unconditional StyleGAN2 (LAFITE's backbone and trainer, no condition).
     input:
         train=DATA / "train.csv",
     output:
         model=RESULTS / "models" / "clip2latent" / "generator.safetensors",
+        sidecar=RESULTS / "models" / "clip2latent" / "generator.json",
         curve=RESULTS / "models" / "clip2latent" / "generator_curve.csv",
+    params:
+        settings=as_json({k: config["clip2latent"][k] for k in ("generator_model", "generator_train")}),
+        resize="--resize" if config["clip2latent"]["resize"] else "",
+        work=RESULTS / "work" / "clip2latent" / "generator",
+        seed=run_seed(),
+        device=config["device"],
     log:
         LOGS / "clip2latent_generator_train.log",
     benchmark:
         BENCHMARKS / "clip2latent_generator_train.tsv"
+    resources:
+        gpu=0,  # CPU by default; a profile's set-resources asks for GPUs (profiles/slurm)
     conda:
         ENVS["train"]
     shell:
-        "python -m clipvqd stage not-implemented clip2latent_generator_train > {log} 2>&1"
+        clipvqd_trainer(
+            "clip2latent train-generator --params {params.settings:q} --train {input.train} {params.resize}"
+            " --work {params.work} --out {output.model} --curve {output.curve} --seed {params.seed}"
+            " --device {params.device} > {log} 2>&1",
+            ddp=False,
+        )
 
 
 rule clip2latent_latent_sample:
+    # (w, CLIP image embedding of G(w)) pairs with the z-scoring statistics.
     input:
         generator=RESULTS / "models" / "clip2latent" / "generator.safetensors",
         clip=clip_file("conditioner"),
     output:
         pairs=RESULTS / "models" / "clip2latent" / "latent_pairs.safetensors",
+    params:
+        settings=as_json({"pairs": config["clip2latent"]["pairs"]}),
+        seed=run_seed(4),
+        device=config["device"],
     log:
         LOGS / "clip2latent_latent_sample.log",
     benchmark:
@@ -63,23 +83,37 @@ rule clip2latent_latent_sample:
     conda:
         ENVS["train"]
     shell:
-        "python -m clipvqd stage not-implemented clip2latent_latent_sample > {log} 2>&1"
+        "python -m clipvqd clip2latent pairs --params {params.settings:q} --generator {input.generator}"
+        " --clip {input.clip} --out {output.pairs} --seed {params.seed} --device {params.device} > {log} 2>&1"
 
 
 rule clip2latent_prior_train:
+    # The diffusion prior p(w | CLIP embedding): transformer, x0 prediction, cosine schedule, CFG dropout.
     input:
         pairs=RESULTS / "models" / "clip2latent" / "latent_pairs.safetensors",
     output:
         model=RESULTS / "models" / "clip2latent" / "prior.safetensors",
+        sidecar=RESULTS / "models" / "clip2latent" / "prior.json",
         curve=RESULTS / "models" / "clip2latent" / "prior_curve.csv",
+    params:
+        settings=as_json({k: config["clip2latent"][k] for k in ("prior_model", "prior_train")}),
+        work=RESULTS / "work" / "clip2latent" / "prior",
+        seed=run_seed(),
+        device=config["device"],
     log:
         LOGS / "clip2latent_prior_train.log",
     benchmark:
         BENCHMARKS / "clip2latent_prior_train.tsv"
+    resources:
+        gpu=0,  # CPU by default; a profile's set-resources asks for GPUs (profiles/slurm)
     conda:
         ENVS["train"]
     shell:
-        "python -m clipvqd stage not-implemented clip2latent_prior_train > {log} 2>&1"
+        clipvqd_trainer(
+            "clip2latent train-prior --params {params.settings:q} --pairs {input.pairs} --work {params.work}"
+            " --out {output.model} --curve {output.curve} --seed {params.seed} --device {params.device} > {log} 2>&1",
+            ddp=False,
+        )
 
 
 rule sample_lafite:
@@ -111,6 +145,7 @@ rule sample_lafite:
 
 
 rule sample_baseline:
+    # clip2latent: the prior samples w from each prompt's CLIP text embedding, the generator renders it.
     input:
         unpack(sample_inputs),
     output:
@@ -118,6 +153,12 @@ rule sample_baseline:
     wildcard_constraints:
         method="clip2latent",
         variant="[^/]+",
+    params:
+        settings=as_json(config["clip2latent"]["sampling"]),
+        prefix=config["data"]["prompt_prefix"],
+        samples_per_prompt=config["sampling"]["samples_per_prompt"],
+        seed=run_seed(2),
+        device=config["device"],
     log:
         LOGS / "sample_{method}_{variant}.log",
     benchmark:
@@ -125,4 +166,8 @@ rule sample_baseline:
     conda:
         ENVS["train"]
     shell:
-        "python -m clipvqd stage not-implemented sample_{wildcards.method} > {log} 2>&1"
+        "python -m clipvqd clip2latent sample --model {input.model} --generator {input.generator}"
+        " --clip {input.clip} --prompts {input.prompts} --prompt-embeddings {input.prompt_embeddings}"
+        " --prompt-prefix={params.prefix:q} --method {wildcards.method} --variant {wildcards.variant}"
+        " --settings {params.settings:q} --samples-per-prompt {params.samples_per_prompt} --seed {params.seed}"
+        " --manifest {output.manifest} --device {params.device} > {log} 2>&1"

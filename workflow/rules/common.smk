@@ -230,6 +230,7 @@ def sample_inputs(wildcards):
     else:
         inputs["model"] = RESULTS / "models" / "clip2latent" / "prior.safetensors"
         inputs["generator"] = RESULTS / "models" / "clip2latent" / "generator.safetensors"
+        inputs["clip"] = clip_file("conditioner")  # checked against the prior's record of its CLIP
     return inputs
 
 

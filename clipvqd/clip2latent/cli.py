@@ -1,0 +1,148 @@
+"""`python -m clipvqd clip2latent train-generator | pairs | train-prior | sample`, one command per rule.
+
+`add_commands` is the hook `clipvqd.cli.build_parser` calls; the handlers import the library lazily so
+that building the parser stays cheap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any, Callable
+
+
+def _configs(cls_pairs: list[tuple[type, str]], params: dict[str, Any], overrides: dict[str, dict[str, Any]] | None = None):
+    """Build each (dataclass, key) from params[key], naming the clip2latent key of a bad value."""
+    overrides = overrides or {}
+    try:
+        return [cls.from_dict({**params.get(key, {}), **overrides.get(key, {})}, source=f"clip2latent.{key}")
+                for cls, key in cls_pairs]
+    except (TypeError, ValueError) as error:
+        raise SystemExit(str(error)) from None
+
+
+def cmd_train_generator(args) -> None:
+    from clipvqd.manifest import ManifestImages
+
+    from .config import GeneratorModelConfig, GeneratorTrainConfig
+    from .generator import train_generator
+
+    model_cfg, train_cfg = _configs([(GeneratorModelConfig, "generator_model"), (GeneratorTrainConfig, "generator_train")],
+                                    args.params)
+    dataset = ManifestImages(args.train, resolution=model_cfg.resolution, resize=args.resize)
+    if len(dataset) < train_cfg.batch_size:
+        raise SystemExit(f"{args.train} lists {len(dataset)} images, fewer than clip2latent.generator_train."
+                         f"batch_size {train_cfg.batch_size}")
+    meta = train_generator(dataset.all(), model_cfg, train_cfg, args.work, args.out, args.curve, device=args.device,
+                           seed=args.seed)
+    print(f"clip2latent generator: {meta['step']} steps in {meta['elapsed_s']:.0f} s -> {args.out}")
+
+
+def cmd_pairs(args) -> None:
+    from clipvqd.clip.encoder import ClipEncoder
+
+    from .config import PairsConfig
+    from .generator import load_generator
+    from .pairs import make_pairs, pair_stats, pairs_file_meta, save_pairs
+
+    (cfg,) = _configs([(PairsConfig, "pairs")], args.params)
+    generator, _ = load_generator(args.generator, device=args.device)
+    clip = ClipEncoder.load(args.clip, device=args.device)
+    pairs = make_pairs(generator, clip, cfg, seed=args.seed)
+    stats = pair_stats(pairs, cfg.stats_count)
+    save_pairs(args.out, pairs, stats, pairs_file_meta(args.generator, clip, cfg, args.seed))
+    print(f"clip2latent pairs: {cfg.count} (w {tuple(pairs['w'].shape[1:])}, CLIP {tuple(pairs['embeddings'].shape[1:])})"
+          f" -> {args.out}")
+
+
+def cmd_train_prior(args) -> None:
+    from clipvqd.hashing import sha256_file
+
+    from .config import PriorModelConfig, PriorTrainConfig
+    from .pairs import load_pairs
+    from .train import train_prior
+
+    pairs, meta = load_pairs(args.pairs)
+    sizes = {"latent_dim": int(pairs["w"].shape[1]), "embed_dim": int(pairs["embeddings"].shape[1])}
+    model_cfg, train_cfg = _configs([(PriorModelConfig, "prior_model"), (PriorTrainConfig, "prior_train")],
+                                    args.params, {"prior_model": sizes})
+    provenance = {"pairs_sha256": sha256_file(args.pairs), "generator_sha256": meta.get("generator_sha256"),
+                  "clip_sha256": meta.get("clip_sha256")}
+    result = train_prior(pairs, model_cfg, train_cfg, args.work, args.out, args.curve, device=args.device,
+                         seed=args.seed, provenance=provenance)
+    print(f"clip2latent prior: {result['step']} steps in {result['elapsed_s']:.0f} s -> {args.out}")
+
+
+def cmd_sample(args, planned_prompts: Callable, write_planned_samples: Callable) -> None:
+    from clipvqd.hashing import sha256_file
+
+    from .config import PriorSamplingConfig
+    from .generator import load_generator
+    from .sample import generate_images
+    from .train import load_prior
+
+    (settings,) = _configs([(PriorSamplingConfig, "sampling")], {"sampling": args.settings})
+    prior, meta = load_prior(args.model, device=args.device)
+    generator, _ = load_generator(args.generator, device=args.device)
+    if meta.get("generator_sha256") and sha256_file(args.generator) != meta["generator_sha256"]:
+        raise SystemExit(f"{args.model} was trained on pairs from generator {meta['generator_sha256']}, "
+                         f"not from {args.generator}")
+    if args.clip and meta.get("clip_sha256") and sha256_file(args.clip) != meta["clip_sha256"]:
+        raise SystemExit(f"{args.model} was trained with CLIP {meta['clip_sha256']}, not with {args.clip}")
+    prompts, plan, conditions = planned_prompts(args, expected_clip_sha256=meta.get("clip_sha256"))
+    images = generate_images(prior, generator, conditions, settings, seed=args.seed)
+    write_planned_samples(args, images, prompts, plan, {"s": settings.guidance_scale, "steps": settings.steps})
+
+
+def add_commands(groups: argparse._SubParsersAction, command: Callable, sampling_interface: Callable,
+                 planned_prompts: Callable, write_planned_samples: Callable) -> None:
+    """Register the clip2latent group on the main parser (`clipvqd.cli.build_parser`)."""
+
+    def _json(text: str) -> dict[str, Any]:
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise argparse.ArgumentTypeError(f"not valid JSON: {error}") from error
+        if not isinstance(value, dict):
+            raise argparse.ArgumentTypeError("expected a JSON object")
+        return value
+
+    c2l = groups.add_parser("clip2latent", help="the clip2latent baseline (StyleGAN2 + diffusion prior)").add_subparsers(
+        dest="command", required=True)
+    gen = command(c2l, "train-generator", cmd_train_generator, "train the unconditional StyleGAN2 (resumable)")
+    gen.add_argument("--params", type=_json, required=True, help="the clip2latent config block as JSON")
+    gen.add_argument("--train", required=True, help="manifest of the generator training split")
+    gen.add_argument("--resize", action="store_true", help="resize images to generator_model.resolution")
+    gen.add_argument("--work", required=True, help="resume folder (not a workflow output)")
+    gen.add_argument("--out", required=True)
+    gen.add_argument("--curve", required=True)
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--device", default="cpu")
+    prs = command(c2l, "pairs", cmd_pairs, "sample (w, CLIP image embedding of G(w)) pairs")
+    prs.add_argument("--params", type=_json, required=True, help="the clip2latent config block as JSON")
+    prs.add_argument("--generator", required=True, help="generator checkpoint from train-generator")
+    prs.add_argument("--clip", required=True, help="the conditioner CLIP file")
+    prs.add_argument("--out", required=True, help="pairs file (safetensors, with the z-scoring stats)")
+    prs.add_argument("--seed", type=int, default=0)
+    prs.add_argument("--device", default="cpu")
+    pri = command(c2l, "train-prior", cmd_train_prior, "train the diffusion prior on the pairs (resumable)")
+    pri.add_argument("--params", type=_json, required=True, help="the clip2latent config block as JSON")
+    pri.add_argument("--pairs", required=True)
+    pri.add_argument("--work", required=True, help="resume folder (not a workflow output)")
+    pri.add_argument("--out", required=True)
+    pri.add_argument("--curve", required=True)
+    pri.add_argument("--seed", type=int, default=0)
+    pri.add_argument("--device", default="cpu")
+    sam = command(c2l, "sample", lambda args: cmd_sample(args, planned_prompts, write_planned_samples),
+                  "prompts in, PNGs + manifest out")
+    sam.add_argument("--model", required=True, help="prior checkpoint from train-prior")
+    sam.add_argument("--generator", required=True, help="generator checkpoint the pairs came from")
+    sam.add_argument("--clip", default=None, help="conditioner CLIP file, checked against the checkpoint")
+    sam.add_argument("--method", default="clip2latent")
+    sam.add_argument("--variant", default="default")
+    sam.add_argument("--settings", type=_json, default={}, help="the clip2latent.sampling block as JSON")
+    sampling_interface(sam)
+    # The sampling block carries its own batch size; the shared --batch-size is not used here.
+
+
+__all__ = ["add_commands"]
