@@ -14,6 +14,7 @@ every daemon it started by the pid in that daemon's own pid file.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pwd
 import re
@@ -32,6 +33,7 @@ import yaml
 from conftest import REPO
 
 SLURM_CONF = Path("/etc/slurm/slurm.conf")
+LOCK = Path(tempfile.gettempdir()) / "clipvqd-test-slurm.lock"
 MARK = "# written by clipvqd tests/test_slurm.py (removed when the test ends)"
 TARGET = "results/tiny/models/clip-vqdiffusion/alpha=0.5/pretrain.safetensors"
 
@@ -101,6 +103,27 @@ def slurm_cluster():
     reason = _why_not()
     if reason:
         pytest.skip(f"no single-node SLURM cluster here: {reason}")
+    # One test cluster per machine at a time (there is one /etc/slurm/slurm.conf): a second run of this test,
+    # e.g. from another checkout, waits for the first to tear its cluster down.
+    lock = open(LOCK, "w")
+    deadline = time.monotonic() + 1800
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                lock.close()
+                pytest.skip(f"another run of this test held {LOCK} for 30 minutes")
+            time.sleep(2)
+    try:
+        yield from _cluster()
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
+
+
+def _cluster():
     # Not under pytest's tmp folders: those are private to root, and munged (user munge) must reach its socket.
     root = Path(tempfile.mkdtemp(prefix="clipvqd-slurm-", dir="/tmp"))
     root.chmod(0o755)
