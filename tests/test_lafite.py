@@ -126,7 +126,7 @@ def test_itc_gradient_reaches_the_generator_only_and_an_overfit_lowers_the_loss(
     z = torch.randn(8, MODEL.z_dim)
     optimizer = torch.optim.Adam(generator.parameters(), lr=0.03, betas=(0.0, 0.99))
     losses = []
-    for _ in range(40):
+    for _ in range(80):
         # A low temperature: the barely trained stand-in's embeddings of faces lie close together.
         loss = contrastive_loss(clip_image_features(encoder, generator(z, conditions, "const")), conditions, 0.1,
                                 form="infonce")
