@@ -14,17 +14,6 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Callable
 
-STAGE_ISSUES = {
-    "dataset_download": 7, "dataset_prepare": 7,
-    "lafite_train": 6, "clip2latent_generator_train": 6, "clip2latent_latent_sample": 6,
-    "clip2latent_prior_train": 6, "sample_lafite": 6, "sample_clip2latent": 6, "metrics": 5, "report": 5,
-}
-
-
-class StageNotImplemented(SystemExit):
-    pass
-
-
 def _dataclass_from(cls, params: dict[str, Any], where: str):
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(params) - known)
@@ -516,14 +505,6 @@ def cmd_evaluate_report(args) -> None:
     print(f"report written to {index}")
 
 
-# ---- stages that later issues fill -------------------------------------------------------------------
-
-def cmd_not_implemented(args) -> None:
-    issue = STAGE_ISSUES.get(args.stage)
-    where = f" (issue #{issue})" if issue else ""
-    raise StageNotImplemented(f"not implemented yet: {args.stage}{where}")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clipvqd", description=__doc__)
     groups = parser.add_subparsers(dest="group", required=True)
@@ -720,11 +701,6 @@ def build_parser() -> argparse.ArgumentParser:
     from clipvqd.datasets.cli import register as register_data_commands
 
     register_data_commands(groups, command)  # `data ...`: downloads, COCO/FFHQ preparation, weights
-
-    stage = groups.add_parser("stage", help="stages still to be built").add_subparsers(dest="command", required=True)
-    ni = command(stage, "not-implemented", cmd_not_implemented, "fail loudly for a stage a later issue builds")
-    ni.add_argument("stage")
-    ni.add_argument("--outputs", nargs="*", default=[], help="ignored: the outputs it would have written")
     return parser
 
 

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from clipvqd.cli import StageNotImplemented, main
+from clipvqd.cli import main
 
 TINY_TOKENIZER = {
     "resize": False,
@@ -41,8 +41,3 @@ def test_unknown_tokenizer_key_is_named(small_faces, tmp_path):
         main(["tokenizer", "train", "--params", json.dumps(params), "--train", str(small_faces / "train.csv"),
               "--work", str(tmp_path / "w"), "--out", str(tmp_path / "m.safetensors"),
               "--curve", str(tmp_path / "c.csv"), "--codebook", str(tmp_path / "cb.json")])
-
-
-def test_unbuilt_stage_names_itself_and_its_issue():
-    with pytest.raises(StageNotImplemented, match=r"not implemented yet: lafite_train \(issue #6\)"):
-        main(["stage", "not-implemented", "lafite_train"])

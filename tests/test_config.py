@@ -101,11 +101,14 @@ def test_default_dag_lists_every_stage():
     counts = _job_counts(result.stdout)
     for stage in ("world_generate", "clip_train_standin", "clip_evaluate", "clip_embed", "clip_embed_captions",
                   "oracle_train", "tokenizer_train", "tokenizer_evaluate", "tokenizer_tokenize",
-                  "diffusion_pretrain", "diffusion_cfg_finetune", "diffusion_control", "sample", "metrics", "report"):
+                  "diffusion_pretrain", "diffusion_cfg_finetune", "diffusion_control", "sample", "metrics", "report",
+                  "lafite_train", "sample_lafite", "clip2latent_generator_train", "clip2latent_latent_sample",
+                  "clip2latent_prior_train", "sample_baseline"):
         assert counts.get(stage, 0) >= 1, f"no {stage} job planned"
-    assert counts["diffusion_control"] == 2 and counts["sample"] == 3 and counts["metrics"] == 3
-    # the baselines are off in the default config until they converge / are built (issue #6)
-    assert "lafite_train" not in counts and "clip2latent_prior_train" not in counts
+    # Three diffusion-based methods at the headline (25 steps) and at the 50-step sweep point, plus the two
+    # baselines at their own settings: 6 diffusion sample jobs and 8 metrics jobs.
+    assert counts["diffusion_control"] == 2 and counts["sample"] == 6 and counts["metrics"] == 8
+    assert counts["sample_lafite"] == 1 and counts["sample_baseline"] == 1
 
 
 def test_lint_is_clean():
