@@ -70,6 +70,12 @@ def to_tensor(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
+def to_uint8_tensor(image: Image.Image) -> torch.Tensor:
+    """uint8 HWC image -> uint8 CHW tensor, without a round trip through floats (what CLIP preprocessing
+    and FID libraries start from)."""
+    return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
+
+
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
     """Float (B, 3, H, W) in [-1, 1] -> uint8 (B, 3, H, W), as FID libraries and PNG writers expect."""
     return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
@@ -91,6 +97,10 @@ class ManifestImages(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> torch.Tensor:
         return to_tensor(load_rgb(self.paths[index], self.resolution, self.resize))
+
+    def uint8(self, index: int) -> torch.Tensor:
+        """Image `index` as uint8 (3, H, W), decoded straight from the file."""
+        return to_uint8_tensor(load_rgb(self.paths[index], self.resolution, self.resize))
 
     def all(self) -> torch.Tensor:
         """Every image stacked in one tensor (the worlds are small enough to keep in memory)."""

@@ -9,6 +9,7 @@ from clipvqd.clip.embed import StaleEmbeddings, embed_images, load_embeddings
 from clipvqd.clip.encoder import ClipEncoder
 from clipvqd.clip.evaluate import evaluate_clip, retrieval_recall
 from clipvqd.clip.standin import StandinClipConfig, train_standin_clip
+from clipvqd.manifest import ManifestImages, to_uint8
 from clipvqd.oracle import Oracle, OracleConfig, score_samples, train_oracle
 from conftest import make_faces
 
@@ -42,8 +43,12 @@ def test_standin_clip_far_above_chance_and_cache_keyed_by_identity(world, tmp_pa
     assert zero_shot["background"]["accuracy"] >= 2 * zero_shot["background"]["chance"], metrics
 
     encoder = ClipEncoder.load(tmp_path / "clip.safetensors")
-    cached = embed_images(encoder, world / "train.csv", tmp_path / "emb.safetensors", progress=False)
+    cached = embed_images(encoder, world / "train.csv", tmp_path / "emb.safetensors", batch_size=16, progress=False)
     assert torch.allclose(cached.norm(dim=1), torch.ones(len(cached)), atol=1e-5)
+    # Decoding straight to uint8 on the prefetch thread gives what the float path gives, in manifest order
+    # across batch boundaries (40 images in batches of 16).
+    images = ManifestImages(world / "train.csv")
+    assert torch.equal(cached, encoder.encode_images(to_uint8(images.all())))
     assert torch.equal(load_embeddings(tmp_path / "emb.safetensors", identity), cached)
     with pytest.raises(StaleEmbeddings, match="not by the current CLIP"):
         load_embeddings(tmp_path / "emb.safetensors", "f" * 64)

@@ -6,6 +6,7 @@ manifest they embed, so a changed CLIP or data set is detected instead of silent
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
@@ -17,7 +18,7 @@ from tqdm import tqdm
 
 from clipvqd.clip.encoder import ClipEncoder
 from clipvqd.hashing import sha256_file
-from clipvqd.manifest import ManifestImages, to_uint8
+from clipvqd.manifest import ManifestImages
 
 
 class StaleEmbeddings(ValueError):
@@ -36,12 +37,24 @@ def _save(out: str | Path, embeddings: torch.Tensor, encoder: ClipEncoder, sourc
 
 def embed_images(encoder: ClipEncoder, manifest: str | Path, out: str | Path, batch_size: int = 256,
                  progress: bool = True) -> torch.Tensor:
+    """Embed every image of `manifest` and write the cache file. Images are decoded straight to uint8 (the
+    encoder's input) and the next batch is decoded on a second thread while this one is encoded: PNG
+    decoding and torch both release the GIL, so the encoder rarely waits for data."""
     dataset = ManifestImages(manifest)
+    if len(dataset) == 0:
+        raise ValueError(f"{manifest} lists no images to embed")
+    starts = range(0, len(dataset), batch_size)
+
+    def decode(start: int) -> torch.Tensor:
+        return torch.stack([dataset.uint8(i) for i in range(start, min(start + batch_size, len(dataset)))])
+
     chunks = []
-    for start in tqdm(range(0, len(dataset), batch_size), desc=f"embed images {Path(manifest).name}",
-                      disable=not progress):
-        batch = torch.stack([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
-        chunks.append(encoder.encode_images(to_uint8(batch)))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
+        pending = pool.submit(decode, starts[0])
+        for position in tqdm(range(len(starts)), desc=f"embed images {Path(manifest).name}", disable=not progress):
+            batch = pending.result()
+            pending = pool.submit(decode, starts[position + 1]) if position + 1 < len(starts) else None
+            chunks.append(encoder.encode_images(batch))
     embeddings = torch.cat(chunks)
     _save(out, embeddings, encoder, manifest, "image")
     return embeddings
