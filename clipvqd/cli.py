@@ -14,22 +14,14 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Callable
 
+from clipvqd.config_blocks import json_object as _json
+
 def _dataclass_from(cls, params: dict[str, Any], where: str):
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(params) - known)
     if unknown:
         raise SystemExit(f"{where}: unknown keys {unknown} (known: {sorted(known)})")
     return cls(**params)
-
-
-def _json(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise argparse.ArgumentTypeError(f"not valid JSON: {error}") from error
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("expected a JSON object")
-    return value
 
 
 def _write_json(path: str | Path, payload: dict) -> None:

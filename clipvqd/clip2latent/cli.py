@@ -7,8 +7,9 @@ that building the parser stays cheap.
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any, Callable
+
+from clipvqd.config_blocks import json_object
 
 
 def _configs(cls_pairs: list[tuple[type, str]], params: dict[str, Any], overrides: dict[str, dict[str, Any]] | None = None):
@@ -98,19 +99,10 @@ def add_commands(groups: argparse._SubParsersAction, command: Callable, sampling
                  planned_prompts: Callable, write_planned_samples: Callable) -> None:
     """Register the clip2latent group on the main parser (`clipvqd.cli.build_parser`)."""
 
-    def _json(text: str) -> dict[str, Any]:
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise argparse.ArgumentTypeError(f"not valid JSON: {error}") from error
-        if not isinstance(value, dict):
-            raise argparse.ArgumentTypeError("expected a JSON object")
-        return value
-
     c2l = groups.add_parser("clip2latent", help="the clip2latent baseline (StyleGAN2 + diffusion prior)").add_subparsers(
         dest="command", required=True)
     gen = command(c2l, "train-generator", cmd_train_generator, "train the unconditional StyleGAN2 (resumable)")
-    gen.add_argument("--params", type=_json, required=True, help="the clip2latent config block as JSON")
+    gen.add_argument("--params", type=json_object, required=True, help="the clip2latent config block as JSON")
     gen.add_argument("--train", required=True, help="manifest of the generator training split")
     gen.add_argument("--resize", action="store_true", help="resize images to generator_model.resolution")
     gen.add_argument("--work", required=True, help="resume folder (not a workflow output)")
@@ -119,14 +111,14 @@ def add_commands(groups: argparse._SubParsersAction, command: Callable, sampling
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--device", default="cpu")
     prs = command(c2l, "pairs", cmd_pairs, "sample (w, CLIP image embedding of G(w)) pairs")
-    prs.add_argument("--params", type=_json, required=True, help="the clip2latent config block as JSON")
+    prs.add_argument("--params", type=json_object, required=True, help="the clip2latent config block as JSON")
     prs.add_argument("--generator", required=True, help="generator checkpoint from train-generator")
     prs.add_argument("--clip", required=True, help="the conditioner CLIP file")
     prs.add_argument("--out", required=True, help="pairs file (safetensors, with the z-scoring stats)")
     prs.add_argument("--seed", type=int, default=0)
     prs.add_argument("--device", default="cpu")
     pri = command(c2l, "train-prior", cmd_train_prior, "train the diffusion prior on the pairs (resumable)")
-    pri.add_argument("--params", type=_json, required=True, help="the clip2latent config block as JSON")
+    pri.add_argument("--params", type=json_object, required=True, help="the clip2latent config block as JSON")
     pri.add_argument("--pairs", required=True)
     pri.add_argument("--work", required=True, help="resume folder (not a workflow output)")
     pri.add_argument("--out", required=True)
@@ -140,7 +132,7 @@ def add_commands(groups: argparse._SubParsersAction, command: Callable, sampling
     sam.add_argument("--clip", default=None, help="conditioner CLIP file, checked against the checkpoint")
     sam.add_argument("--method", default="clip2latent")
     sam.add_argument("--variant", default="default")
-    sam.add_argument("--settings", type=_json, default={}, help="the clip2latent.sampling block as JSON")
+    sam.add_argument("--settings", type=json_object, default={}, help="the clip2latent.sampling block as JSON")
     sampling_interface(sam)
     # The sampling block carries its own batch size; the shared --batch-size is not used here.
 

@@ -7,28 +7,13 @@ field says which file; the architecture follows StyleGAN2 (Karras et al. 2020) a
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
+from clipvqd.config_blocks import check_fields as _check
+from clipvqd.config_blocks import from_mapping as _from_dict
+
 CONTRASTIVE_FORMS = ("official", "infonce")
-
-
-def _from_dict(cls, values: Mapping[str, Any], source: str):
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"{source}: unknown {cls.__name__} keys {unknown} (known: {sorted(known)})")
-    values = dict(values)
-    for f in fields(cls):
-        if f.name in values and isinstance(getattr(cls(), f.name, None), tuple):
-            values[f.name] = tuple(values[f.name])
-    return cls(**values)
-
-
-def _check(name: str, checks: dict[str, bool], obj) -> None:
-    bad = [key for key, ok in checks.items() if not ok]
-    if bad:
-        raise ValueError(f"{name}: invalid {', '.join(f'{k}={getattr(obj, k)!r}' for k in bad)}")
 
 
 @dataclass(frozen=True)

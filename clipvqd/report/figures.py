@@ -159,15 +159,19 @@ def sweep_figures(metrics: pd.DataFrame, out_dir: str | Path,
             figure = _new_figure(3.6 * len(panels), 3.5)
             axes = figure.subplots(1, len(panels), squeeze=False)[0]
             for ax, (metric, lines) in zip(axes, panels):
-                for method, line, fixed_label in lines:
-                    label = f"{method} ({fixed_label})" if fixed_label else method
-                    sns.lineplot(data=line, x=key, y="value", marker="o", ax=ax, label=label,
-                                 color=_METHOD_PALETTE.get(method))
+                _method_lines(sns, ax, lines, key, "value")
                 ax.set_xlabel(SWEEP_LABELS[key])
                 ax.set_ylabel(METRIC_LABELS.get(metric, metric))
             _legend_below(figure, axes)
             results.append(FigureResult(f"sweep-{key}", title, path=_save(figure, out_dir, f"sweep_{key}")))
     return results
+
+
+def _method_lines(sns, ax, lines, x: str, y: str) -> None:
+    """One line per (method, points, fixed-settings label), in the method's colour."""
+    for method, line, fixed_label in lines:
+        label = f"{method} ({fixed_label})" if fixed_label else method
+        sns.lineplot(data=line, x=x, y=y, marker="o", ax=ax, label=label, color=_METHOD_PALETTE.get(method))
 
 
 def _legend_below(figure: Figure, axes) -> None:
@@ -233,10 +237,7 @@ def sampling_speed_figure(metrics: pd.DataFrame, benchmarks: pd.DataFrame, out_d
         figure = _new_figure(3.6 * len(panels), 3.5)
         axes = figure.subplots(1, len(panels), squeeze=False)[0]
         for ax, (metric, lines) in zip(axes, panels):
-            for method, line, fixed_label in lines:
-                label = f"{method} ({fixed_label})" if fixed_label else method
-                sns.lineplot(data=line, x="steps", y="speedup" if metric == "speedup" else "value", marker="o",
-                             ax=ax, label=label, color=_METHOD_PALETTE.get(method))
+            _method_lines(sns, ax, lines, "steps", "speedup" if metric == "speedup" else "value")
             ax.set_xlabel(SWEEP_LABELS["steps"])
             ax.set_ylabel("speed-up of the sample job (×)" if metric == "speedup"
                           else METRIC_LABELS.get(metric, metric))
