@@ -55,7 +55,7 @@ def cmd_clip_get(args) -> None:
         cfg = _dataclass_from(StandinClipConfig, spec["standin"], "clip.*.standin")
         train_standin_clip(args.pairs, cfg, args.work, args.out, args.curve, seed=args.seed, device=args.device)
     elif spec["source"] == "pretrained":
-        sources.fetch_pretrained(spec["model"], spec["pretrained"], args.out)
+        sources.fetch_pretrained(spec["model"], spec["pretrained"], args.out, expected_sha256=spec.get("sha256"))
     elif spec["source"] == "file":
         sources.import_weights_file(spec["model"], spec["weights"], spec.get("sha256"), args.out)
     else:

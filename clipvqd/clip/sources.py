@@ -26,17 +26,27 @@ def _known_architecture(model_name: str) -> dict:
     return model_cfg
 
 
-def fetch_pretrained(model_name: str, tag: str, out: str | Path, cache_dir: str | None = None) -> str:
-    """Download `model_name`/`tag` through open_clip and write the CLIP file; return its sha256."""
+def fetch_pretrained(model_name: str, tag: str, out: str | Path, cache_dir: str | None = None,
+                     expected_sha256: str | None = None) -> str:
+    """Download `model_name`/`tag` through open_clip and write the CLIP file; return its sha256.
+
+    The downloaded checkpoint's sha256 is recorded in the CLIP file's sidecar and, when `expected_sha256`
+    (clip.<role>.sha256) is set, checked before the weights are loaded: a tag names weights, a hash pins
+    them."""
     model_cfg = _known_architecture(model_name)
     # Checked before any download: offline, an unknown tag would only fail after a minute of retries.
     if (model_name, tag) not in set(open_clip.list_pretrained()):
         raise ValueError(f"clip.pretrained '{tag}' is not a published tag of '{model_name}' "
                          f"(known: {open_clip.list_pretrained_tags_by_model(model_name)})")
-    model, _, _ = open_clip.create_model_and_transforms(model_name, pretrained=tag, cache_dir=cache_dir)
+    checkpoint = open_clip.download_pretrained(open_clip.get_pretrained_cfg(model_name, tag), cache_dir=cache_dir)
+    if not checkpoint:
+        raise ValueError(f"open_clip gave no download for clip.model '{model_name}' clip.pretrained '{tag}'")
+    source_sha = verify_sha256(checkpoint, expected_sha256,
+                               what=f"CLIP checkpoint of {model_name}/{tag} (clip.sha256)")
+    model = open_clip.create_model(model_name, pretrained=str(checkpoint))
     mean, std = _normalisation(model)
     return save_clip(out, model, model_name=model_name, model_cfg=model_cfg, mean=mean, std=std,
-                     source={"kind": "pretrained", "model": model_name, "tag": tag})
+                     source={"kind": "pretrained", "model": model_name, "tag": tag, "sha256": source_sha})
 
 
 def import_weights_file(model_name: str, weights: str | Path, expected_sha256: str | None, out: str | Path) -> str:

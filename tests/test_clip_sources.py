@@ -1,0 +1,63 @@
+"""External CLIP weights are pinned by sha256: a local file (clip.source: file) and the checkpoint open_clip
+downloads for a tag (clip.source: pretrained). Offline, open_clip's download is replaced by a local file of
+a tiny architecture registered under a made-up tag, so the real checking and loading code runs."""
+
+from __future__ import annotations
+
+import json
+
+import open_clip
+import pytest
+import torch
+
+from clipvqd.clip import sources
+from clipvqd.clip.encoder import ClipEncoder, register_model_config
+from clipvqd.clip.standin import StandinClipConfig
+from clipvqd.hashing import ChecksumMismatch, sha256_file
+
+NAME = "clipvqd-test-sources"
+TAG = "clipvqd_offline_tag"
+
+
+@pytest.fixture()
+def checkpoint(tmp_path, monkeypatch):
+    cfg = StandinClipConfig(model_name=NAME)
+    register_model_config(NAME, cfg.model_cfg())
+    torch.manual_seed(0)
+    path = tmp_path / "downloaded.pt"
+    torch.save(open_clip.create_model(NAME, pretrained=None).state_dict(), path)
+    published = open_clip.list_pretrained()
+    monkeypatch.setattr(open_clip, "list_pretrained", lambda *a, **k: published + [(NAME, TAG)])
+    monkeypatch.setattr(open_clip, "get_pretrained_cfg", lambda model, tag: {"url": f"offline://{model}/{tag}"})
+    downloads = []
+    monkeypatch.setattr(open_clip, "download_pretrained",
+                        lambda cfg, cache_dir=None, **k: downloads.append(cfg) or str(path))
+    return {"path": path, "sha256": sha256_file(path), "downloads": downloads}
+
+
+def test_pretrained_tag_is_checked_and_recorded(checkpoint, tmp_path):
+    out = tmp_path / "clip.safetensors"
+    with pytest.raises(ChecksumMismatch, match=rf"CLIP checkpoint of {NAME}/{TAG} \(clip.sha256\)"):
+        sources.fetch_pretrained(NAME, TAG, out, expected_sha256="0" * 64)
+    assert not out.exists()  # nothing loaded, nothing written
+
+    sources.fetch_pretrained(NAME, TAG, out, expected_sha256=checkpoint["sha256"].upper())
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    assert sidecar["source"] == {"kind": "pretrained", "model": NAME, "tag": TAG, "sha256": checkpoint["sha256"]}
+    # The weights written are the downloaded ones.
+    encoder = ClipEncoder.load(out)
+    expected = torch.load(checkpoint["path"], weights_only=True)
+    assert all(torch.equal(encoder.model.state_dict()[k], v) for k, v in expected.items())
+
+
+def test_unknown_tag_fails_before_any_download(checkpoint, tmp_path):
+    with pytest.raises(ValueError, match="clip.pretrained 'no-such-tag' is not a published tag"):
+        sources.fetch_pretrained(NAME, "no-such-tag", tmp_path / "clip.safetensors")
+    assert checkpoint["downloads"] == []
+
+
+def test_local_weights_file_is_checked(checkpoint, tmp_path):
+    with pytest.raises(ChecksumMismatch, match=r"CLIP weights file \(clip.weights\)"):
+        sources.import_weights_file(NAME, checkpoint["path"], "1" * 64, tmp_path / "a.safetensors")
+    sources.import_weights_file(NAME, checkpoint["path"], checkpoint["sha256"], tmp_path / "b.safetensors")
+    assert json.loads((tmp_path / "b.json").read_text())["source"]["sha256"] == checkpoint["sha256"]
