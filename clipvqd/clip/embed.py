@@ -6,7 +6,6 @@ manifest they embed, so a changed CLIP or data set is detected instead of silent
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
@@ -35,26 +34,34 @@ def _save(out: str | Path, embeddings: torch.Tensor, encoder: ClipEncoder, sourc
     tmp.replace(out)
 
 
+class _Uint8Batches(torch.utils.data.Dataset):
+    """Batch i of a manifest's images as uint8 (B, 3, H, W), decoded straight from the files."""
+
+    def __init__(self, dataset: ManifestImages, batch_size: int):
+        self.dataset, self.batch_size = dataset, batch_size
+
+    def __len__(self) -> int:
+        return -(-len(self.dataset) // self.batch_size)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        start = index * self.batch_size
+        stop = min(start + self.batch_size, len(self.dataset))
+        return torch.stack([self.dataset.uint8(i) for i in range(start, stop)])
+
+
 def embed_images(encoder: ClipEncoder, manifest: str | Path, out: str | Path, batch_size: int = 256,
-                 progress: bool = True) -> torch.Tensor:
+                 progress: bool = True, decode_workers: int = 1) -> torch.Tensor:
     """Embed every image of `manifest` and write the cache file. Images are decoded straight to uint8 (the
-    encoder's input) and the next batch is decoded on a second thread while this one is encoded: PNG
-    decoding and torch both release the GIL, so the encoder rarely waits for data."""
+    encoder's input) by `decode_workers` loader processes while the encoder works (a process, not a thread:
+    decoding small PNGs is mostly Python, which would hold the GIL the encoder's forward also needs);
+    0 decodes in this process."""
     dataset = ManifestImages(manifest)
     if len(dataset) == 0:
         raise ValueError(f"{manifest} lists no images to embed")
-    starts = range(0, len(dataset), batch_size)
-
-    def decode(start: int) -> torch.Tensor:
-        return torch.stack([dataset.uint8(i) for i in range(start, min(start + batch_size, len(dataset)))])
-
-    chunks = []
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
-        pending = pool.submit(decode, starts[0])
-        for position in tqdm(range(len(starts)), desc=f"embed images {Path(manifest).name}", disable=not progress):
-            batch = pending.result()
-            pending = pool.submit(decode, starts[position + 1]) if position + 1 < len(starts) else None
-            chunks.append(encoder.encode_images(batch))
+    batches = torch.utils.data.DataLoader(_Uint8Batches(dataset, batch_size), batch_size=None, shuffle=False,
+                                          num_workers=decode_workers)
+    chunks = [encoder.encode_images(batch)
+              for batch in tqdm(batches, desc=f"embed images {Path(manifest).name}", disable=not progress)]
     embeddings = torch.cat(chunks)
     _save(out, embeddings, encoder, manifest, "image")
     return embeddings
