@@ -80,12 +80,24 @@ PEAK_BF16_TFLOPS = [
     ("RTX 3090", 71.0),
 ]
 
+# fp32: "ieee" is plain float32 everywhere; "default" is PyTorch's default policy, under which cuDNN
+# convolutions (93% of this model's FLOPs) already run in TF32 on tensor cores.
+# cudnn_benchmark: let cuDNN time its algorithms for each new shape (the shapes here never change).
 CONFIGS = {
-    "fp32_eager": {"bf16": False, "flash": False, "fused": False, "compile": False},
-    "bf16_sdpa_fused": {"bf16": True, "flash": True, "fused": True, "compile": False},
-    "bf16_sdpa_fused_compile": {"bf16": True, "flash": True, "fused": True, "compile": True},
+    "fp32_eager": {"fp32": "ieee", "bf16": False, "flash": False, "fused": False, "cudnn_benchmark": False,
+                   "compile": False},
+    "fp32_eager_tf32_convs": {"fp32": "default", "bf16": False, "flash": False, "fused": False,
+                              "cudnn_benchmark": False, "compile": False},
+    "bf16_sdpa_fused": {"fp32": "default", "bf16": True, "flash": True, "fused": True, "cudnn_benchmark": False,
+                        "compile": False},
+    "bf16_sdpa_fused_cudnn_benchmark": {"fp32": "default", "bf16": True, "flash": True, "fused": True,
+                                        "cudnn_benchmark": True, "compile": False},
+    "bf16_sdpa_fused_compile": {"fp32": "default", "bf16": True, "flash": True, "fused": True,
+                                "cudnn_benchmark": True, "compile": True},
 }
 BASELINE = "fp32_eager"
+# PyTorch's default float32 policy, the second reference point: its convolutions are already TF32.
+DEFAULT_POLICY_BASELINE = "fp32_eager_tf32_convs"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -97,7 +109,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default=None, help="torch device (default: cuda, or cpu with --quick)")
     p.add_argument("--configs", default=",".join(CONFIGS),
                    help=f"training configurations to run, comma-separated, from {list(CONFIGS)}")
-    p.add_argument("--train-batch", type=int, default=None, help="token maps per training step (default 32)")
+    p.add_argument("--train-batch", default=None,
+                   help="token maps per training step, comma-separated to measure several (default 32,64; every "
+                        "configuration runs at each, and ratios compare runs of the same batch)")
     p.add_argument("--warmup-steps", type=int, default=None, help="untimed steps per configuration (default 5; "
                    "the first of the compiled configuration includes compilation)")
     p.add_argument("--train-steps", type=int, default=None, help="timed steps per configuration (default 20)")
@@ -111,9 +125,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="blocks: compile each transformer block (identical blocks share one compiled graph, "
                         "short cold start); model: torch.compile the whole module")
     p.add_argument("--compile-mode", default=None, help="torch.compile mode (e.g. max-autotune-no-cudagraphs)")
-    p.add_argument("--fp32-precision", choices=("default", "ieee", "tf32"), default="default",
-                   help="float32 matmul/conv policy of the fp32 baseline: PyTorch's defaults (recorded), strict "
-                        "IEEE fp32, or TF32 everywhere")
+    p.add_argument("--profile", default="bf16_sdpa_fused_cudnn_benchmark,bf16_sdpa_fused_compile",
+                   help="configurations to profile after timing (torch.profiler, 3 steps): the top GPU kernels "
+                        "by time go into the JSON; empty for none")
     p.add_argument("--peak-tflops", type=float, default=None,
                    help="dense bf16 peak of the GPU in TFLOP/s for MFU (default: looked up by GPU name)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice; 1 with --quick)")
@@ -121,20 +135,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON result file (rewritten after each stage)")
     args = p.parse_args(argv)
     quick = args.quick
-    defaults = {"device": "cpu" if quick else "cuda", "train_batch": 4 if quick else 32,
+    defaults = {"device": "cpu" if quick else "cuda", "train_batch": "4" if quick else "32,64",
                 "warmup_steps": 1 if quick else 5, "train_steps": 2 if quick else 20,
                 "sample_batch": 4 if quick else 64, "sample_steps": 4 if quick else 100,
                 "threads": 1 if quick else None}
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    try:
+        args.train_batches = [int(b) for b in str(args.train_batch).split(",") if b.strip()]
+    except ValueError:
+        p.error(f"--train-batch must be integers separated by commas, got {args.train_batch!r}")
     args.configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    args.profile = [c.strip() for c in args.profile.split(",") if c.strip()]
     unknown = [c for c in args.configs if c not in CONFIGS]
     if unknown:
         p.error(f"unknown --configs {unknown}; choose from {list(CONFIGS)}")
     if args.no_compile:
         args.configs = [c for c in args.configs if not CONFIGS[c]["compile"]]
-    for name in ("train_batch", "train_steps", "sample_batch", "sample_steps"):
+    if not args.train_batches or min(args.train_batches) < 1:
+        p.error("--train-batch must be >= 1")
+    for name in ("train_steps", "sample_batch", "sample_steps"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
     return args
@@ -192,15 +213,16 @@ def fp32_flags() -> dict:
 
 
 def set_fp32_policy(policy: str) -> dict | None:
-    """Apply the fp32 baseline's TF32 policy; return the previous flags for `restore_fp32_policy`."""
+    """Apply a configuration's float32 policy ("ieee": no TF32 anywhere, "default": PyTorch's own) and
+    return the previous flags for `restore_fp32_policy`."""
     try:
         previous = {"matmul": torch.backends.cuda.matmul.allow_tf32, "cudnn": torch.backends.cudnn.allow_tf32}
-        if policy != "default":
-            torch.backends.cuda.matmul.allow_tf32 = policy == "tf32"
-            torch.backends.cudnn.allow_tf32 = policy == "tf32"
+        if policy == "ieee":
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
         return previous
     except Exception as error:  # noqa: BLE001 - an API change must not stop the benchmark
-        print(f"  could not apply --fp32-precision {policy}: {error}", flush=True)
+        print(f"  could not apply the float32 policy {policy}: {error}", flush=True)
         return None
 
 
@@ -291,9 +313,10 @@ def attention_kernel(op_names: list[str]) -> str:
     return "math (bmm)" if "bmm" in names else ("sdpa (unknown)" if names else "none seen")
 
 
-def bench_training(name: str, spec: dict, cfg: DenoiserConfig, args, dev: Device) -> dict:
-    result: dict = {"config": name, **spec}
-    previous = set_fp32_policy(args.fp32_precision if not spec["bf16"] else "default")
+def bench_training(name: str, spec: dict, cfg: DenoiserConfig, args, dev: Device, batch_size: int) -> dict:
+    result: dict = {"config": name, **spec, "batch": batch_size}
+    previous = set_fp32_policy(spec["fp32"])
+    torch.backends.cudnn.benchmark = spec["cudnn_benchmark"]
     dev.reset_memory()
     parts = network = optimizer = batch = None
     try:
@@ -304,7 +327,7 @@ def bench_training(name: str, spec: dict, cfg: DenoiserConfig, args, dev: Device
         train_cfg = DiffusionTrainConfig()
         optimizer = torch.optim.AdamW(parts.parameters(), lr=train_cfg.learning_rate, betas=train_cfg.adam_betas,
                                       weight_decay=train_cfg.weight_decay, fused=spec["fused"] or None)
-        batch = training_batch(cfg, args.train_batch, dev, args.seed)
+        batch = training_batch(cfg, batch_size, dev, args.seed)
         network = parts
 
         def step(update: bool = True) -> None:
@@ -336,14 +359,16 @@ def bench_training(name: str, spec: dict, cfg: DenoiserConfig, args, dev: Device
         seconds, _ = benchlib.timed(lambda: [step() for _ in range(args.train_steps)], dev.sync)
         steps_per_s = args.train_steps / seconds
         result.update({
-            "ok": True, "batch": args.train_batch, "timed_steps": args.train_steps, "seconds": round(seconds, 4),
+            "ok": True, "timed_steps": args.train_steps, "seconds": round(seconds, 4),
             "first_step_s": round(first, 3), "steps_per_s": round(steps_per_s, 4),
-            "tokens_per_s": round(steps_per_s * args.train_batch * cfg.num_tokens, 1),
+            "tokens_per_s": round(steps_per_s * batch_size * cfg.num_tokens, 1),
             "peak_memory_gib": dev.peak_gib(),
         })
         if spec["compile"]:
             result["compile_overhead_s"] = round(first - seconds / args.train_steps, 2)
             result["dynamo"] = dynamo_stats()
+        if name in args.profile:
+            result["top_kernels"] = profile_kernels(step, dev, seconds / args.train_steps)
     except Exception as error:  # noqa: BLE001 - record it, keep measuring the rest
         result.update({"ok": False, "error": f"{type(error).__name__}: {error}",
                        "traceback": traceback.format_exc(limit=8)})
@@ -351,6 +376,7 @@ def bench_training(name: str, spec: dict, cfg: DenoiserConfig, args, dev: Device
               flush=True)
     finally:
         restore_fp32_policy(previous)
+        torch.backends.cudnn.benchmark = False
         parts = network = optimizer = batch = None  # free the GPU memory before the next configuration
         if spec["compile"]:
             torch._dynamo.reset()
@@ -358,11 +384,40 @@ def bench_training(name: str, spec: dict, cfg: DenoiserConfig, args, dev: Device
     return result
 
 
+def profile_kernels(step_fn, dev: Device, step_s: float, steps: int = 3, top: int = 25) -> dict:
+    """Where a step's GPU time goes: the kernels with the most time over `steps` steps (torch.profiler), and
+    how busy the GPU is (kernel time over the timed step's wall time: well under 1 means launch-bound)."""
+    try:
+        from torch.autograd import DeviceType
+        from torch.profiler import ProfilerActivity, profile
+
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.cuda else [])
+        dev.sync()
+        with profile(activities=activities) as prof:
+            for _ in range(steps):
+                step_fn()
+            dev.sync()
+        # Kernels only: an aten op's device time repeats the time of the kernels it launched.
+        events = [e for e in prof.key_averages()
+                  if getattr(e, "device_type", None) == DeviceType.CUDA and e.self_device_time_total > 0]
+        total = sum(e.self_device_time_total for e in events)
+        events.sort(key=lambda e: e.self_device_time_total, reverse=True)
+        busy_ms = total / 1000 / steps
+        return {"kernel_ms_per_step": round(busy_ms, 3), "step_ms": round(step_s * 1000, 3),
+                "gpu_busy_fraction": round(busy_ms / (step_s * 1000), 3) if step_s > 0 else None,
+                "kernels": [{"name": e.key[:120], "ms_per_step": round(e.self_device_time_total / 1000 / steps, 3),
+                             "share": round(e.self_device_time_total / total, 4), "calls_per_step": e.count / steps}
+                            for e in events[:top]]}
+    except Exception as error:  # noqa: BLE001 - diagnostics only
+        return {"error": f"{type(error).__name__}: {error}"}
+
+
 def add_mfu(results: list[dict], peak: float | None) -> None:
-    counted = next((r["flops_per_step"] for r in results if r.get("flops_per_step")), None)
     for r in results:
         if not r.get("ok"):
             continue
+        counted = next((o["flops_per_step"] for o in results if o.get("flops_per_step") and o["batch"] == r["batch"]),
+                       None)
         flops = r.get("flops_per_step") or counted
         r["model_tflops_per_s"] = round(flops * r["steps_per_s"] / 1e12, 2) if flops else None
         r["mfu"] = round(flops * r["steps_per_s"] / (peak * 1e12), 4) if flops and peak else None
@@ -419,6 +474,8 @@ def bench_sampling(cfg: DenoiserConfig, args, dev: Device, compiled_ok: bool) ->
         forward_s, _ = benchlib.timed(lambda: [denoiser(xt, tt, cc) for _ in range(5)], dev.sync)
     out["guided_forward_s"] = round(forward_s / 5, 5)
 
+    torch.backends.cudnn.benchmark = True
+    measure(f"cfg s={args.guidance:g}, batched, cudnn benchmark", args.guidance)
     if compiled_ok and not args.no_compile:
         try:
             compile_model(parts, "blocks", args.compile_mode)
@@ -426,19 +483,44 @@ def bench_sampling(cfg: DenoiserConfig, args, dev: Device, compiled_ok: bool) ->
         except Exception as error:  # noqa: BLE001
             out["runs"].append({"setting": "compiled", "ok": False, "error": f"{type(error).__name__}: {error}"})
         torch._dynamo.reset()
+    torch.backends.cudnn.benchmark = False
 
     by_label = {r["setting"]: r for r in out["runs"] if r.get("ok")}
     guided = by_label.get(f"cfg s={args.guidance:g}, batched cond+null")
     plain = by_label.get("s=1 (no null pass)")
+    benchmarked = by_label.get(f"cfg s={args.guidance:g}, batched, cudnn benchmark")
     compiled = by_label.get(f"cfg s={args.guidance:g}, batched, compiled blocks")
     out["ratios"] = {
         "guidance_time_over_s1": benchlib.ratio(guided and guided["seconds"], plain and plain["seconds"]),
+        "cudnn_benchmark_speedup": benchlib.ratio(guided and guided["seconds"], benchmarked and benchmarked["seconds"]),
         "compiled_speedup": benchlib.ratio(guided and guided["seconds"], compiled and compiled["seconds"]),
         "model_forward_share": benchlib.ratio(out["guided_forward_s"] * args.sample_steps, guided and guided["seconds"]),
     }
     parts = denoiser = None
     dev.reset_memory()
     return out
+
+
+def compare_at_batch(results: list[dict], batch_size: int) -> dict:
+    """Ratios against both float32 references at one batch size, and whether the 3x target is met there."""
+    runs = [r for r in results if r.get("ok") and r["batch"] == batch_size]
+    baseline = next((r for r in runs if r["config"] == BASELINE), None)
+    reference = next((r for r in runs if r["config"] == DEFAULT_POLICY_BASELINE), None)
+    for r in runs:
+        if baseline:
+            r["speedup_vs_fp32_eager"] = benchlib.ratio(r["steps_per_s"], baseline["steps_per_s"], 2)
+            if r.get("peak_memory_gib") and baseline.get("peak_memory_gib"):
+                r["memory_vs_fp32_eager"] = benchlib.ratio(r["peak_memory_gib"], baseline["peak_memory_gib"], 2)
+        if reference:
+            r["speedup_vs_fp32_tf32_convs"] = benchlib.ratio(r["steps_per_s"], reference["steps_per_s"], 2)
+    best = max((r for r in runs if r["bf16"]), key=lambda r: r["steps_per_s"], default=None)
+    return {"batch": batch_size, "best_config": best and best["config"],
+            "best_mfu": best and best.get("mfu"),
+            "speedup_vs_fp32_eager": best and best.get("speedup_vs_fp32_eager"),
+            "speedup_vs_fp32_tf32_convs": best and best.get("speedup_vs_fp32_tf32_convs"),
+            "target_3x_fp32_eager_met": (best["speedup_vs_fp32_eager"] >= 3.0) if best and baseline else None,
+            "target_3x_over_tf32_convs_met": ((best["speedup_vs_fp32_tf32_convs"] >= 3.0)
+                                              if best and reference else None)}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -460,32 +542,23 @@ def main(argv: list[str] | None = None) -> dict:
     payload: dict = {"benchmark": "diffusion_gpu", "quick": args.quick, "complete": False, "environment": env,
                      "model": cfg.to_dict(), "parameters": parameters,
                      "peak_bf16_tflops": peak, "peak_source": peak_source,
-                     "settings": {"train_batch": args.train_batch, "warmup_steps": args.warmup_steps,
-                                  "train_steps": args.train_steps, "fp32_precision": args.fp32_precision,
+                     "settings": {"train_batches": args.train_batches, "warmup_steps": args.warmup_steps,
+                                  "train_steps": args.train_steps,
                                   "compile_scope": args.compile_scope, "compile_mode": args.compile_mode},
                      "training": [], "sampling": None}
     started = time.perf_counter()
 
-    for name in args.configs:
-        print(f"training {name} ...", flush=True)
-        result = bench_training(name, CONFIGS[name], cfg, args, dev)
-        payload["training"].append(result)
-        add_mfu(payload["training"], peak)
-        if result.get("ok"):
-            print(f"  {name}: {result['steps_per_s']:.3f} steps/s, {result['tokens_per_s']:,.0f} tokens/s, "
-                  f"peak {result['peak_memory_gib']} GiB, first step {result['first_step_s']} s", flush=True)
-        benchlib.write_json(args.out, payload)
-
-    baseline = next((r for r in payload["training"] if r["config"] == BASELINE and r.get("ok")), None)
-    for r in payload["training"]:
-        if r.get("ok") and baseline:
-            r["speedup_vs_fp32_eager"] = benchlib.ratio(r["steps_per_s"], baseline["steps_per_s"], 2)
-            if r.get("peak_memory_gib") and baseline.get("peak_memory_gib"):
-                r["memory_vs_fp32_eager"] = benchlib.ratio(r["peak_memory_gib"], baseline["peak_memory_gib"], 2)
-    best = max((r for r in payload["training"] if r.get("ok") and r["config"] != BASELINE),
-               key=lambda r: r["steps_per_s"], default=None)
-    payload["best_training_config"] = best and best["config"]
-    payload["target_3x_fp32_eager_met"] = (best.get("speedup_vs_fp32_eager", 0) >= 3.0) if best and baseline else None
+    for batch_size in args.train_batches:
+        for name in args.configs:
+            print(f"training {name}, batch {batch_size} ...", flush=True)
+            result = bench_training(name, CONFIGS[name], cfg, args, dev, batch_size)
+            payload["training"].append(result)
+            add_mfu(payload["training"], peak)
+            if result.get("ok"):
+                print(f"  {name}: {result['steps_per_s']:.3f} steps/s, {result['tokens_per_s']:,.0f} tokens/s, "
+                      f"peak {result['peak_memory_gib']} GiB, first step {result['first_step_s']} s", flush=True)
+            benchlib.write_json(args.out, payload)
+    payload["by_batch"] = [compare_at_batch(payload["training"], b) for b in args.train_batches]
 
     if not args.no_sampling:
         print("sampling ...", flush=True)
@@ -498,14 +571,18 @@ def main(argv: list[str] | None = None) -> dict:
     out = benchlib.write_json(args.out, payload)
 
     print()
-    benchlib.print_table(payload["training"], ["config", "ok", "steps_per_s", "tokens_per_s", "model_tflops_per_s",
-                                               "mfu", "speedup_vs_fp32_eager", "peak_memory_gib", "attention_kernel"])
+    benchlib.print_table(payload["training"], ["config", "batch", "ok", "steps_per_s", "tokens_per_s", "model_tflops_per_s",
+                                               "mfu", "speedup_vs_fp32_eager", "speedup_vs_fp32_tf32_convs", "peak_memory_gib",
+                                               "attention_kernel"])
     if payload["sampling"]:
         print()
         benchlib.print_table(payload["sampling"]["runs"], ["setting", "ok", "seconds", "images_per_s", "peak_memory_gib"])
         print(f"sampling ratios: {payload['sampling']['ratios']}; CFG batched: {payload['sampling']['cfg_batching']}")
-    print(f"best training configuration: {payload['best_training_config']}, >= 3x fp32 eager: "
-          f"{payload['target_3x_fp32_eager_met']}; total {payload['total_s']} s")
+    print()
+    benchlib.print_table(payload["by_batch"], ["batch", "best_config", "best_mfu", "speedup_vs_fp32_eager",
+                                               "speedup_vs_fp32_tf32_convs", "target_3x_fp32_eager_met",
+                                               "target_3x_over_tf32_convs_met"])
+    print(f"total {payload['total_s']} s")
     print(f"wrote {out}")
     return payload
 

@@ -43,3 +43,39 @@ def test_diffusion_cpu_benchmark_writes_its_json(tmp_path):
     assert sampling["ratios"]["guidance_time_over_s1"] > 0
     # A guided reverse step is one forward of the conditional and null rows together.
     assert sampling["cfg_batching"] == {"forward_rows_per_guided_step": [4], "batched": True}
+
+
+def test_diffusion_gpu_benchmark_runs_its_cpu_smoke_path(tmp_path):
+    """The GPU script's --quick path on CPU: every configuration at two batch sizes, ratios within a batch."""
+    out = tmp_path / "diffusion_gpu.json"
+    command = [
+        sys.executable, str(REPO / "benchmarks" / "diffusion_gpu.py"), "--quick", "--no-compile",
+        "--train-batch", "2,4", "--train-steps", "1", "--warmup-steps", "1", "--sample-steps", "2",
+        "--profile", "bf16_sdpa_fused", "--out", str(out),
+    ]
+    result = subprocess.run(command, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                            text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    payload = json.loads(out.read_text())
+    assert payload["complete"] is True
+
+    runs = payload["training"]
+    assert [(r["config"], r["batch"]) for r in runs] == [
+        (name, batch) for batch in (2, 4)
+        for name in ("fp32_eager", "fp32_eager_tf32_convs", "bf16_sdpa_fused", "bf16_sdpa_fused_cudnn_benchmark")]
+    assert all(r["ok"] and r["steps_per_s"] > 0 for r in runs)
+    # Each batch's ratios are against that batch's own float32 runs.
+    for r in runs:
+        if r["config"] == "fp32_eager":
+            assert r["speedup_vs_fp32_eager"] == 1.0
+        if r["config"] == "fp32_eager_tf32_convs":
+            assert r["speedup_vs_fp32_tf32_convs"] == 1.0
+    assert [b["batch"] for b in payload["by_batch"]] == [2, 4]
+    assert all(b["best_config"].startswith("bf16") for b in payload["by_batch"])
+    assert all(isinstance(b["target_3x_fp32_eager_met"], bool) for b in payload["by_batch"])
+    profiled = [r for r in runs if "top_kernels" in r]
+    assert [r["config"] for r in profiled] == ["bf16_sdpa_fused", "bf16_sdpa_fused"]
+
+    sampling = payload["sampling"]
+    assert sampling["cfg_batching"] == {"forward_rows_per_guided_step": [8], "batched": True}
+    assert all(r["ok"] for r in sampling["runs"])
