@@ -17,6 +17,9 @@ rule lafite_train:
         work=RESULTS / "work" / "lafite",
         seed=run_seed(),
         device=config["device"],
+    # The longest single job of the world run: started as soon as the embeddings exist, it does not
+    # hold up the report at the end.
+    priority: 5
     log:
         LOGS / "lafite_train.log",
     benchmark:

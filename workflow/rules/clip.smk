@@ -16,6 +16,10 @@ if STANDIN_ROLES:
             seed=lambda wildcards: run_seed(config["clip"][wildcards.role]["seed"]),
             work=lambda wildcards: RESULTS / "work" / f"clip-{wildcards.role}",
             device=config["device"],
+        # The conditioner lies on the critical path (conditioner -> embeddings -> pretraining). The judge
+        # is needed by every metrics job at the end: it goes before the other waiting jobs, so the metrics
+        # do not queue behind it.
+        priority: lambda wildcards: 10 if wildcards.role == "conditioner" else 1
         log:
             LOGS / "clip_train_standin_{role}.log",
         benchmark:
@@ -78,6 +82,7 @@ rule clip_embed:
     params:
         prefix=config["data"]["prompt_prefix"],
         device=config["device"],
+    priority: 10
     log:
         LOGS / "clip_embed.log",
     benchmark:
