@@ -7,6 +7,8 @@ before using it, so a damaged or swapped image is named instead of silently trai
 
 from __future__ import annotations
 
+import hashlib
+import io
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +25,9 @@ class ManifestError(ValueError):
     pass
 
 
-def read_manifest(path: str | Path, verify: bool = True) -> pd.DataFrame:
-    """Read a manifest; with `verify`, check every file exists and matches its sha256."""
+def read_manifest(path: str | Path, verify: bool = True, exist_only: bool = False) -> pd.DataFrame:
+    """Read a manifest; with `verify`, check every file exists and matches its sha256 (only that it exists
+    with `exist_only`, for readers that check each file's hash as they read it)."""
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"manifest not found: {path}")
@@ -37,6 +40,8 @@ def read_manifest(path: str | Path, verify: bool = True) -> pd.DataFrame:
             file = path.parent / relative
             if not file.is_file():
                 raise ManifestError(f"manifest {path} lists {file}, which does not exist")
+            if exist_only:
+                continue
             actual = sha256_file(file)
             if actual != expected:
                 raise ManifestError(
@@ -50,9 +55,18 @@ def absolute_paths(manifest_path: str | Path, frame: pd.DataFrame) -> list[Path]
     return [base / relative for relative in frame["path"]]
 
 
-def load_rgb(path: str | Path, resolution: int | None = None, resize: bool = False) -> Image.Image:
-    """Open an image as RGB; a wrong size is resized when `resize`, else refused naming the file."""
-    with Image.open(path) as image:
+def load_rgb(path: str | Path, resolution: int | None = None, resize: bool = False,
+             expected_sha256: str | None = None) -> Image.Image:
+    """Open an image as RGB; a wrong size is resized when `resize`, else refused naming the file. With
+    `expected_sha256`, the file is read once, and its bytes are hashed and decoded from memory."""
+    source: str | Path | io.BytesIO = path
+    if expected_sha256 is not None:
+        data = Path(path).read_bytes()
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != expected_sha256:
+            raise ManifestError(f"file {path} has sha256 {actual}, but its manifest records {expected_sha256}")
+        source = io.BytesIO(data)
+    with Image.open(source) as image:
         image = image.convert("RGB") if image.mode != "RGB" else image.copy()
     if resolution is not None and image.size != (resolution, resolution):
         if not resize:
@@ -85,22 +99,30 @@ class ManifestImages(torch.utils.data.Dataset):
     """The images of a manifest as float tensors in [-1, 1], shape (3, resolution, resolution)."""
 
     def __init__(self, manifest_path: str | Path, resolution: int | None = None, resize: bool = False,
-                 verify: bool = True):
+                 verify: bool = True, verify_on_read: bool = False):
+        """`verify` checks every file's sha256 up front; `verify_on_read` instead checks only that the
+        files exist, then hashes each file's bytes as it is read and decoded (one read instead of two:
+        for a reader that passes over every image once, such as the CLIP embedding cache)."""
         self.manifest_path = Path(manifest_path)
-        self.frame = read_manifest(self.manifest_path, verify=verify)
+        self.frame = read_manifest(self.manifest_path, verify=verify or verify_on_read, exist_only=verify_on_read)
         self.paths = absolute_paths(self.manifest_path, self.frame)
+        self.expected = list(self.frame["sha256"]) if verify_on_read else None
         self.resolution = resolution
         self.resize = resize
 
     def __len__(self) -> int:
         return len(self.paths)
 
+    def _load(self, index: int) -> Image.Image:
+        expected = self.expected[index] if self.expected is not None else None
+        return load_rgb(self.paths[index], self.resolution, self.resize, expected_sha256=expected)
+
     def __getitem__(self, index: int) -> torch.Tensor:
-        return to_tensor(load_rgb(self.paths[index], self.resolution, self.resize))
+        return to_tensor(self._load(index))
 
     def uint8(self, index: int) -> torch.Tensor:
         """Image `index` as uint8 (3, H, W), decoded straight from the file."""
-        return to_uint8_tensor(load_rgb(self.paths[index], self.resolution, self.resize))
+        return to_uint8_tensor(self._load(index))
 
     def all(self) -> torch.Tensor:
         """Every image stacked in one tensor (the worlds are small enough to keep in memory)."""

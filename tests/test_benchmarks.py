@@ -10,19 +10,21 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+def run_benchmark(script: str, arguments: list[str], out: Path, timeout: int) -> dict:
+    """Run benchmarks/<script> on one thread with `arguments` and return the JSON it wrote to `out`."""
+    command = [sys.executable, str(REPO / "benchmarks" / script), *arguments, "--out", str(out)]
+    result = subprocess.run(command, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                            text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
 def test_diffusion_cpu_benchmark_writes_its_json(tmp_path):
-    out = tmp_path / "diffusion_cpu.json"
-    command = [
-        sys.executable, str(REPO / "benchmarks" / "diffusion_cpu.py"),
+    payload = run_benchmark("diffusion_cpu.py", [
         "--num-codes", "16", "--grid", "8", "--condition-dim", "16", "--hidden-dim", "32", "--num-layers", "1",
         "--num-heads", "2", "--train-batch", "2", "--train-warmup", "1", "--train-steps", "2",
         "--sample-images", "2", "--sample-batch", "2", "--sample-steps", "4,2", "--forward-repeats", "1",
-        "--threads", "1", "--out", str(out),
-    ]
-    result = subprocess.run(command, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
-                            text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-3000:]
-    payload = json.loads(out.read_text())
+        "--threads", "1"], tmp_path / "diffusion_cpu.json", timeout=120)
 
     env = payload["environment"]
     assert env["device"] == "cpu" and env["torch_threads"] == 1 and env["torch"]
@@ -47,16 +49,9 @@ def test_diffusion_cpu_benchmark_writes_its_json(tmp_path):
 
 def test_diffusion_gpu_benchmark_runs_its_cpu_smoke_path(tmp_path):
     """The GPU script's --quick path on CPU: every configuration at two batch sizes, ratios within a batch."""
-    out = tmp_path / "diffusion_gpu.json"
-    command = [
-        sys.executable, str(REPO / "benchmarks" / "diffusion_gpu.py"), "--quick", "--no-compile",
-        "--train-batch", "2,4", "--train-steps", "1", "--warmup-steps", "1", "--sample-steps", "2",
-        "--profile", "bf16_sdpa_fused", "--out", str(out),
-    ]
-    result = subprocess.run(command, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
-                            text=True, timeout=180)
-    assert result.returncode == 0, result.stderr[-3000:]
-    payload = json.loads(out.read_text())
+    payload = run_benchmark("diffusion_gpu.py", [
+        "--quick", "--no-compile", "--train-batch", "2,4", "--train-steps", "1", "--warmup-steps", "1",
+        "--sample-steps", "2", "--profile", "bf16_sdpa_fused"], tmp_path / "diffusion_gpu.json", timeout=180)
     assert payload["complete"] is True
 
     runs = payload["training"]

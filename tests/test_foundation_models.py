@@ -54,6 +54,47 @@ def test_standin_clip_far_above_chance_and_cache_keyed_by_identity(world, tmp_pa
         load_embeddings(tmp_path / "emb.safetensors", "f" * 64)
 
 
+def test_embedding_cache_checks_each_file_as_it_reads_it(world, tmp_path):
+    """The cache hashes each image as its loader reads it instead of in a separate pass: a swapped image is
+    named, and no cache file is written."""
+    import shutil
+
+    import pandas as pd
+
+    from clipvqd.manifest import ManifestError
+
+    copy = tmp_path / "world"
+    frame = pd.read_csv(world / "train.csv", dtype=str, keep_default_na=False).head(20)
+    for relative in frame["path"]:
+        (copy / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(world / relative, copy / relative)
+    frame.to_csv(copy / "train.csv", index=False)
+    import open_clip
+
+    from clipvqd.clip.encoder import register_model_config, save_clip
+    from clipvqd.clip.standin import STANDIN_MEAN, STANDIN_STD
+
+    cfg = StandinClipConfig(model_name="test-verify-on-read", embed_dim=16, vision_tower="resnet", vision_width=8,
+                            vision_layers=1, text_width=32, text_layers=1)
+    register_model_config(cfg.model_name, cfg.model_cfg())
+    save_clip(tmp_path / "clip.safetensors", open_clip.create_model(cfg.model_name, pretrained=None),
+              model_name=cfg.model_name, model_cfg=cfg.model_cfg(), mean=STANDIN_MEAN, std=STANDIN_STD,
+              source={"kind": "test stand-in (untrained)"})
+    encoder = ClipEncoder.load(tmp_path / "clip.safetensors")
+    ok = embed_images(encoder, copy / "train.csv", tmp_path / "ok.safetensors", batch_size=8, progress=False)
+    assert len(ok) == 20
+
+    # Image 13 (second batch) replaced by image 0: it decodes fine, but its hash is not the recorded one.
+    shutil.copyfile(copy / frame["path"][0], copy / frame["path"][13])
+    with pytest.raises(ManifestError, match=frame["path"][13].split("/")[-1]):
+        embed_images(encoder, copy / "train.csv", tmp_path / "bad.safetensors", batch_size=8, progress=False)
+    assert not (tmp_path / "bad.safetensors").exists()
+    # A missing file is refused up front, before any image is encoded.
+    (copy / frame["path"][5]).unlink()
+    with pytest.raises(ManifestError, match="does not exist"):
+        embed_images(encoder, copy / "train.csv", tmp_path / "bad.safetensors", batch_size=8, progress=False)
+
+
 def test_oracle_reads_held_out_renders(world, tmp_path):
     train_oracle(world / "oracle.csv", "faces", OracleConfig(epochs=12, batch_size=64), tmp_path / "work",
                  tmp_path / "oracle.safetensors", tmp_path / "curve.csv", seed=0, progress=False)

@@ -54,8 +54,9 @@ def embed_images(encoder: ClipEncoder, manifest: str | Path, out: str | Path, ba
     """Embed every image of `manifest` and write the cache file. Images are decoded straight to uint8 (the
     encoder's input) by `decode_workers` loader processes while the encoder works (a process, not a thread:
     decoding small PNGs is mostly Python, which would hold the GIL the encoder's forward also needs);
-    0 decodes in this process."""
-    dataset = ManifestImages(manifest)
+    0 decodes in this process. Each file's sha256 is checked as the worker reads it (one read, no separate
+    hashing pass); a mismatch stops the job, naming the file, before the cache is written."""
+    dataset = ManifestImages(manifest, verify_on_read=True)
     if len(dataset) == 0:
         raise ValueError(f"{manifest} lists no images to embed")
     batches = torch.utils.data.DataLoader(_Uint8Batches(dataset, batch_size), batch_size=None, shuffle=False,
