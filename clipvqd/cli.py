@@ -10,19 +10,11 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import fields
 from pathlib import Path
 from typing import Any, Callable
 
+from clipvqd.config_blocks import from_mapping
 from clipvqd.config_blocks import json_object as _json
-
-def _dataclass_from(cls, params: dict[str, Any], where: str):
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(params) - known)
-    if unknown:
-        raise SystemExit(f"{where}: unknown keys {unknown} (known: {sorted(known)})")
-    return cls(**params)
-
 
 def _write_json(path: str | Path, payload: dict) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -52,7 +44,7 @@ def cmd_clip_get(args) -> None:
     if spec["source"] == "standin":
         if not args.pairs:
             raise SystemExit("clip source 'standin' needs --pairs (the world's captioned split)")
-        cfg = _dataclass_from(StandinClipConfig, spec["standin"], "clip.*.standin")
+        cfg = from_mapping(StandinClipConfig, spec["standin"], "clip.*.standin")
         train_standin_clip(args.pairs, cfg, args.work, args.out, args.curve, seed=args.seed, device=args.device)
     elif spec["source"] == "pretrained":
         sources.fetch_pretrained(spec["model"], spec["pretrained"], args.out, expected_sha256=spec.get("sha256"))
@@ -89,7 +81,7 @@ def cmd_clip_embed_captions(args) -> None:
 def cmd_oracle_train(args) -> None:
     from clipvqd.oracle import Oracle, OracleConfig, train_oracle
 
-    cfg = _dataclass_from(OracleConfig, args.params, "oracle")
+    cfg = from_mapping(OracleConfig, args.params, "oracle")
     train_oracle(args.manifest, args.world, cfg, args.work, args.out, args.curve, seed=args.seed)
     oracle = Oracle(args.out)
     held_out = oracle.accuracy_on_manifest(args.manifest, fold="test")

@@ -179,7 +179,7 @@ def test_config_validation_names_the_field():
         TokenizerConfig(resolution=31)
     with pytest.raises(ValueError, match="attention_resolutions"):
         TokenizerConfig(attention_resolutions=(5,))
-    with pytest.raises(ValueError, match=r"unknown TokenizerConfig field\(s\) \['chanels'\]"):
+    with pytest.raises(ValueError, match=r"unknown TokenizerConfig keys \['chanels'\]"):
         TokenizerConfig.from_dict({"chanels": 3})
     with pytest.raises(ValueError, match="both lpips_vgg_weights and lpips_linear_weights"):
         TokenizerTrainConfig(lpips_vgg_weights="vgg.safetensors")

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any, Mapping
@@ -31,6 +31,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from clipvqd.checkpoint import load_meta, load_weights, save_weights
+from clipvqd.config_blocks import from_mapping
 from clipvqd.hashing import sha256_file
 from clipvqd.resume import CorruptResumeState, ResumeState, settings_fingerprint, tensor_sha256, write_curve_csv
 
@@ -158,14 +159,7 @@ class DiffusionTrainConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], source: str = "config") -> "DiffusionTrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"{source}: unknown DiffusionTrainConfig keys {unknown} (known: {sorted(known)})")
-        values = dict(values)
-        if "adam_betas" in values:
-            values["adam_betas"] = tuple(values["adam_betas"])
-        return cls(**values)
+        return from_mapping(cls, values, source)
 
 
 class DenoiserAndNullCondition(nn.Module):

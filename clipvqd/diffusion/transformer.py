@@ -14,11 +14,13 @@ a 3x3 convolution to `mlp_ratio` x width, GELU, and a 3x3 convolution back, on t
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from clipvqd.config_blocks import from_mapping
 
 
 @dataclass(frozen=True)
@@ -74,11 +76,7 @@ class DenoiserConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], source: str = "config") -> "DenoiserConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"{source}: unknown DenoiserConfig keys {unknown} (known: {sorted(known)})")
-        return cls(**dict(values))
+        return from_mapping(cls, values, source)
 
 
 class AdaptiveLayerNorm(nn.Module):

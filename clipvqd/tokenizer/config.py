@@ -22,17 +22,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-
-def _from_mapping(cls, values: Mapping[str, Any], where: str):
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"{where}: unknown {cls.__name__} field(s) {unknown} (known: {sorted(known)})")
-    converted = {}
-    for key, value in values.items():
-        # JSON and YAML give lists; tuples keep the dataclass hashable and comparable to its preset.
-        converted[key] = tuple(value) if isinstance(value, list) else value
-    return cls(**converted)
+from clipvqd.config_blocks import from_mapping
 
 
 @dataclass(frozen=True)
@@ -117,7 +107,7 @@ class TokenizerConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], where: str = "tokenizer config") -> "TokenizerConfig":
-        return _from_mapping(cls, values, where)
+        return from_mapping(cls, values, where)
 
 
 @dataclass(frozen=True)
@@ -236,7 +226,7 @@ class TokenizerTrainConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], where: str = "tokenizer training config") -> "TokenizerTrainConfig":
-        return _from_mapping(cls, values, where)
+        return from_mapping(cls, values, where)
 
 
 def fingerprint(*configs: Any, **more: Any) -> str:
