@@ -7,7 +7,6 @@ before using it, so a damaged or swapped image is named instead of silently trai
 
 from __future__ import annotations
 
-import hashlib
 import io
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from clipvqd.hashing import sha256_file
+from clipvqd.hashing import sha256_bytes, sha256_file
 
 REQUIRED_COLUMNS = ("path", "sha256")
 
@@ -42,12 +41,13 @@ def read_manifest(path: str | Path, verify: bool = True, exist_only: bool = Fals
                 raise ManifestError(f"manifest {path} lists {file}, which does not exist")
             if exist_only:
                 continue
-            actual = sha256_file(file)
-            if actual != expected:
-                raise ManifestError(
-                    f"file {file} has sha256 {actual}, but manifest {path} records {expected}"
-                )
+            _check_hash(path, file, sha256_file(file), expected)
     return frame
+
+
+def _check_hash(manifest: Path, file: Path, actual: str, expected: str) -> None:
+    if actual != expected:
+        raise ManifestError(f"file {file} has sha256 {actual}, but manifest {manifest} records {expected}")
 
 
 def absolute_paths(manifest_path: str | Path, frame: pd.DataFrame) -> list[Path]:
@@ -56,17 +56,10 @@ def absolute_paths(manifest_path: str | Path, frame: pd.DataFrame) -> list[Path]
 
 
 def load_rgb(path: str | Path, resolution: int | None = None, resize: bool = False,
-             expected_sha256: str | None = None) -> Image.Image:
-    """Open an image as RGB; a wrong size is resized when `resize`, else refused naming the file. With
-    `expected_sha256`, the file is read once, and its bytes are hashed and decoded from memory."""
-    source: str | Path | io.BytesIO = path
-    if expected_sha256 is not None:
-        data = Path(path).read_bytes()
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != expected_sha256:
-            raise ManifestError(f"file {path} has sha256 {actual}, but its manifest records {expected_sha256}")
-        source = io.BytesIO(data)
-    with Image.open(source) as image:
+             data: bytes | None = None) -> Image.Image:
+    """Open an image as RGB (from `data`, the file's bytes already read, when given); a wrong size is
+    resized when `resize`, else refused naming the file."""
+    with Image.open(path if data is None else io.BytesIO(data)) as image:
         image = image.convert("RGB") if image.mode != "RGB" else image.copy()
     if resolution is not None and image.size != (resolution, resolution):
         if not resize:
@@ -114,8 +107,12 @@ class ManifestImages(torch.utils.data.Dataset):
         return len(self.paths)
 
     def _load(self, index: int) -> Image.Image:
-        expected = self.expected[index] if self.expected is not None else None
-        return load_rgb(self.paths[index], self.resolution, self.resize, expected_sha256=expected)
+        path = self.paths[index]
+        if self.expected is None:
+            return load_rgb(path, self.resolution, self.resize)
+        data = path.read_bytes()  # read once: hashed, then decoded from memory
+        _check_hash(self.manifest_path, path, sha256_bytes(data), self.expected[index])
+        return load_rgb(path, self.resolution, self.resize, data=data)
 
     def __getitem__(self, index: int) -> torch.Tensor:
         return to_tensor(self._load(index))

@@ -59,8 +59,11 @@ def test_embedding_cache_checks_each_file_as_it_reads_it(world, tmp_path):
     named, and no cache file is written."""
     import shutil
 
+    import open_clip
     import pandas as pd
 
+    from clipvqd.clip.encoder import register_model_config, save_clip
+    from clipvqd.clip.standin import STANDIN_MEAN, STANDIN_STD
     from clipvqd.manifest import ManifestError
 
     copy = tmp_path / "world"
@@ -69,11 +72,6 @@ def test_embedding_cache_checks_each_file_as_it_reads_it(world, tmp_path):
         (copy / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(world / relative, copy / relative)
     frame.to_csv(copy / "train.csv", index=False)
-    import open_clip
-
-    from clipvqd.clip.encoder import register_model_config, save_clip
-    from clipvqd.clip.standin import STANDIN_MEAN, STANDIN_STD
-
     cfg = StandinClipConfig(model_name="test-verify-on-read", embed_dim=16, vision_tower="resnet", vision_width=8,
                             vision_layers=1, text_width=32, text_layers=1)
     register_model_config(cfg.model_name, cfg.model_cfg())
