@@ -22,7 +22,7 @@ def from_mapping(cls, values: Mapping[str, Any], source: str):
         raise ValueError(f"{source}: unknown {cls.__name__} keys {unknown} (known: {sorted(known)})")
     values = dict(values)
     for f in fields(cls):
-        if f.name in values and isinstance(getattr(cls(), f.name, None), tuple):
+        if f.name in values and isinstance(f.default, tuple):
             values[f.name] = tuple(values[f.name])
     return cls(**values)
 
