@@ -9,6 +9,7 @@ from clipvqd.clip.embed import StaleEmbeddings, embed_images, load_embeddings
 from clipvqd.clip.encoder import ClipEncoder
 from clipvqd.clip.evaluate import evaluate_clip, retrieval_recall
 from clipvqd.clip.standin import StandinClipConfig, train_standin_clip
+from clipvqd.hashing import sha256_file
 from clipvqd.manifest import ManifestImages, to_uint8
 from clipvqd.oracle import Oracle, OracleConfig, score_samples, train_oracle
 from conftest import make_faces
@@ -37,6 +38,10 @@ def test_standin_clip_far_above_chance_and_cache_keyed_by_identity(world, tmp_pa
                                   tmp_path / "curve.csv", seed=0, progress=False)
     metrics = evaluate_clip(tmp_path / "clip.safetensors", world / "clip_pairs.csv", "faces", gallery=100)
     assert metrics["clip_sha256"] == identity
+    # The sidecar says what it was trained on: the split, its manifest's sha256, the wording, the pair count.
+    pairs = json.loads((tmp_path / "clip.json").read_text())["source"]["pairs"]
+    assert pairs == {"split": "clip_pairs", "manifest_sha256": sha256_file(world / "clip_pairs.csv"),
+                     "train_pairs": 1190, "wordings": ["conditioner"]}
     recall, zero_shot = metrics["text_to_image"], metrics["zero_shot_attributes"]
     assert recall["recall@1"] >= 5 * recall["recall@1_chance"], metrics
     assert recall["recall@5"] >= 2 * recall["recall@5_chance"], metrics

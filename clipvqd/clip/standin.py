@@ -17,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from clipvqd.clip.encoder import register_model_config, save_clip
+from clipvqd.hashing import sha256_file
 from clipvqd.manifest import ManifestImages
 from clipvqd.resume import resume_training
 
@@ -106,6 +107,10 @@ def train_standin_clip(pairs_manifest: str | Path, cfg: StandinClipConfig, work_
         raise ValueError(f"manifest {pairs_manifest} has no rows with fold == 'train'")
     images = torch.stack([dataset[i] for i in train_rows])
     captions = [dataset.frame["caption"].iloc[i] for i in train_rows]
+    # What this CLIP was trained on, for its sidecar: the judge's independence from the conditioner is checkable.
+    pairs_record = {"manifest_sha256": sha256_file(pairs_manifest), "split": Path(pairs_manifest).stem,
+                    "train_pairs": len(train_rows),
+                    "wordings": sorted(set(dataset.frame["wording"].iloc[train_rows])) if "wording" in dataset.frame else None}
 
     model_cfg = cfg.model_cfg()
     register_model_config(cfg.model_name, model_cfg)
@@ -118,7 +123,7 @@ def train_standin_clip(pairs_manifest: str | Path, cfg: StandinClipConfig, work_
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.learning_rate)
     generator = torch.Generator().manual_seed(seed)
-    attribute_columns = [c for c in dataset.frame.columns if c not in ("path", "sha256", "caption", "fold")]
+    attribute_columns = [c for c in dataset.frame.columns if c not in ("path", "sha256", "caption", "wording", "fold")]
     attributes = dataset.frame.iloc[train_rows][attribute_columns].reset_index(drop=True)
     # Hard batches hold the coarse attributes (three or more values: colours, shapes) fixed, so only the
     # fine ones tell their pairs apart.
@@ -152,5 +157,5 @@ def train_standin_clip(pairs_manifest: str | Path, cfg: StandinClipConfig, work_
     model.eval()
     return save_clip(out, model, model_name=cfg.model_name, model_cfg=model_cfg, mean=STANDIN_MEAN,
                      std=STANDIN_STD, source={"kind": "standin", "manifest": str(pairs_manifest), "seed": seed,
-                                              "config": asdict(cfg), "steps": total})
+                                              "config": asdict(cfg), "steps": total, "pairs": pairs_record})
 

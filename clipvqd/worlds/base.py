@@ -61,6 +61,10 @@ class World(ABC):
 
     name: str
     attributes: tuple[Attribute, ...]
+    # Caption phrase tables. "conditioner" captions the conditioner CLIP's pairs and the generators' train
+    # split; "judge" captions the judge CLIP's pairs: the prompts' wording plus paraphrases the conditioner
+    # never sees.
+    wordings: tuple[str, ...] = ("conditioner", "judge")
 
     @property
     def attribute_names(self) -> list[str]:
@@ -81,6 +85,10 @@ class World(ABC):
                     f"(allowed: {list(attribute.values)})"
                 )
 
+    def check_wording(self, wording: str) -> None:
+        if wording not in self.wordings:
+            raise ValueError(f"world '{self.name}' has no caption wording '{wording}' (it has {list(self.wordings)})")
+
     def sample_attributes(self, rng: np.random.Generator) -> Attributes:
         return {a.name: str(rng.choice(a.values)) for a in self.attributes}
 
@@ -89,8 +97,12 @@ class World(ABC):
         """Draw one image showing exactly `attributes`; `rng` varies everything else (pose, shade)."""
 
     @abstractmethod
-    def caption(self, attributes: Mapping[str, str], rng: np.random.Generator) -> str:
-        """A free-form caption of a rendered image, from randomly chosen templates and phrasings."""
+    def caption(self, attributes: Mapping[str, str], rng: np.random.Generator, wording: str = "conditioner") -> str:
+        """A free-form caption of a rendered image, from randomly chosen templates and phrasings of `wording`."""
+
+    @abstractmethod
+    def wording_tables(self) -> dict:
+        """Every phrase table of every wording, as plain JSON (recorded in the world's metadata)."""
 
     @abstractmethod
     def prompt(self, specified: Mapping[str, str]) -> str:

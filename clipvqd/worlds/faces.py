@@ -19,6 +19,10 @@ SKIN = {"light": (247, 212, 182), "tan": (206, 152, 108), "dark": (96, 62, 44)}
 BACKGROUND = {"blue": (72, 112, 206), "green": (84, 176, 92), "purple": (150, 88, 182), "gray": (158, 158, 158)}
 HAT_COLOURS = [(36, 46, 112), (58, 58, 58), (236, 236, 230)]
 
+# Two caption wordings. The first option of every conditioner entry is also the evaluation prompts'
+# wording. The conditioner wording captions `clip_pairs` (the conditioner CLIP's pairs) and the generators'
+# `train` captions; the judge wording captions `judge_pairs`: the prompts' wording plus paraphrases the
+# conditioner never sees, so the judge CLIP does not reward the conditioner's exact vocabulary.
 PHRASES = {
     ("glasses", "yes"): ["glasses", "eyeglasses"],
     ("glasses", "no"): ["no glasses"],
@@ -30,6 +34,29 @@ PHRASES = {
     ("hat", "no"): ["no hat"],
 }
 SUBJECTS = ["a person", "a face", "a portrait of a person", "someone", "a photo of a person"]
+
+JUDGE_PHRASES = {
+    ("glasses", "yes"): ["glasses", "spectacles", "dark-rimmed glasses"],
+    ("glasses", "no"): ["no glasses", "no spectacles", "uncovered eyes"],
+    ("expression", "smiling"): ["a smile", "a grin", "an open-mouthed smile"],
+    ("expression", "neutral"): ["a neutral expression", "a serious look", "a closed mouth"],
+    ("beard", "yes"): ["a beard", "facial hair", "a thick beard"],
+    ("beard", "no"): ["no beard", "no facial hair", "a shaved chin"],
+    ("hat", "yes"): ["a hat", "a brimmed hat", "headwear"],
+    ("hat", "no"): ["no hat", "a bare head", "no headwear"],
+}
+JUDGE_SUBJECTS = ["a person", "a headshot of a person", "a picture of somebody", "a cartoon face", "an avatar of a person"]
+# Synonyms of attribute values (the value itself first) and frames of the colour phrases, judge wording only.
+JUDGE_WORDS = {
+    "hair_color": {"black": ["black", "jet-black"], "brown": ["brown", "chestnut"], "blonde": ["blonde", "golden"],
+                   "red": ["red", "ginger"]},
+    "hair_style": {"short": ["short", "cropped"], "long": ["long", "shoulder-length"]},
+    "skin_tone": {"light": ["light", "pale"], "tan": ["tan", "tanned"], "dark": ["dark", "deep brown"]},
+    "background": {"blue": ["blue"], "green": ["green"], "purple": ["purple", "violet"], "gray": ["gray", "grey"]},
+}
+JUDGE_SKIN = ["{} skin", "a {} complexion"]
+JUDGE_BACKGROUND = ["in front of a {} background", "against a {} backdrop", "before a plain {} wall"]
+JUDGE_LINKS = ["with", "that has"]
 
 
 class FacesWorld(World):
@@ -91,37 +118,50 @@ class FacesWorld(World):
             draw.chord(canvas.box(cx, top + 0.03, rx - 0.02, 0.16), 180, 360, fill=hat)
         return canvas.finish()
 
-    def _hair_phrase(self, attributes: Mapping[str, str], keys: set[str]) -> str | None:
-        colour = attributes["hair_color"] if "hair_color" in keys else None
-        style = attributes["hair_style"] if "hair_style" in keys else None
+    wordings = ("conditioner", "judge")
+
+    def _hair_phrase(self, attributes: Mapping[str, str], keys: set[str], word) -> str | None:
+        colour = word("hair_color") if "hair_color" in keys else None
+        style = word("hair_style") if "hair_style" in keys else None
         if colour and style:
             return f"{style} {colour} hair"
         if colour or style:
             return f"{colour or style} hair"
         return None
 
-    def _phrases(self, attributes: Mapping[str, str], keys: set[str], pick) -> tuple[list[str], str | None]:
+    def _phrases(self, attributes: Mapping[str, str], keys: set[str], pick,
+                 judge: bool = False) -> tuple[list[str], str | None]:
+        if judge:
+            def word(name: str) -> str:
+                return pick(JUDGE_WORDS[name][attributes[name]])
+            skin, background, table = pick(JUDGE_SKIN), pick(JUDGE_BACKGROUND), JUDGE_PHRASES
+        else:
+            def word(name: str) -> str:
+                return attributes[name]
+            skin, background, table = "{} skin", "in front of a {} background", PHRASES
         phrases = []
-        hair = self._hair_phrase(attributes, keys)
+        hair = self._hair_phrase(attributes, keys, word)
         if hair:
             phrases.append(hair)
         if "skin_tone" in keys:
-            phrases.append(f"{attributes['skin_tone']} skin")
+            phrases.append(skin.format(word("skin_tone")))
         for key in ("glasses", "expression", "beard", "hat"):
             if key in keys:
-                phrases.append(pick(PHRASES[(key, attributes[key])]))
-        background = f"in front of a {attributes['background']} background" if "background" in keys else None
-        return phrases, background
+                phrases.append(pick(table[(key, attributes[key])]))
+        return phrases, background.format(word("background")) if "background" in keys else None
 
-    def caption(self, attributes: Mapping[str, str], rng: np.random.Generator) -> str:
+    def caption(self, attributes: Mapping[str, str], rng: np.random.Generator, wording: str = "conditioner") -> str:
+        self.check_wording(wording)
+        judge = wording == "judge"
         names = self.attribute_names
         count = int(rng.integers(3, len(names) + 1))
         keys = set(rng.choice(names, size=count, replace=False).tolist())
-        phrases, background = self._phrases(attributes, keys, lambda options: str(rng.choice(options)))
+        phrases, background = self._phrases(attributes, keys, lambda options: str(rng.choice(options)), judge)
         order = rng.permutation(len(phrases)).tolist()
         phrases = [phrases[i] for i in order]
-        subject = str(rng.choice(SUBJECTS))
-        text = f"{subject} with {join_phrases(phrases)}" if phrases else subject
+        subject = str(rng.choice(JUDGE_SUBJECTS if judge else SUBJECTS))
+        link = str(rng.choice(JUDGE_LINKS)) if judge else "with"
+        text = f"{subject} {link} {join_phrases(phrases)}" if phrases else subject
         if background:
             text = f"{text} {background}"
         return text
@@ -133,3 +173,14 @@ class FacesWorld(World):
 
     def zero_shot_prompt(self, attribute: str, value: str) -> str:
         return self.prompt({attribute: value})
+
+    def wording_tables(self) -> dict:
+        return {
+            "conditioner": {"subjects": SUBJECTS, "links": ["with"], "skin": ["{} skin"],
+                            "background": ["in front of a {} background"],
+                            "words": {name: {value: [value] for value in JUDGE_WORDS[name]} for name in JUDGE_WORDS},
+                            "phrases": {f"{k}={v}": options for (k, v), options in PHRASES.items()}},
+            "judge": {"subjects": JUDGE_SUBJECTS, "links": JUDGE_LINKS, "skin": JUDGE_SKIN,
+                      "background": JUDGE_BACKGROUND, "words": JUDGE_WORDS,
+                      "phrases": {f"{k}={v}": options for (k, v), options in JUDGE_PHRASES.items()}},
+        }

@@ -4,7 +4,8 @@ if STANDIN_ROLES:
 
     rule clip_train_standin:
         input:
-            pairs=DATA / "clip_pairs.csv",
+            # Each role its own captioned images: the judge never sees the conditioner's pairs or wording.
+            pairs=lambda wildcards: DATA / ("judge_pairs.csv" if wildcards.role == "judge" else "clip_pairs.csv"),
         output:
             model=RESULTS / "clip" / "{role}" / "model.safetensors",
             sidecar=RESULTS / "clip" / "{role}" / "model.json",

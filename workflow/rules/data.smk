@@ -7,6 +7,7 @@ if IS_WORLD:
     rule world_generate:
         output:
             clip_pairs=DATA / "clip_pairs.csv",
+            judge_pairs=DATA / "judge_pairs.csv",
             train=DATA / "train.csv",
             train_captions=DATA / "train_captions.csv",
             reference=DATA / "reference.csv",
@@ -14,7 +15,7 @@ if IS_WORLD:
             prompts=DATA / "prompts.csv",
             summary=DATA / "world.json",
             images=directory(
-                [DATA / split for split in ("clip_pairs", "train", "reference", "oracle")]
+                [DATA / split for split in ("clip_pairs", "judge_pairs", "train", "reference", "oracle")]
             ),
         params:
             world=as_json(config["data"]["world"]),
