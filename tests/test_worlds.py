@@ -107,6 +107,24 @@ def test_judge_trains_on_its_own_images_and_words(judge_wording, tmp_path):
         assert not judge_used and conditioner_used
 
 
+def test_clip_captions_range_from_one_phrase_train_captions_do_not(tmp_path):
+    """The CLIPs' pairs include one-phrase captions (like the one-attribute zero-shot probes); the train
+    split's captions, read by the paired control, keep naming three or more attributes."""
+    from clipvqd.worlds.generate import generate_world
+
+    generate_world("faces", tmp_path, seed=0, resolution=32,
+                   sizes={"clip_pairs": 300, "judge_pairs": 300, "train": 300, "reference": 4, "oracle": 4},
+                   heldout=HELD_OUT, prompt_count=4, attributes_per_prompt=2, ood_prompts_per_combination=1,
+                   oracle_test_fraction=0.5, clip_holdout_fraction=0.2, progress=False)
+
+    def one_phrase_share(captions):
+        return sum("," not in c and " and " not in c for c in captions) / len(captions)
+
+    assert one_phrase_share(pd.read_csv(tmp_path / "clip_pairs.csv")["caption"]) >= 0.08
+    assert one_phrase_share(pd.read_csv(tmp_path / "judge_pairs.csv")["caption"]) >= 0.08
+    assert one_phrase_share(pd.read_csv(tmp_path / "train_captions.csv")["caption"]) <= 0.02
+
+
 def test_generator_split_carries_no_caption(small_faces):
     assert "caption" not in pd.read_csv(small_faces / "train.csv").columns
     captions = pd.read_csv(small_faces / "train_captions.csv")
@@ -161,6 +179,24 @@ def test_conditioner_wording_is_the_default_and_prompts_are_in_both(world_name):
     judge_captions = {world.caption(attributes, np.random.default_rng(seed), "judge") for seed in range(40)}
     conditioner_captions = {world.caption(attributes, np.random.default_rng(seed)) for seed in range(40)}
     assert len(judge_captions - conditioner_captions) >= 20
+
+
+@pytest.mark.parametrize("attribute, off, on", [("glasses", "no", "yes"), ("expression", "neutral", "smiling"),
+                                                ("beard", "no", "yes"), ("hat", "no", "yes")])
+def test_fine_attributes_show_on_every_face(attribute, off, on):
+    """At 32 px each fine attribute moves at least 15 pixels clearly (by more than 40 levels) on every hair
+    colour, skin tone and hair style: no combination where a CLIP could not see it (a brown beard on dark
+    skin once moved none)."""
+    world = get_world("faces")
+    for hair in world.attribute("hair_color").values:
+        for skin in world.attribute("skin_tone").values:
+            for style in world.attribute("hair_style").values:
+                base = {**world.sample_attributes(np.random.default_rng(0)), "hair_color": hair, "skin_tone": skin,
+                        "hair_style": style}
+                images = [np.asarray(world.render({**base, attribute: value}, np.random.default_rng(7), 32), dtype=float)
+                          for value in (off, on)]
+                moved = (np.abs(images[1] - images[0]).max(axis=2) > 40).sum()
+                assert moved >= 15, f"{attribute} on {hair} {style} hair, {skin} skin moves {moved} pixels"
 
 
 def test_bad_heldout_value_is_named(tmp_path):

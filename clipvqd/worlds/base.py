@@ -97,8 +97,10 @@ class World(ABC):
         """Draw one image showing exactly `attributes`; `rng` varies everything else (pose, shade)."""
 
     @abstractmethod
-    def caption(self, attributes: Mapping[str, str], rng: np.random.Generator, wording: str = "conditioner") -> str:
-        """A free-form caption of a rendered image, from randomly chosen templates and phrasings of `wording`."""
+    def caption(self, attributes: Mapping[str, str], rng: np.random.Generator, wording: str = "conditioner",
+                min_attributes: int | None = None) -> str:
+        """A free-form caption of a rendered image, from randomly chosen templates and phrasings of `wording`,
+        naming at least `min_attributes` attributes (None: the world's own minimum)."""
 
     @abstractmethod
     def wording_tables(self) -> dict:

@@ -18,6 +18,8 @@ HAIR = {"black": (28, 26, 26), "brown": (139, 78, 32), "blonde": (236, 204, 104)
 SKIN = {"light": (247, 212, 182), "tan": (206, 152, 108), "dark": (96, 62, 44)}
 BACKGROUND = {"blue": (72, 112, 206), "green": (84, 176, 92), "purple": (150, 88, 182), "gray": (158, 158, 158)}
 HAT_COLOURS = [(36, 46, 112), (58, 58, 58), (236, 236, 230)]
+BEARD_SHADE = 0.55  # beard colour = hair colour times this
+BEARD_GROWTH = 0.025  # how far the beard reaches past the jaw line (unit coordinates)
 
 # Two caption wordings. The first option of every conditioner entry is also the evaluation prompts'
 # wording. The conditioner wording captions `clip_pairs` (the conditioner CLIP's pairs) and the generators'
@@ -45,7 +47,7 @@ JUDGE_PHRASES = {
     ("hat", "yes"): ["a hat", "a brimmed hat", "headwear"],
     ("hat", "no"): ["no hat", "a bare head", "no headwear"],
 }
-JUDGE_SUBJECTS = ["a person", "a headshot of a person", "a picture of somebody", "a cartoon face", "an avatar of a person"]
+JUDGE_SUBJECTS = ["a person", "a headshot", "somebody", "a cartoon face", "an avatar"]
 # Synonyms of attribute values (the value itself first) and frames of the colour phrases, judge wording only.
 JUDGE_WORDS = {
     "hair_color": {"black": ["black", "jet-black"], "brown": ["brown", "chestnut"], "blonde": ["blonde", "golden"],
@@ -55,7 +57,7 @@ JUDGE_WORDS = {
     "background": {"blue": ["blue"], "green": ["green"], "purple": ["purple", "violet"], "gray": ["gray", "grey"]},
 }
 JUDGE_SKIN = ["{} skin", "a {} complexion"]
-JUDGE_BACKGROUND = ["in front of a {} background", "against a {} backdrop", "before a plain {} wall"]
+JUDGE_BACKGROUND = ["in front of a {} background", "against a {} backdrop", "on a plain {} wall"]
 JUDGE_LINKS = ["with", "that has"]
 
 
@@ -87,6 +89,12 @@ class FacesWorld(World):
                 canvas.box(cx, cy + 0.12, rx + 0.1, ry + 0.1), radius=canvas.width(0.12), fill=hair
             )
         draw.ellipse(canvas.box(cx, cy - 0.06, rx + 0.035, ry + 0.015), fill=hair)
+        # A beard is darker than the hair and juts out past the jaw, so its outline shows even where its
+        # colour is close to the skin's (brown hair on dark skin).
+        beard = tuple(int(c * BEARD_SHADE) for c in hair)
+        if attributes["beard"] == "yes":
+            grow = BEARD_GROWTH
+            draw.chord(canvas.box(cx, cy + 0.02 + grow, rx + grow, ry - 0.02 + grow), 10, 170, fill=beard)
         draw.ellipse(canvas.box(cx, cy + 0.02, rx, ry - 0.02), fill=skin)
         # The hairline: the top of the head stays hair-coloured above the forehead.
         draw.chord(canvas.box(cx, cy - 0.06, rx + 0.035, ry + 0.015), 180, 360, fill=hair)
@@ -94,12 +102,12 @@ class FacesWorld(World):
         eye_y = cy - 0.005
         eye_dx = 0.095
         if attributes["beard"] == "yes":
-            beard = tuple(int(c * 0.72) for c in hair)
             draw.chord(canvas.box(cx, cy + 0.02, rx, ry - 0.02), 15, 165, fill=beard)
         mouth_y = cy + 0.14
         if attributes["expression"] == "smiling":
-            draw.pieslice(canvas.box(cx, mouth_y - 0.03, 0.1, 0.07), 0, 180, fill=(150, 20, 30))
-            draw.rectangle(canvas.box(cx, mouth_y - 0.02, 0.07, 0.012), fill=(250, 250, 250))
+            # Wide open, with a band of teeth: at 32 px a smaller smile is a few pixels.
+            draw.pieslice(canvas.box(cx, mouth_y - 0.03, 0.13, 0.1), 0, 180, fill=(150, 20, 30))
+            draw.rectangle(canvas.box(cx, mouth_y - 0.02, 0.09, 0.02), fill=(250, 250, 250))
         else:
             draw.line(canvas.points([(cx - 0.07, mouth_y), (cx + 0.07, mouth_y)]), fill=(90, 30, 30),
                       width=canvas.width(0.025))
@@ -107,10 +115,11 @@ class FacesWorld(World):
             draw.ellipse(canvas.box(cx + side * eye_dx, eye_y, 0.03, 0.025), fill=(250, 250, 250))
             draw.ellipse(canvas.box(cx + side * eye_dx, eye_y, 0.017, 0.02), fill=(20, 20, 30))
         if attributes["glasses"] == "yes":
-            frame = canvas.width(0.028)
+            # Large round lenses with frames about 1.3 px thick at 32 px: thinner ones vanish in downsampling.
+            frame = canvas.width(0.04)
             for side in (-1, 1):
-                draw.ellipse(canvas.box(cx + side * eye_dx, eye_y, 0.07, 0.055), outline=(10, 10, 10), width=frame)
-            draw.line(canvas.points([(cx - 0.03, eye_y), (cx + 0.03, eye_y)]), fill=(10, 10, 10), width=frame)
+                draw.ellipse(canvas.box(cx + side * eye_dx, eye_y, 0.09, 0.07), outline=(10, 10, 10), width=frame)
+            draw.line(canvas.points([(cx - 0.02, eye_y), (cx + 0.02, eye_y)]), fill=(10, 10, 10), width=frame)
         if attributes["hat"] == "yes":
             hat = HAT_COLOURS[int(rng.integers(len(HAT_COLOURS)))]
             top = cy - ry - 0.03
@@ -150,11 +159,13 @@ class FacesWorld(World):
                 phrases.append(pick(table[(key, attributes[key])]))
         return phrases, background.format(word("background")) if "background" in keys else None
 
-    def caption(self, attributes: Mapping[str, str], rng: np.random.Generator, wording: str = "conditioner") -> str:
+    def caption(self, attributes: Mapping[str, str], rng: np.random.Generator, wording: str = "conditioner",
+                min_attributes: int | None = None) -> str:
         self.check_wording(wording)
         judge = wording == "judge"
         names = self.attribute_names
-        count = int(rng.integers(3, len(names) + 1))
+        # Multi-Modal CelebA-HQ-style captions name several attributes (3 or more by default).
+        count = int(rng.integers(3 if min_attributes is None else min_attributes, len(names) + 1))
         keys = set(rng.choice(names, size=count, replace=False).tolist())
         phrases, background = self._phrases(attributes, keys, lambda options: str(rng.choice(options)), judge)
         order = rng.permutation(len(phrases)).tolist()

@@ -92,7 +92,9 @@ class ScenesWorld(World):
             text += background.format(attributes["background"])
         return subject + text
 
-    def caption(self, attributes: Mapping[str, str], rng: np.random.Generator, wording: str = "conditioner") -> str:
+    def caption(self, attributes: Mapping[str, str], rng: np.random.Generator, wording: str = "conditioner",
+                min_attributes: int | None = None) -> str:
+        # A scene caption always names both objects (at least 4 attributes), whatever min_attributes asks.
         self.check_wording(wording)
         shown = dict(attributes)
         if rng.random() < 0.4:
