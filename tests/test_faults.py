@@ -24,7 +24,7 @@ from safetensors.torch import save_file
 
 from clipvqd.checkpoint import CheckpointMismatch, load_meta, load_weights, save_weights
 from clipvqd.diffusion import DenoiserConfig, DiffusionTrainConfig, train_diffusion
-from clipvqd.resume import CorruptResumeState
+from clipvqd.training import CorruptResumeState
 from clipvqd.tokenizer import CodeMapping, GumbelVQGAN, TokenizerConfig
 from conftest import REPO
 
@@ -40,7 +40,7 @@ def _train_data(count: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _train(folder: Path, steps: int) -> dict:
     tokens, conditions = _train_data()
-    config = DiffusionTrainConfig(steps=steps, batch_size=4, warmup_steps=1, snapshot_interval=2, log_interval=2)
+    config = DiffusionTrainConfig(steps=steps, batch_size=4, warmup_steps=1, snapshot_every=2, log_every=2)
     return train_diffusion(tokens, conditions, MODEL, config, "language_free", folder / "work",
                            folder / "model.safetensors", folder / "curve.csv", progress=False, seed=1)
 

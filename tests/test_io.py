@@ -8,7 +8,7 @@ import torch
 from clipvqd.checkpoint import CheckpointMismatch, load_weights, save_weights
 from clipvqd.hashing import ChecksumMismatch, verify_sha256
 from clipvqd.manifest import ManifestError, ManifestImages, load_rgb, read_manifest
-from clipvqd.resume import CorruptResumeState, ResumeState
+from clipvqd.training import CorruptResumeState, ResumeState
 
 
 def _copy_world(small_faces, tmp_path):

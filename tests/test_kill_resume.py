@@ -90,7 +90,7 @@ def test_killed_diffusion_training_resumes(small_faces, tmp_path):
         "provenance": {}}))
     save_file({"embeddings": torch.randn(32, 8)}, str(tmp_path / "emb.safetensors"), metadata={"count": "32"})
     params = {"model": {"hidden_dim": 16, "num_layers": 1, "num_heads": 2, "mlp_ratio": 1, "num_steps": 8},
-              "train": {"steps": 300, "batch_size": 4, "warmup_steps": 2, "snapshot_interval": 15, "log_interval": 5}}
+              "train": {"steps": 300, "batch_size": 4, "warmup_steps": 2, "snapshot_every": 15, "log_every": 5}}
     work, out = tmp_path / "work", tmp_path / "model.safetensors"
     command = _command("diffusion", "train", "--mode", "language_free", "--params", json.dumps(params),
                        "--tokens", str(tmp_path / "tokens.json"), "--embeddings", str(tmp_path / "emb.safetensors"),

@@ -19,14 +19,14 @@ from clipvqd.lafite import (Discriminator, Generator, LafiteModelConfig, LafiteT
                             generate_images, load_generator, pseudo_text_feature, train_lafite)
 from clipvqd.lafite.clip_features import clip_image_features, freeze
 from clipvqd.manifest import ManifestImages, read_manifest
-from clipvqd.resume import ResumeState
+from clipvqd.training import ResumeState
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 EMBED = 16
 MODEL = LafiteModelConfig(resolution=32, condition_dim=EMBED, z_dim=8, w_dim=8, mapping_layers=1, condition_hidden=8,
                           channel_base=128, channel_max=8)
-TRAIN = LafiteTrainConfig(steps=4, batch_size=8, r1_interval=2, snapshot_interval=2, log_interval=2)
+TRAIN = LafiteTrainConfig(steps=4, batch_size=8, r1_interval=2, snapshot_every=2, log_every=2)
 
 
 @pytest.fixture(scope="module")

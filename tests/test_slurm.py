@@ -318,7 +318,7 @@ def test_killed_training_job_is_retried_with_more_time_and_resumes(slurm_run, tm
     Snakemake): the profile's retry resubmits it with twice the runtime, and it continues from the snapshot."""
     work, start = slurm_run
     config = yaml.safe_load((work / "tiny.yaml").read_text())
-    config["diffusion"]["pretrain"].update(steps=600, snapshot_interval=20, log_interval=20)
+    config["diffusion"]["pretrain"].update(steps=600, snapshot_every=20, log_every=20)
     (work / "longer.yaml").write_text(yaml.safe_dump(config))  # new settings: only pretraining reruns (~45 s at 13 steps/s here)
     snapshots = work / "results" / "tiny" / "work" / "diffusion-alpha=0.5-pretrain"
     log = tmp_path / "snakemake.log"

@@ -7,18 +7,19 @@ small enough for a CPU.
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import open_clip
 import torch
-from tqdm import tqdm
 
 from clipvqd.clip.encoder import register_model_config, save_clip
 from clipvqd.manifest import ManifestImages
-from clipvqd.resume import resume_training
+from clipvqd.training import (TrainingRun, generator_for, seeded_global_rng, tensor_sha256, warmup_cosine,
+                              without_bookkeeping)
+
+_STREAM_INIT, _STREAM_BATCH = 81, 82
 
 # The stand-in sees images in [-1, 1]: mean 0.5 and std 0.5 on [0, 1] pixels.
 STANDIN_MEAN = (0.5, 0.5, 0.5)
@@ -75,11 +76,8 @@ class StandinClipConfig:
 
 
 def _learning_rate(step: int, total: int, cfg: StandinClipConfig) -> float:
-    warmup = max(1, int(cfg.warmup_fraction * total))
-    if step < warmup:
-        return cfg.learning_rate * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return cfg.learning_rate * 0.5 * (1 + math.cos(math.pi * progress))
+    """A linear warm-up over warmup_fraction of the steps (at least one), then cosine decay to zero."""
+    return cfg.learning_rate * warmup_cosine(step, total, max(1, int(cfg.warmup_fraction * total)))
 
 
 def _draw_batch(attributes, shared: list[str], batch_size: int, hard: bool, generator: torch.Generator) -> torch.Tensor:
@@ -98,8 +96,8 @@ def _draw_batch(attributes, shared: list[str], batch_size: int, hard: bool, gene
 
 def train_standin_clip(pairs_manifest: str | Path, cfg: StandinClipConfig, work_dir: str | Path, out: str | Path,
                        curve_csv: str | Path, seed: int = 0, device: str = "cpu", progress: bool = True) -> str:
-    """Train on the `fold == train` rows of the captioned split; write the CLIP file; return its sha256."""
-    torch.manual_seed(seed)
+    """Train on the `fold == train` rows of the captioned split; write the CLIP file; return its sha256.
+    Resumable from the snapshots in `work_dir` (every `snapshot_every` steps)."""
     dataset = ManifestImages(pairs_manifest, resolution=None)
     train_rows = [i for i, fold in enumerate(dataset.frame["fold"]) if fold == "train"]
     if not train_rows:
@@ -109,7 +107,8 @@ def train_standin_clip(pairs_manifest: str | Path, cfg: StandinClipConfig, work_
 
     model_cfg = cfg.model_cfg()
     register_model_config(cfg.model_name, model_cfg)
-    model = open_clip.create_model(cfg.model_name, pretrained=None).to(device)
+    with seeded_global_rng(seed, _STREAM_INIT):
+        model = open_clip.create_model(cfg.model_name, pretrained=None).to(device)
     tokenizer = open_clip.get_tokenizer(cfg.model_name)
     tokens = tokenizer(captions)
     loss_fn = open_clip.ClipLoss()
@@ -117,7 +116,6 @@ def train_standin_clip(pairs_manifest: str | Path, cfg: StandinClipConfig, work_
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.learning_rate)
-    generator = torch.Generator().manual_seed(seed)
     attribute_columns = [c for c in dataset.frame.columns if c not in ("path", "sha256", "caption", "fold")]
     attributes = dataset.frame.iloc[train_rows][attribute_columns].reset_index(drop=True)
     # Hard batches hold the coarse attributes (three or more values: colours, shapes) fixed, so only the
@@ -125,32 +123,32 @@ def train_standin_clip(pairs_manifest: str | Path, cfg: StandinClipConfig, work_
     shared = [c for c in attribute_columns if attributes[c].nunique() >= 3]
     total = cfg.epochs * max(1, len(images) // cfg.batch_size)
 
-    objects = {"model": model, "optimizer": optimizer, "generator": generator}
-    state, step = resume_training(work_dir, objects, curve_csv, "step,loss,lr,logit_scale,hard_batch")
+    run = TrainingRun(
+        "stand-in CLIP", work_dir=work_dir, curve_csv=curve_csv,
+        curve_fields=["step", "loss", "lr", "logit_scale", "hard_batch"], total_steps=total,
+        snapshot_every=cfg.snapshot_every, progress=progress,
+        settings={"config": without_bookkeeping(asdict(cfg)), "seed": seed, "images": tensor_sha256(images),
+                  "tokens": tensor_sha256(tokens), "attributes": attributes.to_json()},
+        state={"model": model, "optimizer": optimizer})
     model.train()
-    with tqdm(total=total, initial=step, desc="stand-in CLIP", disable=not progress) as bar:
-        while step < total:
-            hard = bool(torch.rand(1, generator=generator) < cfg.hard_negative_fraction)
-            batch = _draw_batch(attributes, shared, cfg.batch_size, hard, generator)
-            lr = _learning_rate(step, total, cfg)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            image_features, text_features, logit_scale = model(images[batch].to(device), tokens[batch].to(device))
-            loss = loss_fn(image_features, text_features, logit_scale)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            with torch.no_grad():
-                model.logit_scale.clamp_(0, math.log(100))
-            step += 1
-            with open(curve_csv, "a", newline="") as handle:
-                csv.writer(handle).writerow([step, f"{loss.item():.5f}", f"{lr:.6g}", f"{logit_scale.item():.4f}", int(hard)])
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-            if step % cfg.snapshot_every == 0 and step < total:
-                state.save(step, objects)
+    for step in range(run.start(), total):
+        draws = generator_for(seed, _STREAM_BATCH, step)
+        hard = bool(torch.rand(1, generator=draws) < cfg.hard_negative_fraction)
+        batch = _draw_batch(attributes, shared, cfg.batch_size, hard, draws)
+        lr = _learning_rate(step, total, cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        image_features, text_features, logit_scale = model(images[batch].to(device), tokens[batch].to(device))
+        loss = loss_fn(image_features, text_features, logit_scale)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+        run.log({"step": step + 1, "loss": f"{loss.item():.5f}", "lr": f"{lr:.6g}",
+                 "logit_scale": f"{logit_scale.item():.4f}", "hard_batch": int(hard)})
+        run.step_done(step + 1, loss=loss)
     model.eval()
-    return save_clip(out, model, model_name=cfg.model_name, model_cfg=model_cfg, mean=STANDIN_MEAN,
-                     std=STANDIN_STD, source={"kind": "standin", "manifest": str(pairs_manifest), "seed": seed,
-                                              "config": asdict(cfg), "steps": total})
-
+    return run.finish(lambda: save_clip(out, model, model_name=cfg.model_name, model_cfg=model_cfg, mean=STANDIN_MEAN,
+                                        std=STANDIN_STD, source={"kind": "standin", "manifest": str(pairs_manifest),
+                                                                 "seed": seed, "config": asdict(cfg), "steps": total}))

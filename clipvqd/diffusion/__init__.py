@@ -5,13 +5,8 @@ from .condition import NullCondition, l2_normalize, noisy_image_condition, text_
 from .loss import DiffusionLoss, TimestepSampler, diffusion_loss
 from .mask_and_replace import LOG_ZERO, MaskAndReplace, index_to_log_onehot, log_onehot_to_index
 from .sampler import guided_log_x0, predict_log_x0, reverse_step_counts, sample, truncate, truncation_keep_mask
-from .train import (
-    DenoiserAndNullCondition,
-    DiffusionTrainConfig,
-    TrainingMode,
-    load_denoiser,
-    train_diffusion,
-)
+from .train import DenoiserAndNullCondition, load_denoiser, train_diffusion
+from .train_config import DiffusionTrainConfig, TrainingMode
 from .transformer import Denoiser, DenoiserConfig
 
 __all__ = [

@@ -29,9 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from clipvqd.training.seeding import generator_for
+
 from .condition import NullCondition
 from .mask_and_replace import LOG_ZERO, MaskAndReplace
-from .seeding import generator_for
 
 
 def reverse_step_counts(total_steps: int, num_steps: int | None = None, step_stride: int | None = None) -> list[int]:

@@ -18,7 +18,6 @@ stayed at 0.94x after 3000 steps and half an hour.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -106,8 +105,8 @@ class TokenizerConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any], where: str = "tokenizer config") -> "TokenizerConfig":
-        return from_mapping(cls, values, where)
+    def from_dict(cls, values: Mapping[str, Any], source: str = "tokenizer config") -> "TokenizerConfig":
+        return from_mapping(cls, values, source)
 
 
 @dataclass(frozen=True)
@@ -125,7 +124,7 @@ class TokenizerTrainConfig:
     # AdamW learning rate of the discriminator.
     disc_learning_rate: float = 2e-3
     # AdamW betas for both optimisers (taming uses (0.5, 0.9) for GAN stability).
-    betas: tuple[float, float] = (0.5, 0.9)
+    adam_betas: tuple[float, float] = (0.5, 0.9)
     # AdamW decoupled weight decay for both optimisers (0 makes AdamW equal to taming's Adam).
     weight_decay: float = 0.0
     # Clip the autoencoder's gradient norm to this value; None disables clipping.
@@ -225,11 +224,6 @@ class TokenizerTrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any], where: str = "tokenizer training config") -> "TokenizerTrainConfig":
-        return from_mapping(cls, values, where)
+    def from_dict(cls, values: Mapping[str, Any], source: str = "tokenizer training config") -> "TokenizerTrainConfig":
+        return from_mapping(cls, values, source)
 
-
-def fingerprint(*configs: Any, **more: Any) -> str:
-    """A stable text identity of configurations (used to tell whether a resume state belongs to a run)."""
-    parts = [dataclasses.asdict(c) if dataclasses.is_dataclass(c) else c for c in configs]
-    return json.dumps({"configs": parts, **more}, sort_keys=True, default=str)
