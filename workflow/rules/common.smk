@@ -159,6 +159,10 @@ METHOD_SETTINGS = {
 }
 
 
+# Every method the workflow knows, in the report's order (the `sample` and `metrics` rules serve each).
+ALL_METHODS = ("clip-vqdiffusion", "paired", "unconditional", "lafite", "clip2latent")
+
+
 def methods():
     chosen = ["clip-vqdiffusion"]
     chosen += [m for m in ("paired", "unconditional", "lafite", "clip2latent") if config["baselines"][m]]
@@ -212,12 +216,16 @@ def diffusion_params(stage):
 
 
 def sample_settings(wildcards):
-    """The sampling settings of a (method, variant) as stored in its manifest (DESIGN §6 names)."""
+    """The sampling settings of a (method, variant) as JSON: the sweep point (DESIGN §6 names) for the
+    diffusion methods and LAFITE (which records it only), the clip2latent.sampling block for clip2latent."""
+    if wildcards.method == "clip2latent":
+        return as_json(config["clip2latent"]["sampling"])
     return as_json(variant_settings(wildcards.method, wildcards.variant))
 
 
 def sample_inputs(wildcards):
-    """Inputs of sampling one (method, variant) - the model(s) and the prompt embeddings."""
+    """Inputs of sampling one (method, variant): the prompts, their embeddings and the method's model files
+    (each of the latter is passed to `python -m clipvqd sample` under its own name, see sample_model_arguments)."""
     settings = variant_settings(wildcards.method, wildcards.variant)
     inputs = {"prompts": DATA / "prompts.csv", "prompt_embeddings": RESULTS / "embeddings" / "prompts.safetensors"}
     if wildcards.method in METHOD_SETTINGS:
@@ -232,6 +240,15 @@ def sample_inputs(wildcards):
         inputs["generator"] = RESULTS / "models" / "clip2latent" / "generator.safetensors"
         inputs["clip"] = clip_file("conditioner")  # checked against the prior's record of its CLIP
     return inputs
+
+
+SAMPLE_PROMPT_INPUTS = ("prompts", "prompt_embeddings")
+
+
+def sample_model_arguments(wildcards, input):
+    """`--model ... --tokenizer ...`: every model file of sample_inputs as the option of the same name."""
+    return " ".join(f"--{name.replace('_', '-')} {shlex.quote(str(path))}" for name, path in input.items()
+                    if name not in SAMPLE_PROMPT_INPUTS)
 
 
 def metrics_inputs(wildcards):
