@@ -1,6 +1,8 @@
 # Paths, cross-key checks and input functions shared by every rule file.
 
 import json
+import re
+import shlex
 from pathlib import Path
 
 from clipvqd.worlds import get_world
@@ -13,7 +15,6 @@ DATA = RESULTS / "data"
 TOKENS = RESULTS / "tokens" / "train.json"
 # One conda environment per rule family (--use-conda), each installing the package (envs/*.post-deploy.sh).
 ENVS = {family: f"../../envs/{family}.yaml" for family in ("data", "clip", "train", "evaluation", "report")}
-ENV = ENVS["train"]  # for a rule not yet given its family; tests/test_envs.py asks every rule to name one
 
 SOURCE = config["data"]["source"]
 IS_WORLD = SOURCE == "world"
@@ -54,9 +55,6 @@ check_config()
 
 
 # ---- real data sets (data.ffhq, data.coco; the rules are in data.smk) -------------------------------------
-
-import re
-import shlex
 
 DOWNLOADS = Path(config["data"]["downloads"])
 # Local file names of the official COCO archives (their own names, so copies fetched by hand can be
@@ -286,8 +284,6 @@ def foundation_targets():
 
 
 # ---- evaluation and the report ----------------------------------------------------------------------------
-
-import shlex
 
 
 def check_evaluation_config():
