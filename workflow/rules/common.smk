@@ -214,7 +214,7 @@ def diffusion_params(stage):
 
 
 def sample_settings(wildcards):
-    """The sampling settings of a (method, variant) as JSON: the sweep point (DESIGN §6 names) for the
+    """The sampling settings of a (method, variant) as JSON: the sweep point (docs/design.md §6 names) for the
     diffusion methods and LAFITE (which records it only), the clip2latent.sampling block for clip2latent."""
     if wildcards.method == "clip2latent":
         return as_json(config["clip2latent"]["sampling"])
