@@ -1,4 +1,4 @@
-"""The interface every generator shares: prompts in, PNGs + a manifest out (DESIGN §3).
+"""The interface every generator shares: prompts in, PNGs + a manifest out (docs/design.md §3).
 
 A sample set is a folder of PNGs and `manifest.csv` with one row per image: `path` (relative to the
 manifest), `sha256`, `prompt_id`, `prompt`, `sample_index`, `seed`, `method`, `variant`, and the

@@ -1,11 +1,18 @@
-"""The command line the rules call: tokenizer glue end to end on a tiny model, stage stubs fail loudly."""
+"""The command line the rules call: its assembly (every group, every command a rule calls, cheap help),
+and the tokenizer glue end to end on a tiny model."""
 
+import ast
+import inspect
 import json
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from clipvqd.cli import main
+from clipvqd.cli import GROUPS, build_parser, main
+from conftest import REPO
 
 TINY_TOKENIZER = {
     "resize": False,
@@ -41,3 +48,76 @@ def test_unknown_tokenizer_key_is_named(small_faces, tmp_path):
         main(["tokenizer", "train", "--params", json.dumps(params), "--train", str(small_faces / "train.csv"),
               "--work", str(tmp_path / "w"), "--out", str(tmp_path / "m.safetensors"),
               "--curve", str(tmp_path / "c.csv"), "--codebook", str(tmp_path / "cb.json")])
+
+
+# ---- assembly -------------------------------------------------------------------------------------------
+
+def _commands(parser) -> dict[str, object]:
+    """{"group command": parser} of every command (a group without sub-commands is itself the command)."""
+    found = {}
+    for group_name, group in parser._subparsers._group_actions[0].choices.items():
+        tables = [a for a in group._actions if a.__class__.__name__ == "_SubParsersAction"]
+        if not tables:
+            found[group_name] = group
+        for name, command in (tables[0].choices.items() if tables else ()):
+            found[f"{group_name} {name}"] = command
+    return found
+
+
+def test_cli_module_only_assembles():
+    """Handlers and their logic live in the packages: clipvqd/cli.py defines the parser and main only."""
+    tree = ast.parse((REPO / "clipvqd" / "cli.py").read_text())
+    functions = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+    assert functions == {"build_parser", "main"}, functions
+
+
+def test_every_group_registers_through_one_signature():
+    import importlib
+
+    for name, (module, _) in GROUPS.items():
+        register = importlib.import_module(module).register
+        assert list(inspect.signature(register).parameters) == ["group"], (name, module)
+
+
+def test_every_command_a_rule_calls_exists():
+    commands = _commands(build_parser())
+    called = set()
+    for smk in (REPO / "workflow" / "rules").glob("*.smk"):
+        text = smk.read_text()
+        # `python -m clipvqd <group> [<command>]`, and the trainers' `clipvqd_trainer("<group> <command> ...")`
+        for group, command in re.findall(r'(?:-m clipvqd |clipvqd_trainer\(\s*")([a-z0-9]+)(?: ([a-z][a-z0-9-]*))?', text):
+            called.add(group if group == "sample" else f"{group} {command}")
+    assert len(called) >= 23, sorted(called)
+    missing = called - set(commands)
+    assert not missing, f"rules call commands the CLI does not have: {sorted(missing)}"
+
+
+def test_help_of_the_cli_and_of_every_group(capsys):
+    for argv in [["--help"]] + [[group, "--help"] for group in GROUPS]:
+        with pytest.raises(SystemExit) as stop:
+            main(argv)
+        assert stop.value.code == 0, argv
+    text = capsys.readouterr().out
+    assert all(group in text for group in GROUPS)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["data", "download", "--help"], ["sample", "--help"],
+                                  ["evaluate", "metrics", "--help"], ["clip2latent", "--help"]])
+def test_help_does_not_load_torch(argv):
+    """A group's stack is imported when it runs, not to build the parser."""
+    code = ("import sys\nfrom clipvqd.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "print('TORCH' if 'torch' in sys.modules else 'NO TORCH', file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
+    assert result.stderr.strip().endswith("NO TORCH"), (argv, result.stderr[-2000:])
+    assert "usage: clipvqd" in result.stdout
+
+
+def test_sample_refuses_model_files_its_method_does_not_read(tmp_path):
+    with pytest.raises(SystemExit, match="method 'lafite' reads model, clip; not read by it: tokenizer"):
+        main(["sample", "--method", "lafite", "--model", str(tmp_path / "g.safetensors"), "--tokenizer",
+              str(tmp_path / "t.safetensors"), "--prompts", str(tmp_path / "p.csv"), "--prompt-embeddings",
+              str(tmp_path / "e.safetensors"), "--manifest", str(tmp_path / "m.csv")])
+    with pytest.raises(SystemExit, match="missing: tokenizer, codebook"):
+        main(["sample", "--method", "paired", "--model", str(tmp_path / "d.safetensors"), "--prompts",
+              str(tmp_path / "p.csv"), "--prompt-embeddings", str(tmp_path / "e.safetensors"),
+              "--manifest", str(tmp_path / "m.csv")])

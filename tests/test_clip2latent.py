@@ -251,7 +251,7 @@ def test_cli_chain_on_a_tiny_world(small_faces, tmp_path):
 
     def sample(name):
         manifest = tmp_path / name / "manifest.csv"
-        main(["clip2latent", "sample", "--model", str(prior), "--generator", str(gen), "--clip", str(clip),
+        main(["sample", "--method", "clip2latent", "--model", str(prior), "--generator", str(gen), "--clip", str(clip),
               "--settings", json.dumps({"steps": 4, "guidance_scale": 2.0}), "--prompts", str(small_faces / "prompts.csv"),
               "--prompt-embeddings", str(tmp_path / "prompts.safetensors"), "--samples-per-prompt", "2",
               "--seed", "1", "--manifest", str(manifest)])

@@ -121,7 +121,7 @@ def test_sample_command_names_a_damaged_model(sampling_kit, tmp_path):
 
 @pytest.fixture(scope="module")
 def sampling_kit(tmp_path_factory):
-    """Everything `diffusion sample` reads: a briefly trained denoiser, a tokenizer, its code mapping, prompts
+    """Everything `sample` reads for a diffusion method: a briefly trained denoiser, a tokenizer, its code mapping, prompts
     and their embeddings."""
     folder = tmp_path_factory.mktemp("kit")
     _train(folder, steps=4)
@@ -140,7 +140,7 @@ def sampling_kit(tmp_path_factory):
 
 
 def _sample(kit, out: Path, model: Path | None = None, seed: int = 5) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "clipvqd", "diffusion", "sample", "--model", str(model or kit["model"]),
+    command = [sys.executable, "-m", "clipvqd", "sample", "--model", str(model or kit["model"]),
                "--tokenizer", str(kit["tokenizer"]), "--codebook", str(kit["codebook"]), "--prompts", str(kit["prompts"]),
                "--prompt-embeddings", str(kit["embeddings"]), "--method", "clip-vqdiffusion", "--variant", "default",
                "--settings", json.dumps({"s": 1.0, "r": 0.9, "steps": 4}), "--samples-per-prompt", "2",

@@ -194,7 +194,7 @@ def test_cli_train_then_sample_writes_a_valid_deterministic_manifest(world, tmp_
 
     def sample(name, seed):
         manifest = tmp_path / name / "manifest.csv"
-        main(["lafite", "sample", "--model", str(model), "--clip", str(world["clip"]),
+        main(["sample", "--method", "lafite", "--model", str(model), "--clip", str(world["clip"]),
               "--prompts", str(faces / "prompts.csv"), "--prompt-embeddings", str(root / "prompts.safetensors"),
               "--samples-per-prompt", "2", "--batch-size", "5", "--seed", str(seed), "--manifest", str(manifest)])
         return read_manifest(manifest, verify=True)

@@ -1,5 +1,5 @@
 """CLIP-VQDiffusion's discrete diffusion: schedule and posteriors, denoiser, loss, conditions, sampler,
-trainer. Every piece is usable without Snakemake; see DESIGN §4 for the method's numbers."""
+trainer. Every piece is usable without Snakemake; see docs/design.md §4 for the method's numbers."""
 
 from .condition import NullCondition, l2_normalize, noisy_image_condition, text_condition
 from .loss import DiffusionLoss, TimestepSampler, diffusion_loss

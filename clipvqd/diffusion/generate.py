@@ -18,7 +18,7 @@ from .transformer import Denoiser
 
 @dataclass(frozen=True)
 class SamplingSettings:
-    """One point of the sampling sweep (DESIGN §4 "Sampling")."""
+    """One point of the sampling sweep (docs/design.md §4 "Sampling")."""
 
     guidance_scale: float = 1.0
     """s of classifier-free guidance (1 = no guidance, no null pass)."""

@@ -1,5 +1,5 @@
 """Training objective: the variational bound of VQ-Diffusion plus a weighted x0 cross-entropy, with
-importance-sampled timesteps (DESIGN §4).
+importance-sampled timesteps (docs/design.md §4).
 
 Per sample, with step index t (the (t+1)-th noising step) and the model's x0 prediction p(x0 | x_t):
     L_t   = KL( q(x_{t-1} | x_t, x0) || sum_x0' q(x_{t-1} | x_t, x0') p(x0' | x_t) )   for t > 0

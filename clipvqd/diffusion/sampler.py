@@ -1,4 +1,4 @@
-"""Reverse diffusion: token maps from conditions (DESIGN §4 "Classifier-free guidance", "Sampling").
+"""Reverse diffusion: token maps from conditions (docs/design.md §4 "Classifier-free guidance", "Sampling").
 
 Every option is an explicit argument of `sample`; nothing is kept between calls. Each image i draws its
 randomness from its own generator seeded by (seed, i), so the output depends on neither `batch_size`

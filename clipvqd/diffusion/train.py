@@ -1,4 +1,4 @@
-"""One trainer for every CLIP-VQDiffusion variant (DESIGN §4, §7).
+"""One trainer for every CLIP-VQDiffusion variant (docs/design.md §4, §7).
 
 Modes differ only in the condition each training sample gets:
   language_free  normalize(e/|e| + alpha eps/|eps|) from the CLIP *image* embedding e (the method);

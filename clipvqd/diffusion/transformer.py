@@ -1,4 +1,4 @@
-"""The denoising transformer of CLIP-VQDiffusion (DESIGN §4).
+"""The denoising transformer of CLIP-VQDiffusion (docs/design.md §4).
 
 It reads a token grid x_t (codes plus [MASK]), the step index t and one pooled condition vector c and
 returns logits of p(x0 | x_t, c) over the K codes at every position. Each block is

@@ -1,4 +1,4 @@
-"""LAFITE (Zhou et al., CVPR 2022), the language-free StyleGAN2 baseline (DESIGN §4).
+"""LAFITE (Zhou et al., CVPR 2022), the language-free StyleGAN2 baseline (docs/design.md §4).
 
 config        LafiteModelConfig / LafiteTrainConfig (world default at 32 px, paper presets at 256 px)
 conditioning  the pseudo text feature h' = normalize(h + xi eps/|eps|); the text condition at sampling

@@ -1,4 +1,4 @@
-"""Sizes and optimisation settings of the LAFITE baseline (DESIGN §4), each field documented.
+"""Sizes and optimisation settings of the LAFITE baseline (docs/design.md §4), each field documented.
 
 Defaults are the embedded world's CPU-sized model at 32 px; `paper()` / `paper_train()` are the official
 settings at 256 px. Where a value comes from the official implementation (github.com/drboog/Lafite) the
@@ -123,7 +123,7 @@ class LafiteTrainConfig:
     """'official': logits exp(cos/temperature), as the released code computes them (its comment calls this
     incorrect but says it reproduces the published results with these weights); 'infonce': cos/temperature."""
     r1_gamma: float = 0.01
-    """R1 penalty weight gamma (official README example at 256 px: --gamma=10; DESIGN §4). The world
+    """R1 penalty weight gamma (official README example at 256 px: --gamma=10; docs/design.md §4). The world
     default follows StyleGAN2-ADA at 32 px (its cifar config: 0.01; its heuristic 0.0002 * res^2 / batch
     gives 0.0128), which the official train.py's 'auto' config also uses when --gamma is not given."""
     r1_interval: int = 16

@@ -1,4 +1,4 @@
-"""The image tokenizer of CLIP-VQDiffusion: a Gumbel-softmax VQGAN (DESIGN §4 "Tokenizer")."""
+"""The image tokenizer of CLIP-VQDiffusion: a Gumbel-softmax VQGAN (docs/design.md §4 "Tokenizer")."""
 
 from clipvqd.tokenizer.compaction import CodeMapping, UnknownCodeError, build_code_mapping, count_code_usage
 from clipvqd.tokenizer.config import TokenizerConfig, TokenizerTrainConfig

@@ -5,7 +5,7 @@ checkpoint is only ever loaded into the architecture it was written for. `Tokeni
 shapes optimisation; changing it never makes a checkpoint unreadable.
 
 `paper()` presets follow the released FFHQ/COCO tokenizer of CLIP-VQDiffusion (taming-transformers'
-GumbelVQ, DESIGN §4). The plain defaults are the CPU-sized tokenizer of the embedded worlds
+GumbelVQ, docs/design.md §4). The plain defaults are the CPU-sized tokenizer of the embedded worlds
 (32x32 px images, f=2, so 16x16 tokens: the paper's token grid on a 32 px world).
 
 Measured on the default faces world (K=256, KL weight 1e-3, 2000 steps; 20 minutes with three other
@@ -210,7 +210,7 @@ class TokenizerTrainConfig:
             # taming's face (CelebA-HQ) VQGAN config: the GAN switches on after 10k reconstruction steps.
             disc_start=10000,
             disc_weight=0.8,
-            # The released CLIP-VQDiffusion tokenizer config (DESIGN §4).
+            # The released CLIP-VQDiffusion tokenizer config (docs/design.md §4).
             kl_weight=5e-5,
             disc_layers=3,
             disc_channels=64,

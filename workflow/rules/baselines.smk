@@ -1,4 +1,5 @@
 # The language-free baselines: LAFITE, and clip2latent (unconditional generator -> latents -> prior).
+# Both are sampled by the `sample` rule (evaluation.smk), like every method.
 
 
 rule lafite_train:
@@ -118,59 +119,3 @@ rule clip2latent_prior_train:
             ddp=False,
         )
 
-
-rule sample_lafite:
-    input:
-        unpack(sample_inputs),
-    output:
-        manifest=RESULTS / "samples" / "{method}" / "{variant}" / "manifest.csv",
-    wildcard_constraints:
-        method="lafite",
-        variant="[^/]+",
-    params:
-        settings=sample_settings,
-        prefix=config["data"]["prompt_prefix"],
-        samples_per_prompt=config["sampling"]["samples_per_prompt"],
-        seed=run_seed(2),
-        device=config["device"],
-    log:
-        LOGS / "sample_{method}_{variant}.log",
-    benchmark:
-        BENCHMARKS / "sample_{method}_{variant}.tsv"
-    conda:
-        ENVS["train"]
-    shell:
-        "python -m clipvqd lafite sample --model {input.model} --clip {input.clip} --prompts {input.prompts}"
-        " --prompt-embeddings {input.prompt_embeddings} --prompt-prefix={params.prefix:q}"
-        " --method {wildcards.method} --variant {wildcards.variant} --settings {params.settings:q}"
-        " --samples-per-prompt {params.samples_per_prompt} --seed {params.seed} --manifest {output.manifest}"
-        " --device {params.device} > {log} 2>&1"
-
-
-rule sample_baseline:
-    # clip2latent: the prior samples w from each prompt's CLIP text embedding, the generator renders it.
-    input:
-        unpack(sample_inputs),
-    output:
-        manifest=RESULTS / "samples" / "{method}" / "{variant}" / "manifest.csv",
-    wildcard_constraints:
-        method="clip2latent",
-        variant="[^/]+",
-    params:
-        settings=as_json(config["clip2latent"]["sampling"]),
-        prefix=config["data"]["prompt_prefix"],
-        samples_per_prompt=config["sampling"]["samples_per_prompt"],
-        seed=run_seed(2),
-        device=config["device"],
-    log:
-        LOGS / "sample_{method}_{variant}.log",
-    benchmark:
-        BENCHMARKS / "sample_{method}_{variant}.tsv"
-    conda:
-        ENVS["train"]
-    shell:
-        "python -m clipvqd clip2latent sample --model {input.model} --generator {input.generator}"
-        " --clip {input.clip} --prompts {input.prompts} --prompt-embeddings {input.prompt_embeddings}"
-        " --prompt-prefix={params.prefix:q} --method {wildcards.method} --variant {wildcards.variant}"
-        " --settings {params.settings:q} --samples-per-prompt {params.samples_per_prompt} --seed {params.seed}"
-        " --manifest {output.manifest} --device {params.device} > {log} 2>&1"

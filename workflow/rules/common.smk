@@ -1,6 +1,8 @@
 # Paths, cross-key checks and input functions shared by every rule file.
 
 import json
+import re
+import shlex
 from pathlib import Path
 
 from clipvqd.worlds import get_world
@@ -13,7 +15,6 @@ DATA = RESULTS / "data"
 TOKENS = RESULTS / "tokens" / "train.json"
 # One conda environment per rule family (--use-conda), each installing the package (envs/*.post-deploy.sh).
 ENVS = {family: f"../../envs/{family}.yaml" for family in ("data", "clip", "train", "evaluation", "report")}
-ENV = ENVS["train"]  # for a rule not yet given its family; tests/test_envs.py asks every rule to name one
 
 SOURCE = config["data"]["source"]
 IS_WORLD = SOURCE == "world"
@@ -54,9 +55,6 @@ check_config()
 
 
 # ---- real data sets (data.ffhq, data.coco; the rules are in data.smk) -------------------------------------
-
-import re
-import shlex
 
 DOWNLOADS = Path(config["data"]["downloads"])
 # Local file names of the official COCO archives (their own names, so copies fetched by hand can be
@@ -159,6 +157,10 @@ METHOD_SETTINGS = {
 }
 
 
+# Every method the workflow knows, in the report's order (the `sample` and `metrics` rules serve each).
+ALL_METHODS = ("clip-vqdiffusion", "paired", "unconditional", "lafite", "clip2latent")
+
+
 def methods():
     chosen = ["clip-vqdiffusion"]
     chosen += [m for m in ("paired", "unconditional", "lafite", "clip2latent") if config["baselines"][m]]
@@ -212,12 +214,16 @@ def diffusion_params(stage):
 
 
 def sample_settings(wildcards):
-    """The sampling settings of a (method, variant) as stored in its manifest (DESIGN §6 names)."""
+    """The sampling settings of a (method, variant) as JSON: the sweep point (docs/design.md §6 names) for the
+    diffusion methods and LAFITE (which records it only), the clip2latent.sampling block for clip2latent."""
+    if wildcards.method == "clip2latent":
+        return as_json(config["clip2latent"]["sampling"])
     return as_json(variant_settings(wildcards.method, wildcards.variant))
 
 
 def sample_inputs(wildcards):
-    """Inputs of sampling one (method, variant) - the model(s) and the prompt embeddings."""
+    """Inputs of sampling one (method, variant): the prompts, their embeddings and the method's model files
+    (each of the latter is passed to `python -m clipvqd sample` under its own name, see sample_model_arguments)."""
     settings = variant_settings(wildcards.method, wildcards.variant)
     inputs = {"prompts": DATA / "prompts.csv", "prompt_embeddings": RESULTS / "embeddings" / "prompts.safetensors"}
     if wildcards.method in METHOD_SETTINGS:
@@ -232,6 +238,15 @@ def sample_inputs(wildcards):
         inputs["generator"] = RESULTS / "models" / "clip2latent" / "generator.safetensors"
         inputs["clip"] = clip_file("conditioner")  # checked against the prior's record of its CLIP
     return inputs
+
+
+SAMPLE_PROMPT_INPUTS = ("prompts", "prompt_embeddings")
+
+
+def sample_model_arguments(wildcards, input):
+    """`--model ... --tokenizer ...`: every model file of sample_inputs as the option of the same name."""
+    return " ".join(f"--{name.replace('_', '-')} {shlex.quote(str(path))}" for name, path in input.items()
+                    if name not in SAMPLE_PROMPT_INPUTS)
 
 
 def metrics_inputs(wildcards):
@@ -269,8 +284,6 @@ def foundation_targets():
 
 
 # ---- evaluation and the report ----------------------------------------------------------------------------
-
-import shlex
 
 
 def check_evaluation_config():

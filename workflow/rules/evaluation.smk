@@ -2,14 +2,17 @@
 
 
 rule sample:
+    # Every method and sweep point: its model files come from sample_inputs, its settings from
+    # sample_settings, and one command picks the method's sampler.
     input:
         unpack(sample_inputs),
     output:
         manifest=RESULTS / "samples" / "{method}" / "{variant}" / "manifest.csv",
     wildcard_constraints:
-        method="clip-vqdiffusion|paired|unconditional",
+        method="|".join(ALL_METHODS),
         variant="[^/]+",
     params:
+        models=sample_model_arguments,
         settings=sample_settings,
         prefix=config["data"]["prompt_prefix"],
         samples_per_prompt=config["sampling"]["samples_per_prompt"],
@@ -22,12 +25,10 @@ rule sample:
     conda:
         ENVS["train"]
     shell:
-        "python -m clipvqd diffusion sample --model {input.model} --tokenizer {input.tokenizer}"
-        " --codebook {input.codebook} --prompts {input.prompts} --prompt-embeddings {input.prompt_embeddings}"
-        " --prompt-prefix={params.prefix:q}"
-        " --method {wildcards.method} --variant {wildcards.variant} --settings {params.settings:q}"
-        " --samples-per-prompt {params.samples_per_prompt} --seed {params.seed} --manifest {output.manifest}"
-        " --device {params.device} > {log} 2>&1"
+        "python -m clipvqd sample --method {wildcards.method} --variant {wildcards.variant} {params.models}"
+        " --settings {params.settings:q} --prompts {input.prompts} --prompt-embeddings {input.prompt_embeddings}"
+        " --prompt-prefix={params.prefix:q} --samples-per-prompt {params.samples_per_prompt} --seed {params.seed}"
+        " --manifest {output.manifest} --device {params.device} > {log} 2>&1"
 
 
 rule metrics:
@@ -48,7 +49,7 @@ rule metrics:
         protocol=RESULTS / "metrics" / "{method}" / "{variant}.protocol.json",
         best_of=RESULTS / "metrics" / "{method}" / "{variant}.best16.csv",
     wildcard_constraints:
-        method="clip-vqdiffusion|paired|unconditional|lafite|clip2latent",
+        method="|".join(ALL_METHODS),
         variant="[^/]+",
     params:
         oracle=oracle_arguments,
