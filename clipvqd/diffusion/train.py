@@ -36,7 +36,7 @@ from clipvqd.hashing import sha256_file
 from clipvqd.resume import CorruptResumeState, ResumeState, settings_fingerprint, tensor_sha256, write_curve_csv
 
 from .condition import NullCondition, draw_null_mask, l2_normalize, noisy_image_condition, substitute_null
-from .loss import TimestepSampler, diffusion_loss
+from .loss import LOSS_OVER_STEPS, TimestepSampler, diffusion_loss
 from .mask_and_replace import MaskAndReplace
 from .seeding import derive_seed, generator_for
 from .transformer import Denoiser, DenoiserConfig
@@ -99,6 +99,10 @@ class DiffusionTrainConfig:
     """Timesteps are uniform until every step index has this many loss samples (paper: 10)."""
     importance_history_decay: float = 0.9
     """Decay of each step's moving average of L_t^2 that sets the importance distribution."""
+    loss_over_steps: str = "mean"
+    """"mean": the objective estimates the average of the per-step bound terms over the T steps (weight
+    1/(p(t) T)); "sum": their sum, T times as large (weight 1/p(t)), as the official code optimises, so
+    that grad_clip_norm acts on the official scale (clipvqd.diffusion.loss, docs/deviations.md)."""
     condition_noise_alpha: float = 0.5
     """alpha of the language-free condition noise (FFHQ 0.5, COCO 0.25; ablation 0.25-0.9). Used by
     language_free and cfg_finetune."""
@@ -126,6 +130,7 @@ class DiffusionTrainConfig:
             "aux_loss_weight": self.aux_loss_weight >= 0,
             "importance_min_samples": self.importance_min_samples >= 1,
             "importance_history_decay": 0.0 <= self.importance_history_decay < 1.0,
+            "loss_over_steps": self.loss_over_steps in LOSS_OVER_STEPS,
             "condition_noise_alpha": self.condition_noise_alpha >= 0,
             "null_condition_probability": 0.0 <= self.null_condition_probability <= 1.0,
             "snapshot_interval": self.snapshot_interval >= 1,
@@ -493,7 +498,8 @@ def _train(
         autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
         with autocast:
             logits = network(xt, t, condition, use_null)
-        terms = diffusion_loss(schedule, logits, x0, xt, t, weight, train_cfg.aux_loss_weight)
+        terms = diffusion_loss(schedule, logits, x0, xt, t, weight, train_cfg.aux_loss_weight,
+                               loss_over_steps=train_cfg.loss_over_steps)
         optimizer.zero_grad(set_to_none=True)
         terms.loss.backward()
         clip = train_cfg.grad_clip_norm if step < train_cfg.grad_clip_steps else float("inf")
