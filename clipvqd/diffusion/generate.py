@@ -46,6 +46,8 @@ def generate_images(denoiser: Denoiser, null_condition: NullCondition, tokenizer
     device = next(denoiser.parameters()).device
     schedule = MaskAndReplace(config.num_codes, config.num_steps).to(device)
     if settings.unconditional:
+        # The unconditional control's only condition is the normalised vector it was trained with;
+        # config.null_condition_at_sampling concerns the guidance branch of conditional models.
         condition = null_condition.normalized().detach().expand(len(text_embeddings), -1).clone()
     else:
         condition = text_condition(text_embeddings.float())
@@ -53,7 +55,8 @@ def generate_images(denoiser: Denoiser, null_condition: NullCondition, tokenizer
     with torch.no_grad():
         codes = sample(denoiser, schedule, condition.to(device), guidance_scale=guidance,
                        truncation_r=settings.truncation_r, num_steps=settings.steps, purity=settings.purity,
-                       seed=seed, batch_size=batch_size, null_condition=null_condition, progress=progress)
+                       seed=seed, batch_size=batch_size, null_condition=null_condition,
+                       null_condition_form=config.null_condition_at_sampling, progress=progress)
         images = [to_uint8(tokenizer.decode_codes(code_mapping.expand(codes[i:i + batch_size].to(device))).cpu())
                   for i in range(0, len(codes), batch_size)]
     return torch.cat(images)

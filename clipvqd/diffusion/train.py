@@ -262,7 +262,8 @@ def _train(
         autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
         with autocast:
             logits = network(xt, t, condition, use_null)
-        terms = diffusion_loss(schedule, logits, x0, xt, t, weight, train_cfg.aux_loss_weight)
+        terms = diffusion_loss(schedule, logits, x0, xt, t, weight, train_cfg.aux_loss_weight,
+                               loss_over_steps=train_cfg.loss_over_steps)
         optimizer.zero_grad(set_to_none=True)
         terms.loss.backward()
         clip = train_cfg.grad_clip_norm if step < train_cfg.grad_clip_steps else float("inf")

@@ -8,6 +8,8 @@ from typing import Any, Mapping
 
 from clipvqd.config_blocks import from_mapping
 
+from .loss import LOSS_OVER_STEPS
+
 
 class TrainingMode(str, Enum):
     LANGUAGE_FREE = "language_free"
@@ -61,6 +63,10 @@ class DiffusionTrainConfig:
     """Timesteps are uniform until every step index has this many loss samples (paper: 10)."""
     importance_history_decay: float = 0.9
     """Decay of each step's moving average of L_t^2 that sets the importance distribution."""
+    loss_over_steps: str = "mean"
+    """"mean": the objective estimates the average of the per-step bound terms over the T steps (weight
+    1/(p(t) T)); "sum": their sum, T times as large (weight 1/p(t)), as the official code optimises, so
+    that grad_clip_norm acts on the official scale (clipvqd.diffusion.loss, docs/deviations.md)."""
     condition_noise_alpha: float = 0.5
     """alpha of the language-free condition noise (FFHQ 0.5, COCO 0.25; ablation 0.25-0.9). Used by
     language_free and cfg_finetune."""
@@ -88,6 +94,7 @@ class DiffusionTrainConfig:
             "aux_loss_weight": self.aux_loss_weight >= 0,
             "importance_min_samples": self.importance_min_samples >= 1,
             "importance_history_decay": 0.0 <= self.importance_history_decay < 1.0,
+            "loss_over_steps": self.loss_over_steps in LOSS_OVER_STEPS,
             "condition_noise_alpha": self.condition_noise_alpha >= 0,
             "null_condition_probability": 0.0 <= self.null_condition_probability <= 1.0,
             "snapshot_every": self.snapshot_every >= 1,

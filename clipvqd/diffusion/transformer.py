@@ -10,6 +10,12 @@ where AdaLN is a LayerNorm without affine parameters followed by `* (1 + scale) 
 variant takes scale and shift from a learned per-step embedding through SiLU and Linear; the condition
 variant from `Linear(SiLU(Linear(c)))`. The condition enters only there: no cross-attention. ConvMLP is
 a 3x3 convolution to `mlp_ratio` x width, GELU, and a 3x3 convolution back, on the 2-D token grid.
+
+This is the released model's layout (CLIPVQDiffusion image_synthesis/modeling/transformers/
+transformer_utils.py: Block with attn_type 'selfcondition', timestep_type 'adalayernorm', class_type
+'adalayerclip', mlp_type 'conv_mlp'). Two details are configurable so that the paper presets follow the
+release while the world default keeps what it was measured with: the ConvMLP activation (`mlp_activation`: exact GELU, or the release's GELU2, x * sigmoid(1.702 x))
+and how the learnable null vector is fed at sampling (`null_condition_at_sampling`, see `DenoiserConfig`).
 """
 
 from __future__ import annotations
@@ -17,10 +23,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from clipvqd.config_blocks import from_mapping
+
+MLP_ACTIVATIONS = ("gelu", "quick_gelu")
+NULL_CONDITION_FORMS = ("normalized", "raw")
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,15 @@ class DenoiserConfig:
     model's 515M parameters)."""
     num_steps: int = 100
     """T, the number of diffusion steps; sizes the timestep embedding and the schedule."""
+    mlp_activation: str = "gelu"
+    """Activation inside ConvMLP: "gelu" (exact) or "quick_gelu", x * sigmoid(1.702 x), the release's GELU2
+    (transformer_utils.py GELU2, block_activate: GELU2 in every released config)."""
+    null_condition_at_sampling: str = "normalized"
+    """How the guidance branch feeds the learnable null vector at sampling: "normalized" (the unit vector
+    training substitutes, so the model sees it on the sphere it was trained on) or "raw" (the parameter as
+    it is, as the release does: clip_vqdiffusion.py feeds transformer.empty_text_embed unnormalised although
+    diffusion_transformer.py trains with empty_text_embed / its norm). Training always uses the normalised
+    vector. Part of the model's config so that every sampling job of a model feeds it the same way."""
 
     def __post_init__(self) -> None:
         positive = ("num_codes", "grid_height", "grid_width", "condition_dim", "hidden_dim", "num_layers",
@@ -60,6 +79,11 @@ class DenoiserConfig:
             )
         if self.num_codes < 2 or self.num_steps < 2:
             raise ValueError("DenoiserConfig needs num_codes >= 2 and num_steps >= 2")
+        if self.mlp_activation not in MLP_ACTIVATIONS:
+            raise ValueError(f"DenoiserConfig.mlp_activation must be one of {MLP_ACTIVATIONS}, got {self.mlp_activation!r}")
+        if self.null_condition_at_sampling not in NULL_CONDITION_FORMS:
+            raise ValueError(f"DenoiserConfig.null_condition_at_sampling must be one of {NULL_CONDITION_FORMS}, "
+                             f"got {self.null_condition_at_sampling!r}")
 
     @property
     def num_tokens(self) -> int:
@@ -67,9 +91,11 @@ class DenoiserConfig:
 
     @classmethod
     def paper(cls) -> "DenoiserConfig":
-        """The released FFHQ/COCO configuration: 24 x 512, 16 heads, 16x16 tokens, K = 4096, CLIP 512-d."""
+        """The released FFHQ/COCO configuration (configs/*_base_train.yaml, *_finetune.yaml): 24 x 512, 16 heads,
+        16x16 tokens, K = 4096, CLIP 512-d, GELU2 in the ConvMLP, the raw null vector at sampling."""
         return cls(num_codes=4096, grid_height=16, grid_width=16, condition_dim=512, hidden_dim=512,
-                   num_layers=24, num_heads=16, mlp_ratio=4, num_steps=100)
+                   num_layers=24, num_heads=16, mlp_ratio=4, num_steps=100, mlp_activation="quick_gelu",
+                   null_condition_at_sampling="raw")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -129,21 +155,29 @@ class SelfAttention(nn.Module):
         return self.out(y.transpose(1, 2).reshape(batch, tokens, dim))
 
 
+def quick_gelu(x: Tensor) -> Tensor:
+    """x * sigmoid(1.702 x): the sigmoid approximation of GELU (the release's GELU2)."""
+    return x * torch.sigmoid(1.702 * x)
+
+
 class ConvMLP(nn.Module):
     """3x3 conv to ratio x width, GELU, 3x3 conv back, on the token grid (mixes neighbouring tokens)."""
 
-    def __init__(self, dim: int, ratio: int, grid_height: int, grid_width: int):
+    def __init__(self, dim: int, ratio: int, grid_height: int, grid_width: int, activation: str = "gelu"):
         super().__init__()
         self.grid = (grid_height, grid_width)
         self.expand = nn.Conv2d(dim, ratio * dim, kernel_size=3, padding=1)
         self.contract = nn.Conv2d(ratio * dim, dim, kernel_size=3, padding=1)
+        if activation not in MLP_ACTIVATIONS:
+            raise ValueError(f"ConvMLP activation must be one of {MLP_ACTIVATIONS}, got {activation!r}")
+        self.activation = F.gelu if activation == "gelu" else quick_gelu
 
     def forward(self, x: Tensor) -> Tensor:
         batch, tokens, dim = x.shape
         # (B, H, W, C) viewed as (B, C, H, W) is channels-last in memory, which the CPU and cuDNN
         # convolutions take without a copy.
         grid = x.view(batch, *self.grid, dim).permute(0, 3, 1, 2)
-        y = self.contract(F.gelu(self.expand(grid)))
+        y = self.contract(self.activation(self.expand(grid)))
         return y.permute(0, 2, 3, 1).reshape(batch, tokens, dim)
 
 
@@ -156,7 +190,7 @@ class DenoiserBlock(nn.Module):
         self.attention = SelfAttention(dim, config.num_heads)
         self.condition_modulation = ConditionModulation(config.condition_dim, dim)
         self.mlp_norm = AdaptiveLayerNorm(dim)
-        self.mlp = ConvMLP(dim, config.mlp_ratio, config.grid_height, config.grid_width)
+        self.mlp = ConvMLP(dim, config.mlp_ratio, config.grid_height, config.grid_width, config.mlp_activation)
 
     def forward(self, x: Tensor, t: Tensor, condition: Tensor) -> Tensor:
         x = x + self.attention(self.attention_norm(x, self.timestep_modulation(t)))
