@@ -66,8 +66,8 @@ def _check_clip(model: str | Path, recorded_sha256: str | None, clip: str | Path
 def sample_diffusion(method: str, files: Mapping[str, Any], planned: PlannedPrompts, settings: Mapping[str, Any], *,
                      seed: int, batch_size: int, device: str):
     """CLIP-VQDiffusion and its two controls: the denoiser's token maps, decoded by the tokenizer.
-    Settings: s (guidance), r (truncation), steps, purity; the unconditional control samples from the null
-    condition only."""
+    Settings: s (guidance), r (truncation), steps, purity, null_condition (how guidance feeds the null
+    vector); the unconditional control samples from the null condition only."""
     import torch
 
     from clipvqd.diffusion import load_denoiser
@@ -81,7 +81,8 @@ def sample_diffusion(method: str, files: Mapping[str, Any], planned: PlannedProm
     conditions = planned.conditions()
     sampling = SamplingSettings(guidance_scale=settings.get("s", 1.0), truncation_r=settings.get("r", 1.0),
                                 steps=settings.get("steps"), purity=settings.get("purity", False),
-                                unconditional=method == "unconditional")
+                                unconditional=method == "unconditional",
+                                null_condition=settings.get("null_condition", "normalized"))
     if sampling.guidance_scale != 1.0 and meta.get("mode") == "language_free":
         raise SamplingError(f"{files['model']} was pretrained without condition dropout, so it has no trained null "
                             f"vector for guidance s={sampling.guidance_scale}; sample it with s=1 or use the CFG model")

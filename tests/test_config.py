@@ -208,7 +208,7 @@ def test_paper_overlay_headlines_are_the_released_values(overlay, alpha, guidanc
     assert config["sampling"]["guidance_scale"][0] == guidance
     assert config["sampling"]["truncation_r"][0] == truncation
     assert config["sampling"]["steps"][0] == 100 and config["sampling"]["purity"][0] is False
-    assert config["diffusion"]["model"]["null_condition_at_sampling"] == "raw"
+    assert config["sampling"]["null_condition"] == "raw"
 
 
 @pytest.mark.parametrize("path, expected, skip", [

@@ -423,10 +423,11 @@ def test_generate_images_feeds_the_null_vector_as_the_model_config_says(monkeypa
     monkeypatch.setattr(generate, "sample", fake_sample)
     null = NullCondition(8)
     prompts = torch.randn(2, 8)
+    denoiser = Denoiser(TINY)
     for form in ("normalized", "raw"):
-        denoiser = Denoiser(dataclasses.replace(TINY, null_condition_at_sampling=form))
         generate.generate_images(denoiser, null, Tokenizer(), Mapping(), prompts,
-                                 generate.SamplingSettings(guidance_scale=1.2), seed=0, progress=False)
+                                 generate.SamplingSettings(guidance_scale=1.2, null_condition=form), seed=0,
+                                 progress=False)
         assert seen["null_condition_form"] == form and seen["guidance_scale"] == 1.2
     # the unconditional control is always conditioned on the normalised vector it was trained with
     generate.generate_images(denoiser, null, Tokenizer(), Mapping(), prompts,
@@ -451,9 +452,6 @@ def test_convmlp_activation_options():
     assert torch.allclose(quick(tokens), expected, atol=1e-6)
     assert not torch.allclose(quick(tokens), exact(tokens), atol=1e-6)
     paper = DenoiserConfig.paper()
-    assert (paper.mlp_activation, paper.null_condition_at_sampling) == ("quick_gelu", "raw")
-    assert (DenoiserConfig().mlp_activation, DenoiserConfig().null_condition_at_sampling) == ("gelu", "normalized")
+    assert paper.mlp_activation == "quick_gelu" and DenoiserConfig().mlp_activation == "gelu"
     with pytest.raises(ValueError, match="mlp_activation"):
         DenoiserConfig(mlp_activation="relu")
-    with pytest.raises(ValueError, match="null_condition_at_sampling"):
-        DenoiserConfig(null_condition_at_sampling="scaled")

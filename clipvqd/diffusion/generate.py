@@ -30,6 +30,12 @@ class SamplingSettings:
     """Improved VQ-Diffusion's purity-prior unmasking order instead of posterior sampling."""
     unconditional: bool = False
     """Condition every image on the learnable null vector instead of its prompt (the lower-bound control)."""
+    null_condition: str = "normalized"
+    """How the guidance branch feeds the learnable null vector: "normalized" (the unit vector training
+    substitutes, so the model sees it on the sphere it was trained on) or "raw" (the parameter as it is, as
+    the release does: clip_vqdiffusion.py feeds transformer.empty_text_embed unnormalised although
+    diffusion_transformer.py trains with empty_text_embed / its norm; docs/deviations.md D1). A sampling
+    setting, so changing it resamples without retraining."""
 
 
 def generate_images(denoiser: Denoiser, null_condition: NullCondition, tokenizer, code_mapping,
@@ -47,7 +53,7 @@ def generate_images(denoiser: Denoiser, null_condition: NullCondition, tokenizer
     schedule = MaskAndReplace(config.num_codes, config.num_steps).to(device)
     if settings.unconditional:
         # The unconditional control's only condition is the normalised vector it was trained with;
-        # config.null_condition_at_sampling concerns the guidance branch of conditional models.
+        # settings.null_condition concerns the guidance branch of conditional models.
         condition = null_condition.normalized().detach().expand(len(text_embeddings), -1).clone()
     else:
         condition = text_condition(text_embeddings.float())
@@ -56,7 +62,7 @@ def generate_images(denoiser: Denoiser, null_condition: NullCondition, tokenizer
         codes = sample(denoiser, schedule, condition.to(device), guidance_scale=guidance,
                        truncation_r=settings.truncation_r, num_steps=settings.steps, purity=settings.purity,
                        seed=seed, batch_size=batch_size, null_condition=null_condition,
-                       null_condition_form=config.null_condition_at_sampling, progress=progress)
+                       null_condition_form=settings.null_condition, progress=progress)
         images = [to_uint8(tokenizer.decode_codes(code_mapping.expand(codes[i:i + batch_size].to(device))).cpu())
                   for i in range(0, len(codes), batch_size)]
     return torch.cat(images)

@@ -15,7 +15,7 @@ This is the released model's layout (CLIPVQDiffusion image_synthesis/modeling/tr
 transformer_utils.py: Block with attn_type 'selfcondition', timestep_type 'adalayernorm', class_type
 'adalayerclip', mlp_type 'conv_mlp'). Two details are configurable so that the paper presets follow the
 release while the world default keeps what it was measured with: the ConvMLP activation (`mlp_activation`: exact GELU, or the release's GELU2, x * sigmoid(1.702 x))
-and how the learnable null vector is fed at sampling (`null_condition_at_sampling`, see `DenoiserConfig`).
+
 """
 
 from __future__ import annotations
@@ -60,12 +60,6 @@ class DenoiserConfig:
     mlp_activation: str = "gelu"
     """Activation inside ConvMLP: "gelu" (exact) or "quick_gelu", x * sigmoid(1.702 x), the release's GELU2
     (transformer_utils.py GELU2, block_activate: GELU2 in every released config)."""
-    null_condition_at_sampling: str = "normalized"
-    """How the guidance branch feeds the learnable null vector at sampling: "normalized" (the unit vector
-    training substitutes, so the model sees it on the sphere it was trained on) or "raw" (the parameter as
-    it is, as the release does: clip_vqdiffusion.py feeds transformer.empty_text_embed unnormalised although
-    diffusion_transformer.py trains with empty_text_embed / its norm). Training always uses the normalised
-    vector. Part of the model's config so that every sampling job of a model feeds it the same way."""
 
     def __post_init__(self) -> None:
         positive = ("num_codes", "grid_height", "grid_width", "condition_dim", "hidden_dim", "num_layers",
@@ -81,9 +75,6 @@ class DenoiserConfig:
             raise ValueError("DenoiserConfig needs num_codes >= 2 and num_steps >= 2")
         if self.mlp_activation not in MLP_ACTIVATIONS:
             raise ValueError(f"DenoiserConfig.mlp_activation must be one of {MLP_ACTIVATIONS}, got {self.mlp_activation!r}")
-        if self.null_condition_at_sampling not in NULL_CONDITION_FORMS:
-            raise ValueError(f"DenoiserConfig.null_condition_at_sampling must be one of {NULL_CONDITION_FORMS}, "
-                             f"got {self.null_condition_at_sampling!r}")
 
     @property
     def num_tokens(self) -> int:
@@ -92,10 +83,10 @@ class DenoiserConfig:
     @classmethod
     def paper(cls) -> "DenoiserConfig":
         """The released FFHQ/COCO configuration (configs/*_base_train.yaml, *_finetune.yaml): 24 x 512, 16 heads,
-        16x16 tokens, K = 4096, CLIP 512-d, GELU2 in the ConvMLP, the raw null vector at sampling."""
+        16x16 tokens, K = 4096, CLIP 512-d, GELU2 in the ConvMLP (the released sampler's raw null vector is a
+        sampling setting: SamplingSettings.null_condition)."""
         return cls(num_codes=4096, grid_height=16, grid_width=16, condition_dim=512, hidden_dim=512,
-                   num_layers=24, num_heads=16, mlp_ratio=4, num_steps=100, mlp_activation="quick_gelu",
-                   null_condition_at_sampling="raw")
+                   num_layers=24, num_heads=16, mlp_ratio=4, num_steps=100, mlp_activation="quick_gelu")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -218,7 +218,10 @@ def sample_settings(wildcards):
     diffusion methods and LAFITE (which records it only), the clip2latent.sampling block for clip2latent."""
     if wildcards.method == "clip2latent":
         return as_json(config["clip2latent"]["sampling"])
-    return as_json(variant_settings(wildcards.method, wildcards.variant))
+    settings = variant_settings(wildcards.method, wildcards.variant)
+    if "s" in settings:  # a guided method: how its guidance branch feeds the null vector
+        settings = dict(settings, null_condition=config["sampling"]["null_condition"])
+    return as_json(settings)
 
 
 def sample_inputs(wildcards):
