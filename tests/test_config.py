@@ -115,6 +115,13 @@ def test_lint_is_clean():
     assert "Congratulations" in result.stdout + result.stderr, result.stdout + result.stderr
 
 
+def test_workflow_files_are_snakefmt_formatted():
+    """snakefmt, the Snakemake ecosystem's formatter (settings in pyproject.toml), would change nothing."""
+    result = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "--diff", "Snakefile", "workflow/rules"],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
 def _schema_block(*keys):
     node = yaml.safe_load(Path(SCHEMA).read_text())
     for key in keys:

@@ -12,23 +12,23 @@ rule lafite_train:
         model=RESULTS / "models" / "lafite" / "generator.safetensors",
         sidecar=RESULTS / "models" / "lafite" / "generator.json",
         curve=RESULTS / "models" / "lafite" / "curve.csv",
+    log:
+        LOGS / "lafite_train.log",
+    benchmark:
+        BENCHMARKS / "lafite_train.tsv"
+    # The longest single job of the world run: started as soon as the embeddings exist, it does not
+    # hold up the report at the end.
+    priority: 5
+    conda:
+        ENVS["train"]
+    resources:
+        gpu=0,  # CPU by default; a profile's set-resources asks for GPUs (profiles/slurm)
     params:
         settings=as_json({"model": config["lafite"]["model"], "train": config["lafite"]["train"]}),
         resize="--resize" if config["lafite"]["resize"] else "",
         work=RESULTS / "work" / "lafite",
         seed=run_seed(),
         device=config["device"],
-    # The longest single job of the world run: started as soon as the embeddings exist, it does not
-    # hold up the report at the end.
-    priority: 5
-    log:
-        LOGS / "lafite_train.log",
-    benchmark:
-        BENCHMARKS / "lafite_train.tsv"
-    resources:
-        gpu=0,  # CPU by default; a profile's set-resources asks for GPUs (profiles/slurm)
-    conda:
-        ENVS["train"]
     shell:
         clipvqd_trainer(
             "lafite train --params {params.settings:q} --train {input.train}"
@@ -46,20 +46,20 @@ rule clip2latent_generator_train:
         model=RESULTS / "models" / "clip2latent" / "generator.safetensors",
         sidecar=RESULTS / "models" / "clip2latent" / "generator.json",
         curve=RESULTS / "models" / "clip2latent" / "generator_curve.csv",
+    log:
+        LOGS / "clip2latent_generator_train.log",
+    benchmark:
+        BENCHMARKS / "clip2latent_generator_train.tsv"
+    conda:
+        ENVS["train"]
+    resources:
+        gpu=0,  # CPU by default; a profile's set-resources asks for GPUs (profiles/slurm)
     params:
         settings=as_json({k: config["clip2latent"][k] for k in ("generator_model", "generator_train")}),
         resize="--resize" if config["clip2latent"]["resize"] else "",
         work=RESULTS / "work" / "clip2latent" / "generator",
         seed=run_seed(),
         device=config["device"],
-    log:
-        LOGS / "clip2latent_generator_train.log",
-    benchmark:
-        BENCHMARKS / "clip2latent_generator_train.tsv"
-    resources:
-        gpu=0,  # CPU by default; a profile's set-resources asks for GPUs (profiles/slurm)
-    conda:
-        ENVS["train"]
     shell:
         clipvqd_trainer(
             "clip2latent train-generator --params {params.settings:q} --train {input.train} {params.resize}"
@@ -76,16 +76,16 @@ rule clip2latent_latent_sample:
         clip=clip_file("conditioner"),
     output:
         pairs=RESULTS / "models" / "clip2latent" / "latent_pairs.safetensors",
-    params:
-        settings=as_json({"pairs": config["clip2latent"]["pairs"]}),
-        seed=run_seed(4),
-        device=config["device"],
     log:
         LOGS / "clip2latent_latent_sample.log",
     benchmark:
         BENCHMARKS / "clip2latent_latent_sample.tsv"
     conda:
         ENVS["train"]
+    params:
+        settings=as_json({"pairs": config["clip2latent"]["pairs"]}),
+        seed=run_seed(4),
+        device=config["device"],
     shell:
         "python -m clipvqd clip2latent pairs --params {params.settings:q} --generator {input.generator}"
         " --clip {input.clip} --out {output.pairs} --seed {params.seed} --device {params.device} > {log} 2>&1"
@@ -99,23 +99,22 @@ rule clip2latent_prior_train:
         model=RESULTS / "models" / "clip2latent" / "prior.safetensors",
         sidecar=RESULTS / "models" / "clip2latent" / "prior.json",
         curve=RESULTS / "models" / "clip2latent" / "prior_curve.csv",
+    log:
+        LOGS / "clip2latent_prior_train.log",
+    benchmark:
+        BENCHMARKS / "clip2latent_prior_train.tsv"
+    conda:
+        ENVS["train"]
+    resources:
+        gpu=0,  # CPU by default; a profile's set-resources asks for GPUs (profiles/slurm)
     params:
         settings=as_json({k: config["clip2latent"][k] for k in ("prior_model", "prior_train")}),
         work=RESULTS / "work" / "clip2latent" / "prior",
         seed=run_seed(),
         device=config["device"],
-    log:
-        LOGS / "clip2latent_prior_train.log",
-    benchmark:
-        BENCHMARKS / "clip2latent_prior_train.tsv"
-    resources:
-        gpu=0,  # CPU by default; a profile's set-resources asks for GPUs (profiles/slurm)
-    conda:
-        ENVS["train"]
     shell:
         clipvqd_trainer(
             "clip2latent train-prior --params {params.settings:q} --pairs {input.pairs} --work {params.work}"
             " --out {output.model} --curve {output.curve} --seed {params.seed} --device {params.device} > {log} 2>&1",
             ddp=False,
         )
-

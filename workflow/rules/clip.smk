@@ -9,23 +9,23 @@ if STANDIN_ROLES:
             model=RESULTS / "clip" / "{role}" / "model.safetensors",
             sidecar=RESULTS / "clip" / "{role}" / "model.json",
             curve=RESULTS / "clip" / "{role}" / "curve.csv",
+        log:
+            LOGS / "clip_train_standin_{role}.log",
+        benchmark:
+            BENCHMARKS / "clip_train_standin_{role}.tsv"
         wildcard_constraints:
             role="|".join(STANDIN_ROLES),
+        # The conditioner lies on the critical path (conditioner -> embeddings -> pretraining). The judge
+        # is needed by every metrics job at the end: it goes before the other waiting jobs, so the metrics
+        # do not queue behind it.
+        priority: lambda wildcards: 10 if wildcards.role == "conditioner" else 1
+        conda:
+            ENVS["clip"]
         params:
             spec=lambda wildcards: as_json(config["clip"][wildcards.role]),
             seed=lambda wildcards: run_seed(config["clip"][wildcards.role]["seed"]),
             work=lambda wildcards: RESULTS / "work" / f"clip-{wildcards.role}",
             device=config["device"],
-        # The conditioner lies on the critical path (conditioner -> embeddings -> pretraining). The judge
-        # is needed by every metrics job at the end: it goes before the other waiting jobs, so the metrics
-        # do not queue behind it.
-        priority: lambda wildcards: 10 if wildcards.role == "conditioner" else 1
-        log:
-            LOGS / "clip_train_standin_{role}.log",
-        benchmark:
-            BENCHMARKS / "clip_train_standin_{role}.tsv"
-        conda:
-            ENVS["clip"]
         shell:
             "python -m clipvqd clip get --params {params.spec:q} --pairs {input.pairs} --work {params.work}"
             " --curve {output.curve} --seed {params.seed} --device {params.device} --out {output.model}"
@@ -40,14 +40,14 @@ if EXTERNAL_CLIP_ROLES:
         output:
             model=RESULTS / "clip" / "{role}" / "model.safetensors",
             sidecar=RESULTS / "clip" / "{role}" / "model.json",
-        wildcard_constraints:
-            role="|".join(EXTERNAL_CLIP_ROLES),
-        params:
-            spec=lambda wildcards: as_json(config["clip"][wildcards.role]),
         log:
             LOGS / "clip_get_{role}.log",
+        wildcard_constraints:
+            role="|".join(EXTERNAL_CLIP_ROLES),
         conda:
             ENVS["clip"]
+        params:
+            spec=lambda wildcards: as_json(config["clip"][wildcards.role]),
         shell:
             "python -m clipvqd clip get --params {params.spec:q} --out {output.model} > {log} 2>&1"
 
@@ -60,12 +60,12 @@ if IS_WORLD:
             pairs=DATA / "clip_pairs.csv",
         output:
             metrics=RESULTS / "clip" / "{role}" / "metrics.json",
-        params:
-            world=config["data"]["world"]["name"],
         log:
             LOGS / "clip_evaluate_{role}.log",
         conda:
             ENVS["clip"]
+        params:
+            world=config["data"]["world"]["name"],
         shell:
             "python -m clipvqd clip evaluate --clip {input.clip} --pairs {input.pairs} --world {params.world}"
             " --out {output.metrics} > {log} 2>&1"
@@ -79,16 +79,16 @@ rule clip_embed:
     output:
         images=RESULTS / "embeddings" / "train_images.safetensors",
         prompts=RESULTS / "embeddings" / "prompts.safetensors",
-    params:
-        prefix=config["data"]["prompt_prefix"],
-        device=config["device"],
-    priority: 10
     log:
         LOGS / "clip_embed.log",
     benchmark:
         BENCHMARKS / "clip_embed.tsv"
+    priority: 10
     conda:
         ENVS["clip"]
+    params:
+        prefix=config["data"]["prompt_prefix"],
+        device=config["device"],
     shell:
         "python -m clipvqd clip embed --clip {input.clip} --images {input.images} --images-out {output.images}"
         " --prompts {input.prompts} --prompts-out {output.prompts} --prompt-prefix={params.prefix:q}"
@@ -105,12 +105,12 @@ if HAS_CAPTIONS:
             captions=DATA / "train_captions.csv",
         output:
             captions=RESULTS / "embeddings" / "train_captions.safetensors",
-        params:
-            device=config["device"],
         log:
             LOGS / "clip_embed_captions.log",
         conda:
             ENVS["clip"]
+        params:
+            device=config["device"],
         shell:
             "python -m clipvqd clip embed-captions --clip {input.clip} --captions {input.captions}"
             " --out {output.captions} --device {params.device} > {log} 2>&1"

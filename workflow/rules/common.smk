@@ -33,8 +33,10 @@ def check_config():
     for role in CLIP_ROLES:
         spec = config["clip"][role]
         if spec["source"] == "standin" and not IS_WORLD:
-            raise ConfigError(f"clip.{role}.source is 'standin', which trains on a world's captioned pairs, "
-                              f"but data.source is '{SOURCE}'; use 'pretrained' or 'file'")
+            raise ConfigError(
+                f"clip.{role}.source is 'standin', which trains on a world's captioned pairs, "
+                f"but data.source is '{SOURCE}'; use 'pretrained' or 'file'"
+            )
         if spec["source"] == "file":
             if not spec["weights"]:
                 raise ConfigError(f"clip.{role}.source is 'file' but clip.{role}.weights is not set")
@@ -44,7 +46,9 @@ def check_config():
     if len(names) < len(STANDIN_ROLES):
         raise ConfigError("clip.conditioner.standin.model_name and clip.judge.standin.model_name must differ")
     if config["baselines"]["paired"] and not HAS_CAPTIONS:
-        raise ConfigError(f"baselines.paired needs captions, which data.source '{SOURCE}' does not have; set it to false")
+        raise ConfigError(
+            f"baselines.paired needs captions, which data.source '{SOURCE}' does not have; set it to false"
+        )
     if IS_WORLD:
         world = get_world(config["data"]["world"]["name"])
         for number, combination in enumerate(config["data"]["world"]["heldout"]):
@@ -76,15 +80,19 @@ def check_data_config():
         if not Path(spec["prompts_file"]).is_file():
             raise ConfigError(f"data.ffhq.prompts_file: file {spec['prompts_file']} does not exist")
         if spec["image_size"] is not None and spec["image_size"] < spec["resolution"]:
-            raise ConfigError(f"data.ffhq.image_size {spec['image_size']} is smaller than data.ffhq.resolution "
-                              f"{spec['resolution']}")
+            raise ConfigError(
+                f"data.ffhq.image_size {spec['image_size']} is smaller than data.ffhq.resolution "
+                f"{spec['resolution']}"
+            )
     if SOURCE == "coco":
         path = config["data"]["coco"]["path"]
         if path:
             for sub in ("train2014", "val2014", "annotations"):
                 if not (Path(path) / sub).is_dir():
-                    raise ConfigError(f"data.coco.path: {path} has no {sub}/ folder (expected train2014/, "
-                                      "val2014/ and annotations/ as extracted from the official zips)")
+                    raise ConfigError(
+                        f"data.coco.path: {path} has no {sub}/ folder (expected train2014/, "
+                        "val2014/ and annotations/ as extracted from the official zips)"
+                    )
 
 
 check_data_config()
@@ -101,8 +109,7 @@ def coco_source_arguments(wildcards, input):
         return f"--root {shlex.quote(config['data']['coco']['path'])}"
     train, val, annotations = (shlex.quote(str(path)) for path in input.archives)
     hashes = as_json({name: spec["sha256"].lower() for name, spec in COCO_ARCHIVES.items()})
-    return (f"--train-zip {train} --val-zip {val} --annotations-zip {annotations}"
-            f" --inputs-sha256 {shlex.quote(hashes)}")
+    return f"--train-zip {train} --val-zip {val} --annotations-zip {annotations} --inputs-sha256 {shlex.quote(hashes)}"
 
 
 def as_json(block):
@@ -118,16 +125,21 @@ def run_seed(offset=0):
 # as their default. The launcher is chosen by the job's shell from resources.gpu rather than by a params
 # function: params are a rerun trigger, and moving a finished run from a laptop to a cluster must not retrain.
 
+
 def clipvqd_trainer(arguments, ddp):
     """Shell text that runs `python -m clipvqd <arguments>`, or, with ddp and a job's gpu resource > 1,
     `torchrun --standalone --nproc_per_node=<gpu> -m clipvqd <arguments>` (one DDP process per GPU).
     A trainer without DDP refuses more than one GPU instead of silently leaving the others idle."""
     if ddp:
-        launcher = ("$(if [ {resources.gpu} -gt 1 ]; then echo torchrun --standalone --nnodes=1"
-                    " --nproc_per_node={resources.gpu}; else echo python; fi) -m clipvqd ")
+        launcher = (
+            "$(if [ {resources.gpu} -gt 1 ]; then echo torchrun --standalone --nnodes=1"
+            " --nproc_per_node={resources.gpu}; else echo python; fi) -m clipvqd "
+        )
     else:
-        launcher = ("if [ {resources.gpu} -gt 1 ]; then echo 'resources.gpu={resources.gpu}, but this trainer"
-                    " runs as one process (no DDP support); request gpu=1' >&2; exit 1; fi; python -m clipvqd ")
+        launcher = (
+            "if [ {resources.gpu} -gt 1 ]; then echo 'resources.gpu={resources.gpu}, but this trainer"
+            " runs as one process (no DDP support); request gpu=1' >&2; exit 1; fi; python -m clipvqd "
+        )
     return launcher + arguments
 
 
@@ -197,6 +209,7 @@ def sample_sets():
 
 # ---- paths --------------------------------------------------------------------------------------------
 
+
 def clip_file(role):
     return RESULTS / "clip" / role / "model.safetensors"
 
@@ -248,8 +261,11 @@ SAMPLE_PROMPT_INPUTS = ("prompts", "prompt_embeddings")
 
 def sample_model_arguments(wildcards, input):
     """`--model ... --tokenizer ...`: every model file of sample_inputs as the option of the same name."""
-    return " ".join(f"--{name.replace('_', '-')} {shlex.quote(str(path))}" for name, path in input.items()
-                    if name not in SAMPLE_PROMPT_INPUTS)
+    return " ".join(
+        f"--{name.replace('_', '-')} {shlex.quote(str(path))}"
+        for name, path in input.items()
+        if name not in SAMPLE_PROMPT_INPUTS
+    )
 
 
 def metrics_inputs(wildcards):
@@ -275,8 +291,13 @@ def quality_files():
 
 
 def foundation_targets():
-    targets = [DATA / "train.csv", DATA / "reference.csv", DATA / "prompts.csv",
-               RESULTS / "embeddings" / "train_images.safetensors", RESULTS / "embeddings" / "prompts.safetensors"]
+    targets = [
+        DATA / "train.csv",
+        DATA / "reference.csv",
+        DATA / "prompts.csv",
+        RESULTS / "embeddings" / "train_images.safetensors",
+        RESULTS / "embeddings" / "prompts.safetensors",
+    ]
     targets += [clip_file(role) for role in CLIP_ROLES]
     if HAS_CAPTIONS and config["baselines"]["paired"]:
         targets.append(RESULTS / "embeddings" / "train_captions.safetensors")
@@ -296,8 +317,10 @@ def check_evaluation_config():
     if weights is None:
         return
     if not spec["feature_extractor_weights_sha256"]:
-        raise ConfigError("evaluation.feature_extractor_weights_path is set but evaluation.feature_extractor_weights_sha256 "
-                          "is not; the Inception file is unpickled only after its sha256 is checked")
+        raise ConfigError(
+            "evaluation.feature_extractor_weights_path is set but evaluation.feature_extractor_weights_sha256 "
+            "is not; the Inception file is unpickled only after its sha256 is checked"
+        )
     if not Path(weights).is_file():
         raise ConfigError(f"evaluation.feature_extractor_weights_path: file {weights} does not exist")
 
@@ -314,8 +337,9 @@ WEIGHTS_DIR = DOWNLOADS / "weights"
 FETCHED_WEIGHTS = {}
 if config["weights"]["inception"]["fetch"] and not config["evaluation"]["feature_extractor_weights_path"]:
     FETCHED_WEIGHTS["inception"] = config["weights"]["inception"]
-if config["weights"]["lpips"]["fetch"] and not (config["tokenizer"]["train"]["lpips_vgg_weights"]
-                                                 or config["tokenizer"]["train"]["lpips_linear_weights"]):
+if config["weights"]["lpips"]["fetch"] and not (
+    config["tokenizer"]["train"]["lpips_vgg_weights"] or config["tokenizer"]["train"]["lpips_linear_weights"]
+):
     FETCHED_WEIGHTS["lpips_vgg"] = config["weights"]["lpips"]["vgg"]
     FETCHED_WEIGHTS["lpips_linear"] = config["weights"]["lpips"]["linear"]
 
@@ -337,7 +361,10 @@ def lpips_weight_files():
     """Fetched LPIPS files (converted to safetensors) for the tokenizer, or {} (configured paths, or none)."""
     if "lpips_vgg" not in FETCHED_WEIGHTS:
         return {}
-    return {"lpips_vgg": WEIGHTS_DIR / "lpips_vgg.safetensors", "lpips_linear": WEIGHTS_DIR / "lpips_linear.safetensors"}
+    return {
+        "lpips_vgg": WEIGHTS_DIR / "lpips_vgg.safetensors",
+        "lpips_linear": WEIGHTS_DIR / "lpips_linear.safetensors",
+    }
 
 
 def tokenizer_params():
@@ -346,8 +373,11 @@ def tokenizer_params():
     files = lpips_weight_files()
     if not files:
         return as_json(config["tokenizer"])
-    train = dict(config["tokenizer"]["train"], lpips_vgg_weights=str(files["lpips_vgg"]),
-                 lpips_linear_weights=str(files["lpips_linear"]))
+    train = dict(
+        config["tokenizer"]["train"],
+        lpips_vgg_weights=str(files["lpips_vgg"]),
+        lpips_linear_weights=str(files["lpips_linear"]),
+    )
     return as_json(dict(config["tokenizer"], train=train))
 
 

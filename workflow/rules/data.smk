@@ -13,19 +13,17 @@ if IS_WORLD:
             oracle=DATA / "oracle.csv",
             prompts=DATA / "prompts.csv",
             summary=DATA / "world.json",
-            images=directory(
-                [DATA / split for split in ("clip_pairs", "train", "reference", "oracle")]
-            ),
-        params:
-            world=as_json(config["data"]["world"]),
-            seed=run_seed(),
-            out=DATA,
+            images=directory([DATA / split for split in ("clip_pairs", "train", "reference", "oracle")]),
         log:
             LOGS / "world_generate.log",
         benchmark:
             BENCHMARKS / "world_generate.tsv"
         conda:
             ENVS["data"]
+        params:
+            world=as_json(config["data"]["world"]),
+            seed=run_seed(),
+            out=DATA,
         shell:
             "python -m clipvqd world generate --params {params.world:q} --seed {params.seed}"
             " --out {params.out} > {log} 2>&1"
@@ -43,16 +41,16 @@ elif SOURCE == "coco":
                     DOWNLOADS / "coco2014" / "{archive}",
                     sha256=lambda wildcards: COCO_ARCHIVES[wildcards.archive]["sha256"].lower(),
                 ),
+            log:
+                LOGS / "dataset_download_{archive}.log",
             wildcard_constraints:
                 archive="|".join(re.escape(name) for name in COCO_ARCHIVES),
+            conda:
+                ENVS["data"]
             params:
                 url=lambda wildcards: COCO_ARCHIVES[wildcards.archive]["url"],
                 sha256=lambda wildcards: COCO_ARCHIVES[wildcards.archive]["sha256"],
                 size=lambda wildcards: COCO_ARCHIVES[wildcards.archive]["size"] or "none",
-            log:
-                LOGS / "dataset_download_{archive}.log",
-            conda:
-                ENVS["data"]
             shell:
                 "python -m clipvqd data download --url {params.url:q} --sha256 {params.sha256}"
                 " --size {params.size} --out {output.archive:q} > {log:q} 2>&1"
@@ -67,6 +65,12 @@ elif SOURCE == "coco":
             train_captions=DATA / "train_captions.csv",
             summary=DATA / "dataset.json",
             images=directory([DATA / "train2014", DATA / "val2014"]),
+        log:
+            LOGS / "dataset_prepare.log",
+        benchmark:
+            BENCHMARKS / "dataset_prepare.tsv"
+        conda:
+            ENVS["data"]
         params:
             source=coco_source_arguments,
             out=DATA,
@@ -76,12 +80,6 @@ elif SOURCE == "coco":
             reference_count=COCO["reference_count"] or "none",
             prompt_count=COCO["prompt_count"] or "none",
             seed=run_seed(),
-        log:
-            LOGS / "dataset_prepare.log",
-        benchmark:
-            BENCHMARKS / "dataset_prepare.tsv"
-        conda:
-            ENVS["data"]
         shell:
             "python -m clipvqd data coco-prepare {params.source} --out {params.out}"
             " --resolution {params.resolution} --train-on {params.train_on} --seed {params.seed}"
@@ -111,16 +109,16 @@ elif SOURCE == "ffhq":
             images=FFHQ_ROOT,
         output:
             manifest=DATA / "ffhq_source.csv",
-        params:
-            expected_count=FFHQ["expected_count"] or "none",
-            image_size=FFHQ["image_size"] or "none",
-            min_side=FFHQ["resolution"],
         log:
             LOGS / "ffhq_validate.log",
         benchmark:
             BENCHMARKS / "ffhq_validate.tsv"
         conda:
             ENVS["data"]
+        params:
+            expected_count=FFHQ["expected_count"] or "none",
+            image_size=FFHQ["image_size"] or "none",
+            min_side=FFHQ["resolution"],
         shell:
             "python -m clipvqd data ffhq-validate --root {input.images:q} --manifest {output.manifest}"
             " --expected-count {params.expected_count} --image-size {params.image_size}"
@@ -136,18 +134,18 @@ elif SOURCE == "ffhq":
             prompts=DATA / "prompts.csv",
             summary=DATA / "dataset.json",
             images=directory(DATA / "ffhq"),
-        params:
-            out=DATA,
-            resolution=FFHQ["resolution"],
-            train_count=FFHQ["train_count"] or "none",
-            reference_count=FFHQ["reference_count"] or "none",
-            seed=run_seed(),
         log:
             LOGS / "dataset_prepare.log",
         benchmark:
             BENCHMARKS / "dataset_prepare.tsv"
         conda:
             ENVS["data"]
+        params:
+            out=DATA,
+            resolution=FFHQ["resolution"],
+            train_count=FFHQ["train_count"] or "none",
+            reference_count=FFHQ["reference_count"] or "none",
+            seed=run_seed(),
         shell:
             "python -m clipvqd data ffhq-prepare --source-manifest {input.source} --out {params.out}"
             " --resolution {params.resolution} --prompts-file {input.prompts_file:q} --seed {params.seed}"
@@ -165,16 +163,16 @@ if FETCHED_WEIGHTS:
                 WEIGHTS_DIR / "{name}.pth",
                 sha256=lambda wildcards: FETCHED_WEIGHTS[wildcards.name]["sha256"].lower(),
             ),
+        log:
+            LOGS / "weights_download_{name}.log",
         wildcard_constraints:
             name="|".join(FETCHED_WEIGHTS),
+        conda:
+            ENVS["data"]
         params:
             url=lambda wildcards: FETCHED_WEIGHTS[wildcards.name]["url"],
             sha256=lambda wildcards: FETCHED_WEIGHTS[wildcards.name]["sha256"],
             size=lambda wildcards: FETCHED_WEIGHTS[wildcards.name]["size"] or "none",
-        log:
-            LOGS / "weights_download_{name}.log",
-        conda:
-            ENVS["data"]
         shell:
             "python -m clipvqd data download --url {params.url:q} --sha256 {params.sha256}"
             " --size {params.size} --out {output.weights} > {log} 2>&1"
@@ -188,14 +186,14 @@ if "lpips_vgg" in FETCHED_WEIGHTS:
             weights=WEIGHTS_DIR / "{name}.pth",
         output:
             weights=WEIGHTS_DIR / "{name}.safetensors",
-        wildcard_constraints:
-            name="lpips_vgg|lpips_linear",
-        params:
-            sha256=lambda wildcards: FETCHED_WEIGHTS[wildcards.name]["sha256"],
         log:
             LOGS / "weights_convert_{name}.log",
+        wildcard_constraints:
+            name="lpips_vgg|lpips_linear",
         conda:
             ENVS["data"]
+        params:
+            sha256=lambda wildcards: FETCHED_WEIGHTS[wildcards.name]["sha256"],
         shell:
             "python -m clipvqd data convert-weights --source {input.weights} --sha256 {params.sha256}"
             " --out {output.weights} --what {wildcards.name} > {log} 2>&1"

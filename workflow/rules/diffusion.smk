@@ -9,20 +9,20 @@ rule diffusion_pretrain:
         model=RESULTS / "models" / "clip-vqdiffusion" / "alpha={alpha}" / "pretrain.safetensors",
         sidecar=RESULTS / "models" / "clip-vqdiffusion" / "alpha={alpha}" / "pretrain.json",
         curve=RESULTS / "models" / "clip-vqdiffusion" / "alpha={alpha}" / "pretrain_curve.csv",
+    log:
+        LOGS / "diffusion_pretrain_alpha={alpha}.log",
+    benchmark:
+        BENCHMARKS / "diffusion_pretrain_alpha={alpha}.tsv"
+    priority: 10
+    conda:
+        ENVS["train"]
+    resources:
+        gpu=0,  # CPU by default; a profile's set-resources asks for GPUs (profiles/slurm)
     params:
         settings=diffusion_params("pretrain"),
         work=lambda wildcards: RESULTS / "work" / f"diffusion-alpha={wildcards.alpha}-pretrain",
         seed=run_seed(),
         device=config["device"],
-    priority: 10
-    log:
-        LOGS / "diffusion_pretrain_alpha={alpha}.log",
-    benchmark:
-        BENCHMARKS / "diffusion_pretrain_alpha={alpha}.tsv"
-    resources:
-        gpu=0,  # CPU by default; a profile's set-resources asks for GPUs (profiles/slurm)
-    conda:
-        ENVS["train"]
     shell:
         clipvqd_trainer(
             "diffusion train --mode language_free --params {params.settings:q}"
@@ -42,20 +42,20 @@ rule diffusion_cfg_finetune:
         model=RESULTS / "models" / "clip-vqdiffusion" / "alpha={alpha}" / "cfg.safetensors",
         sidecar=RESULTS / "models" / "clip-vqdiffusion" / "alpha={alpha}" / "cfg.json",
         curve=RESULTS / "models" / "clip-vqdiffusion" / "alpha={alpha}" / "cfg_curve.csv",
+    log:
+        LOGS / "diffusion_cfg_finetune_alpha={alpha}.log",
+    benchmark:
+        BENCHMARKS / "diffusion_cfg_finetune_alpha={alpha}.tsv"
+    priority: 10
+    conda:
+        ENVS["train"]
+    resources:
+        gpu=0,  # CPU by default; a profile's set-resources asks for GPUs (profiles/slurm)
     params:
         settings=diffusion_params("finetune"),
         work=lambda wildcards: RESULTS / "work" / f"diffusion-alpha={wildcards.alpha}-cfg",
         seed=run_seed(1),
         device=config["device"],
-    priority: 10
-    log:
-        LOGS / "diffusion_cfg_finetune_alpha={alpha}.log",
-    benchmark:
-        BENCHMARKS / "diffusion_cfg_finetune_alpha={alpha}.tsv"
-    resources:
-        gpu=0,  # CPU by default; a profile's set-resources asks for GPUs (profiles/slurm)
-    conda:
-        ENVS["train"]
     shell:
         clipvqd_trainer(
             "diffusion train --mode cfg_finetune --params {params.settings:q}"
@@ -71,28 +71,28 @@ rule diffusion_control:
     # unconditional: only the null condition (lower bound); the image embeddings only size that condition.
     input:
         tokens=TOKENS,
-        embeddings=lambda wildcards: RESULTS / "embeddings" / (
-            "train_captions.safetensors" if wildcards.control == "paired" else "train_images.safetensors"
-        ),
+        embeddings=lambda wildcards: RESULTS
+        / "embeddings"
+        / ("train_captions.safetensors" if wildcards.control == "paired" else "train_images.safetensors"),
     output:
         model=RESULTS / "models" / "{control}" / "model.safetensors",
         sidecar=RESULTS / "models" / "{control}" / "model.json",
         curve=RESULTS / "models" / "{control}" / "curve.csv",
+    log:
+        LOGS / "diffusion_{control}.log",
+    benchmark:
+        BENCHMARKS / "diffusion_{control}.tsv"
     wildcard_constraints:
         control="paired|unconditional",
+    conda:
+        ENVS["train"]
+    resources:
+        gpu=0,  # CPU by default; a profile's set-resources asks for GPUs (profiles/slurm)
     params:
         settings=diffusion_params("pretrain"),
         work=lambda wildcards: RESULTS / "work" / f"diffusion-{wildcards.control}",
         seed=run_seed(),
         device=config["device"],
-    log:
-        LOGS / "diffusion_{control}.log",
-    benchmark:
-        BENCHMARKS / "diffusion_{control}.tsv"
-    resources:
-        gpu=0,  # CPU by default; a profile's set-resources asks for GPUs (profiles/slurm)
-    conda:
-        ENVS["train"]
     shell:
         clipvqd_trainer(
             "diffusion train --mode {wildcards.control} --params {params.settings:q}"

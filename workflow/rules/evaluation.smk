@@ -8,9 +8,15 @@ rule sample:
         unpack(sample_inputs),
     output:
         manifest=RESULTS / "samples" / "{method}" / "{variant}" / "manifest.csv",
+    log:
+        LOGS / "sample_{method}_{variant}.log",
+    benchmark:
+        BENCHMARKS / "sample_{method}_{variant}.tsv"
     wildcard_constraints:
         method="|".join(ALL_METHODS),
         variant="[^/]+",
+    conda:
+        ENVS["train"]
     params:
         models=sample_model_arguments,
         settings=sample_settings,
@@ -18,12 +24,6 @@ rule sample:
         samples_per_prompt=config["sampling"]["samples_per_prompt"],
         seed=run_seed(2),
         device=config["device"],
-    log:
-        LOGS / "sample_{method}_{variant}.log",
-    benchmark:
-        BENCHMARKS / "sample_{method}_{variant}.tsv"
-    conda:
-        ENVS["train"]
     shell:
         "python -m clipvqd sample --method {wildcards.method} --variant {wildcards.variant} {params.models}"
         " --settings {params.settings:q} --prompts {input.prompts} --prompt-embeddings {input.prompt_embeddings}"
@@ -48,9 +48,15 @@ rule metrics:
         ),
         protocol=RESULTS / "metrics" / "{method}" / "{variant}.protocol.json",
         best_of=RESULTS / "metrics" / "{method}" / "{variant}.best16.csv",
+    log:
+        LOGS / "metrics_{method}_{variant}.log",
+    benchmark:
+        BENCHMARKS / "metrics_{method}_{variant}.tsv"
     wildcard_constraints:
         method="|".join(ALL_METHODS),
         variant="[^/]+",
+    conda:
+        ENVS["evaluation"]
     params:
         oracle=oracle_arguments,
         inception=inception_arguments,
@@ -61,12 +67,6 @@ rule metrics:
         cross_check=config["evaluation"]["cross_check"],
         seed=run_seed(),
         device=config["device"],
-    log:
-        LOGS / "metrics_{method}_{variant}.log",
-    benchmark:
-        BENCHMARKS / "metrics_{method}_{variant}.tsv"
-    conda:
-        ENVS["evaluation"]
     shell:
         "python -m clipvqd evaluate metrics --samples {input.samples:q} --reference {input.reference}"
         " --prompts {input.prompts} --conditioner {input.conditioner} --judge {input.judge} {params.oracle}"
@@ -97,6 +97,10 @@ rule report:
             caption="../report/figures.rst",
             category="Figures",
         ),
+    log:
+        LOGS / "report.log",
+    conda:
+        ENVS["report"]
     params:
         out_dir=REPORT,
         grids=json_paths(report_sample_grids()),
@@ -105,10 +109,6 @@ rule report:
         benchmarks=BENCHMARKS,
         title=config["report"]["title"],
         run=config["run"],
-    log:
-        LOGS / "report.log",
-    conda:
-        ENVS["report"]
     shell:
         "python -m clipvqd evaluate report --tables {input.tables:q} --protocols {input.protocols:q}"
         " --metrics-out {output.metrics} --protocol-out {output.protocol} --out-dir {params.out_dir}"

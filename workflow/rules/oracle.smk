@@ -11,17 +11,17 @@ if IS_WORLD:
             sidecar=RESULTS / "oracle" / "model.json",
             curve=RESULTS / "oracle" / "curve.csv",
             metrics=RESULTS / "oracle" / "metrics.json",
-        params:
-            oracle=as_json(config["oracle"]),
-            world=config["data"]["world"]["name"],
-            work=RESULTS / "work" / "oracle",
-            seed=run_seed(),
         log:
             LOGS / "oracle_train.log",
         benchmark:
             BENCHMARKS / "oracle_train.tsv"
         conda:
             ENVS["train"]
+        params:
+            oracle=as_json(config["oracle"]),
+            world=config["data"]["world"]["name"],
+            work=RESULTS / "work" / "oracle",
+            seed=run_seed(),
         shell:
             "python -m clipvqd oracle train --params {params.oracle:q} --world {params.world}"
             " --manifest {input.oracle} --reference {input.reference} --work {params.work}"

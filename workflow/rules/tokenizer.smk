@@ -12,20 +12,20 @@ rule tokenizer_train:
         sidecar=RESULTS / "tokenizer" / "model.json",
         codebook=RESULTS / "tokenizer" / "codebook.json",
         curve=RESULTS / "tokenizer" / "curve.csv",
+    log:
+        LOGS / "tokenizer_train.log",
+    benchmark:
+        BENCHMARKS / "tokenizer_train.tsv"
+    priority: 10
+    conda:
+        ENVS["train"]
+    resources:
+        gpu=0,  # CPU by default; a profile's set-resources asks for GPUs (profiles/slurm)
     params:
         tokenizer=tokenizer_params(),
         work=RESULTS / "work" / "tokenizer",
         seed=run_seed(),
         device=config["device"],
-    priority: 10
-    log:
-        LOGS / "tokenizer_train.log",
-    benchmark:
-        BENCHMARKS / "tokenizer_train.tsv"
-    resources:
-        gpu=0,  # CPU by default; a profile's set-resources asks for GPUs (profiles/slurm)
-    conda:
-        ENVS["train"]
     shell:
         clipvqd_trainer(
             "tokenizer train --params {params.tokenizer:q} --train {input.train}"
@@ -48,16 +48,16 @@ rule tokenizer_evaluate:
             caption="../report/tokenizer_reconstructions.rst",
             category="Tokenizer",
         ),
-    params:
-        oracle=lambda wildcards, input: f"--oracle {input.oracle}" if input.oracle else "",
-        resize="--resize" if config["tokenizer"]["resize"] else "",
-        device=config["device"],
     log:
         LOGS / "tokenizer_evaluate.log",
     benchmark:
         BENCHMARKS / "tokenizer_evaluate.tsv"
     conda:
         ENVS["train"]
+    params:
+        oracle=lambda wildcards, input: f"--oracle {input.oracle}" if input.oracle else "",
+        resize="--resize" if config["tokenizer"]["resize"] else "",
+        device=config["device"],
     shell:
         "python -m clipvqd tokenizer evaluate --model {input.model} --codebook {input.codebook}"
         " --heldout {input.heldout} {params.oracle} {params.resize} --metrics {output.metrics}"
@@ -72,16 +72,16 @@ rule tokenizer_tokenize:
     output:
         codes=RESULTS / "tokens" / "train.npy",
         manifest=TOKENS,
-    params:
-        resize="--resize" if config["tokenizer"]["resize"] else "",
-        device=config["device"],
-    priority: 10
     log:
         LOGS / "tokenizer_tokenize.log",
     benchmark:
         BENCHMARKS / "tokenizer_tokenize.tsv"
+    priority: 10
     conda:
         ENVS["train"]
+    params:
+        resize="--resize" if config["tokenizer"]["resize"] else "",
+        device=config["device"],
     shell:
         "python -m clipvqd tokenizer tokenize --model {input.model} --codebook {input.codebook}"
         " --train {input.train} {params.resize} --out {output.codes} --manifest {output.manifest}"
