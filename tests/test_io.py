@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from clipvqd.checkpoint import CheckpointMismatch, load_weights, save_weights
-from clipvqd.hashing import ChecksumMismatch, verify_sha256
+from clipvqd.hashing import ChecksumMismatch, sha256_file, verify_sha256
 from clipvqd.manifest import ManifestError, ManifestImages, load_rgb, read_manifest
 from clipvqd.training import CorruptResumeState, ResumeState
 
@@ -52,7 +52,8 @@ def test_checkpoint_from_other_config_names_the_key(tmp_path):
     save_weights(tmp_path / "m.safetensors", torch.nn.Linear(4, 3).state_dict(), {"step": 1})
     with pytest.raises(CheckpointMismatch, match=r"'weight' has shape \(3, 4\) in the checkpoint but \(5, 4\)"):
         load_weights(tmp_path / "m.safetensors", torch.nn.Linear(4, 5))
-    assert load_weights(tmp_path / "m.safetensors", torch.nn.Linear(4, 3)) == {"step": 1}
+    meta = load_weights(tmp_path / "m.safetensors", torch.nn.Linear(4, 3))
+    assert meta == {"step": 1, "weights_sha256": sha256_file(tmp_path / "m.safetensors")}
 
 
 def test_resume_restores_exactly_and_names_a_damaged_snapshot(tmp_path):

@@ -31,9 +31,9 @@ rule lafite_train:
         device=config["device"],
     shell:
         clipvqd_trainer(
-            "lafite train --params {params.settings:q} --train {input.train}"
-            " --embeddings {input.embeddings} --clip {input.clip} {params.resize} --work {params.work}"
-            " --out {output.model} --curve {output.curve} --seed {params.seed} --device {params.device} > {log} 2>&1",
+            "lafite train --params {params.settings:q} --train {input.train:q}"
+            " --embeddings {input.embeddings:q} --clip {input.clip:q} {params.resize} --work {params.work:q}"
+            " --out {output.model:q} --curve {output.curve:q} --seed {params.seed:q} --device {params.device:q} > {log:q} 2>&1",
             ddp=False,
         )
 
@@ -62,9 +62,9 @@ rule clip2latent_generator_train:
         device=config["device"],
     shell:
         clipvqd_trainer(
-            "clip2latent train-generator --params {params.settings:q} --train {input.train} {params.resize}"
-            " --work {params.work} --out {output.model} --curve {output.curve} --seed {params.seed}"
-            " --device {params.device} > {log} 2>&1",
+            "clip2latent train-generator --params {params.settings:q} --train {input.train:q} {params.resize}"
+            " --work {params.work:q} --out {output.model:q} --curve {output.curve:q} --seed {params.seed:q}"
+            " --device {params.device:q} > {log:q} 2>&1",
             ddp=False,
         )
 
@@ -87,8 +87,8 @@ rule clip2latent_latent_sample:
         seed=run_seed(4),
         device=config["device"],
     shell:
-        "python -m clipvqd clip2latent pairs --params {params.settings:q} --generator {input.generator}"
-        " --clip {input.clip} --out {output.pairs} --seed {params.seed} --device {params.device} > {log} 2>&1"
+        "python -m clipvqd clip2latent pairs --params {params.settings:q} --generator {input.generator:q}"
+        " --clip {input.clip:q} --out {output.pairs:q} --seed {params.seed:q} --device {params.device:q} > {log:q} 2>&1"
 
 
 rule clip2latent_prior_train:
@@ -114,7 +114,7 @@ rule clip2latent_prior_train:
         device=config["device"],
     shell:
         clipvqd_trainer(
-            "clip2latent train-prior --params {params.settings:q} --pairs {input.pairs} --work {params.work}"
-            " --out {output.model} --curve {output.curve} --seed {params.seed} --device {params.device} > {log} 2>&1",
+            "clip2latent train-prior --params {params.settings:q} --pairs {input.pairs:q} --work {params.work:q}"
+            " --out {output.model:q} --curve {output.curve:q} --seed {params.seed:q} --device {params.device:q} > {log:q} 2>&1",
             ddp=False,
         )

@@ -27,9 +27,9 @@ if STANDIN_ROLES:
             work=lambda wildcards: RESULTS / "work" / f"clip-{wildcards.role}",
             device=config["device"],
         shell:
-            "python -m clipvqd clip get --params {params.spec:q} --pairs {input.pairs} --work {params.work}"
-            " --curve {output.curve} --seed {params.seed} --device {params.device} --out {output.model}"
-            " > {log} 2>&1"
+            "python -m clipvqd clip get --params {params.spec:q} --pairs {input.pairs:q} --work {params.work:q}"
+            " --curve {output.curve:q} --seed {params.seed:q} --device {params.device:q} --out {output.model:q}"
+            " > {log:q} 2>&1"
 
 
 if EXTERNAL_CLIP_ROLES:
@@ -49,7 +49,7 @@ if EXTERNAL_CLIP_ROLES:
         params:
             spec=lambda wildcards: as_json(config["clip"][wildcards.role]),
         shell:
-            "python -m clipvqd clip get --params {params.spec:q} --out {output.model} > {log} 2>&1"
+            "python -m clipvqd clip get --params {params.spec:q} --out {output.model:q} > {log:q} 2>&1"
 
 
 if IS_WORLD:
@@ -67,8 +67,8 @@ if IS_WORLD:
         params:
             world=config["data"]["world"]["name"],
         shell:
-            "python -m clipvqd clip evaluate --clip {input.clip} --pairs {input.pairs} --world {params.world}"
-            " --out {output.metrics} > {log} 2>&1"
+            "python -m clipvqd clip evaluate --clip {input.clip:q} --pairs {input.pairs:q} --world {params.world:q}"
+            " --out {output.metrics:q} > {log:q} 2>&1"
 
 
 rule clip_embed:
@@ -90,9 +90,9 @@ rule clip_embed:
         prefix=config["data"]["prompt_prefix"],
         device=config["device"],
     shell:
-        "python -m clipvqd clip embed --clip {input.clip} --images {input.images} --images-out {output.images}"
-        " --prompts {input.prompts} --prompts-out {output.prompts} --prompt-prefix={params.prefix:q}"
-        " --device {params.device} > {log} 2>&1"
+        "python -m clipvqd clip embed --clip {input.clip:q} --images {input.images:q} --images-out {output.images:q}"
+        " --prompts {input.prompts:q} --prompts-out {output.prompts:q} --prompt-prefix={params.prefix:q}"
+        " --device {params.device:q} > {log:q} 2>&1"
 
 
 if HAS_CAPTIONS:
@@ -112,5 +112,5 @@ if HAS_CAPTIONS:
         params:
             device=config["device"],
         shell:
-            "python -m clipvqd clip embed-captions --clip {input.clip} --captions {input.captions}"
-            " --out {output.captions} --device {params.device} > {log} 2>&1"
+            "python -m clipvqd clip embed-captions --clip {input.clip:q} --captions {input.captions:q}"
+            " --out {output.captions:q} --device {params.device:q} > {log:q} 2>&1"

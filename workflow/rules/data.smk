@@ -25,8 +25,8 @@ if IS_WORLD:
             seed=run_seed(),
             out=DATA,
         shell:
-            "python -m clipvqd world generate --params {params.world:q} --seed {params.seed}"
-            " --out {params.out} > {log} 2>&1"
+            "python -m clipvqd world generate --params {params.world:q} --seed {params.seed:q}"
+            " --out {params.out:q} > {log:q} 2>&1"
 
 elif SOURCE == "coco":
     COCO = config["data"]["coco"]
@@ -53,7 +53,7 @@ elif SOURCE == "coco":
                 size=lambda wildcards: COCO_ARCHIVES[wildcards.archive]["size"] or "none",
             shell:
                 "python -m clipvqd data download --url {params.url:q} --sha256 {params.sha256}"
-                " --size {params.size} --out {output.archive:q} > {log:q} 2>&1"
+                " --size {params.size:q} --out {output.archive:q} > {log:q} 2>&1"
 
     rule dataset_prepare:
         input:
@@ -81,10 +81,10 @@ elif SOURCE == "coco":
             prompt_count=COCO["prompt_count"] or "none",
             seed=run_seed(),
         shell:
-            "python -m clipvqd data coco-prepare {params.source} --out {params.out}"
-            " --resolution {params.resolution} --train-on {params.train_on} --seed {params.seed}"
-            " --train-count {params.train_count} --reference-count {params.reference_count}"
-            " --prompt-count {params.prompt_count} --workers {threads} > {log} 2>&1"
+            "python -m clipvqd data coco-prepare {params.source} --out {params.out:q}"
+            " --resolution {params.resolution:q} --train-on {params.train_on:q} --seed {params.seed:q}"
+            " --train-count {params.train_count:q} --reference-count {params.reference_count:q}"
+            " --prompt-count {params.prompt_count:q} --workers {threads} > {log:q} 2>&1"
 
 elif SOURCE == "ffhq":
     FFHQ = config["data"]["ffhq"]
@@ -101,7 +101,7 @@ elif SOURCE == "ffhq":
             conda:
                 ENVS["data"]
             shell:
-                "python -m clipvqd data ffhq-download --out {output.images:q} > {log} 2>&1"
+                "python -m clipvqd data ffhq-download --out {output.images:q} > {log:q} 2>&1"
 
     rule ffhq_validate:
         # Count, readability and size of every file of the copy; a manifest with each file's sha256.
@@ -120,9 +120,9 @@ elif SOURCE == "ffhq":
             image_size=FFHQ["image_size"] or "none",
             min_side=FFHQ["resolution"],
         shell:
-            "python -m clipvqd data ffhq-validate --root {input.images:q} --manifest {output.manifest}"
-            " --expected-count {params.expected_count} --image-size {params.image_size}"
-            " --min-side {params.min_side} --workers {threads} > {log} 2>&1"
+            "python -m clipvqd data ffhq-validate --root {input.images:q} --manifest {output.manifest:q}"
+            " --expected-count {params.expected_count:q} --image-size {params.image_size:q}"
+            " --min-side {params.min_side:q} --workers {threads} > {log:q} 2>&1"
 
     rule dataset_prepare:
         input:
@@ -147,10 +147,10 @@ elif SOURCE == "ffhq":
             reference_count=FFHQ["reference_count"] or "none",
             seed=run_seed(),
         shell:
-            "python -m clipvqd data ffhq-prepare --source-manifest {input.source} --out {params.out}"
-            " --resolution {params.resolution} --prompts-file {input.prompts_file:q} --seed {params.seed}"
-            " --train-count {params.train_count} --reference-count {params.reference_count}"
-            " --workers {threads} > {log} 2>&1"
+            "python -m clipvqd data ffhq-prepare --source-manifest {input.source:q} --out {params.out:q}"
+            " --resolution {params.resolution:q} --prompts-file {input.prompts_file:q} --seed {params.seed:q}"
+            " --train-count {params.train_count:q} --reference-count {params.reference_count:q}"
+            " --workers {threads} > {log:q} 2>&1"
 
 
 # ---- pretrained weights (weights.*: off by default, the offline default needs none) -------------------
@@ -175,7 +175,7 @@ if FETCHED_WEIGHTS:
             size=lambda wildcards: FETCHED_WEIGHTS[wildcards.name]["size"] or "none",
         shell:
             "python -m clipvqd data download --url {params.url:q} --sha256 {params.sha256}"
-            " --size {params.size} --out {output.weights} > {log} 2>&1"
+            " --size {params.size:q} --out {output.weights:q} > {log:q} 2>&1"
 
 
 if "lpips_vgg" in FETCHED_WEIGHTS:
@@ -195,5 +195,5 @@ if "lpips_vgg" in FETCHED_WEIGHTS:
         params:
             sha256=lambda wildcards: FETCHED_WEIGHTS[wildcards.name]["sha256"],
         shell:
-            "python -m clipvqd data convert-weights --source {input.weights} --sha256 {params.sha256}"
-            " --out {output.weights} --what {wildcards.name} > {log} 2>&1"
+            "python -m clipvqd data convert-weights --source {input.weights:q} --sha256 {params.sha256}"
+            " --out {output.weights:q} --what {wildcards.name:q} > {log:q} 2>&1"

@@ -26,9 +26,9 @@ rule diffusion_pretrain:
     shell:
         clipvqd_trainer(
             "diffusion train --mode language_free --params {params.settings:q}"
-            " --tokens {input.tokens} --embeddings {input.embeddings} --alpha {wildcards.alpha}"
-            " --work {params.work} --out {output.model} --curve {output.curve} --seed {params.seed}"
-            " --device {params.device} > {log} 2>&1",
+            " --tokens {input.tokens:q} --embeddings {input.embeddings:q} --alpha {wildcards.alpha:q}"
+            " --work {params.work:q} --out {output.model:q} --curve {output.curve:q} --seed {params.seed:q}"
+            " --device {params.device:q} > {log:q} 2>&1",
             ddp=True,
         )
 
@@ -59,9 +59,9 @@ rule diffusion_cfg_finetune:
     shell:
         clipvqd_trainer(
             "diffusion train --mode cfg_finetune --params {params.settings:q}"
-            " --tokens {input.tokens} --embeddings {input.embeddings} --alpha {wildcards.alpha}"
-            " --init {input.pretrained} --work {params.work} --out {output.model} --curve {output.curve}"
-            " --seed {params.seed} --device {params.device} > {log} 2>&1",
+            " --tokens {input.tokens:q} --embeddings {input.embeddings:q} --alpha {wildcards.alpha:q}"
+            " --init {input.pretrained:q} --work {params.work:q} --out {output.model:q} --curve {output.curve:q}"
+            " --seed {params.seed:q} --device {params.device:q} > {log:q} 2>&1",
             ddp=True,
         )
 
@@ -95,8 +95,8 @@ rule diffusion_control:
         device=config["device"],
     shell:
         clipvqd_trainer(
-            "diffusion train --mode {wildcards.control} --params {params.settings:q}"
-            " --tokens {input.tokens} --embeddings {input.embeddings} --work {params.work} --out {output.model}"
-            " --curve {output.curve} --seed {params.seed} --device {params.device} > {log} 2>&1",
+            "diffusion train --mode {wildcards.control:q} --params {params.settings:q}"
+            " --tokens {input.tokens:q} --embeddings {input.embeddings:q} --work {params.work:q} --out {output.model:q}"
+            " --curve {output.curve:q} --seed {params.seed:q} --device {params.device:q} > {log:q} 2>&1",
             ddp=True,
         )

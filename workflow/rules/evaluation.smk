@@ -22,13 +22,13 @@ rule sample:
         settings=sample_settings,
         prefix=config["data"]["prompt_prefix"],
         samples_per_prompt=config["sampling"]["samples_per_prompt"],
-        seed=run_seed(2),
+        seed=SAMPLE_SEED,
         device=config["device"],
     shell:
-        "python -m clipvqd sample --method {wildcards.method} --variant {wildcards.variant} {params.models}"
-        " --settings {params.settings:q} --prompts {input.prompts} --prompt-embeddings {input.prompt_embeddings}"
-        " --prompt-prefix={params.prefix:q} --samples-per-prompt {params.samples_per_prompt} --seed {params.seed}"
-        " --manifest {output.manifest} --device {params.device} > {log} 2>&1"
+        "python -m clipvqd sample --method {wildcards.method:q} --variant {wildcards.variant:q} {params.models}"
+        " --settings {params.settings:q} --prompts {input.prompts:q} --prompt-embeddings {input.prompt_embeddings:q}"
+        " --prompt-prefix={params.prefix:q} --samples-per-prompt {params.samples_per_prompt:q} --seed {params.seed:q}"
+        " --manifest {output.manifest:q} --device {params.device:q} > {log:q} 2>&1"
 
 
 rule metrics:
@@ -65,16 +65,17 @@ rule metrics:
         kid_subsets=config["evaluation"]["kid_subsets"],
         kid_subset_size=config["evaluation"]["kid_subset_size"],
         cross_check=config["evaluation"]["cross_check"],
+        plan=sample_plan_arguments(),
         seed=run_seed(),
         device=config["device"],
     shell:
-        "python -m clipvqd evaluate metrics --samples {input.samples:q} --reference {input.reference}"
-        " --prompts {input.prompts} --conditioner {input.conditioner} --judge {input.judge} {params.oracle}"
-        " {params.inception} --method {wildcards.method} --variant {wildcards.variant:q}"
-        " --cache-dir {params.cache} --kid-subsets {params.kid_subsets} --kid-subset-size {params.kid_subset_size}"
-        " --cross-check {params.cross_check} --reference-name {params.reference_name:q} --seed {params.seed}"
+        "python -m clipvqd evaluate metrics --samples {input.samples:q} --reference {input.reference:q}"
+        " --prompts {input.prompts:q} --conditioner {input.conditioner:q} --judge {input.judge:q} {params.oracle}"
+        " {params.inception} --method {wildcards.method:q} --variant {wildcards.variant:q}"
+        " --cache-dir {params.cache:q} --kid-subsets {params.kid_subsets:q} --kid-subset-size {params.kid_subset_size:q}"
+        " --cross-check {params.cross_check:q} --reference-name {params.reference_name:q} --seed {params.seed:q}"
         " --out {output.table:q} --protocol-out {output.protocol:q} --candidates {output.best_of:q}"
-        " --device {params.device} > {log:q} 2>&1"
+        " {params.plan} --device {params.device:q} > {log:q} 2>&1"
 
 
 rule report:
@@ -87,6 +88,7 @@ rule report:
         quality=quality_files(),
         curves=list(training_curves().values()),
         samples=list(report_sample_grids().values()),
+        prompts=DATA / "prompts.csv",
     output:
         html=report(REPORT / "index.html", caption="../report/index.rst", category="Comparison report"),
         metrics=report(REPORT / "metrics.csv", caption="../report/metrics.rst", category="Comparison report"),
@@ -109,8 +111,10 @@ rule report:
         benchmarks=BENCHMARKS,
         title=config["report"]["title"],
         run=config["run"],
+        plan=sample_plan_arguments(),
     shell:
         "python -m clipvqd evaluate report --tables {input.tables:q} --protocols {input.protocols:q}"
-        " --metrics-out {output.metrics} --protocol-out {output.protocol} --out-dir {params.out_dir}"
+        " --metrics-out {output.metrics:q} --protocol-out {output.protocol:q} --out-dir {params.out_dir:q}"
         " --grids {params.grids:q} --curves {params.curves:q} --quality {params.quality:q}"
-        " --benchmarks-dir {params.benchmarks} --title {params.title:q} --run-name {params.run:q} > {log} 2>&1"
+        " --benchmarks-dir {params.benchmarks:q} --title {params.title:q} --run-name {params.run:q}"
+        " --prompts {input.prompts:q} {params.plan} > {log:q} 2>&1"

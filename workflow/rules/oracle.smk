@@ -23,7 +23,7 @@ if IS_WORLD:
             work=RESULTS / "work" / "oracle",
             seed=run_seed(),
         shell:
-            "python -m clipvqd oracle train --params {params.oracle:q} --world {params.world}"
-            " --manifest {input.oracle} --reference {input.reference} --work {params.work}"
-            " --out {output.model} --curve {output.curve} --metrics {output.metrics}"
-            " --seed {params.seed} > {log} 2>&1"
+            "python -m clipvqd oracle train --params {params.oracle:q} --world {params.world:q}"
+            " --manifest {input.oracle:q} --reference {input.reference:q} --work {params.work:q}"
+            " --out {output.model:q} --curve {output.curve:q} --metrics {output.metrics:q}"
+            " --seed {params.seed:q} > {log:q} 2>&1"

@@ -28,9 +28,9 @@ rule tokenizer_train:
         device=config["device"],
     shell:
         clipvqd_trainer(
-            "tokenizer train --params {params.tokenizer:q} --train {input.train}"
-            " --work {params.work} --out {output.model} --curve {output.curve} --codebook {output.codebook}"
-            " --seed {params.seed} --device {params.device} > {log} 2>&1",
+            "tokenizer train --params {params.tokenizer:q} --train {input.train:q}"
+            " --work {params.work:q} --out {output.model:q} --curve {output.curve:q} --codebook {output.codebook:q}"
+            " --seed {params.seed:q} --device {params.device:q} > {log:q} 2>&1",
             ddp=False,
         )
 
@@ -55,13 +55,13 @@ rule tokenizer_evaluate:
     conda:
         ENVS["train"]
     params:
-        oracle=lambda wildcards, input: f"--oracle {input.oracle}" if input.oracle else "",
+        oracle=lambda wildcards, input: f"--oracle {shlex.quote(str(input.oracle))}" if input.oracle else "",
         resize="--resize" if config["tokenizer"]["resize"] else "",
         device=config["device"],
     shell:
-        "python -m clipvqd tokenizer evaluate --model {input.model} --codebook {input.codebook}"
-        " --heldout {input.heldout} {params.oracle} {params.resize} --metrics {output.metrics}"
-        " --grid {output.grid} --device {params.device} > {log} 2>&1"
+        "python -m clipvqd tokenizer evaluate --model {input.model:q} --codebook {input.codebook:q}"
+        " --heldout {input.heldout:q} {params.oracle} {params.resize} --metrics {output.metrics:q}"
+        " --grid {output.grid:q} --device {params.device:q} > {log:q} 2>&1"
 
 
 rule tokenizer_tokenize:
@@ -83,6 +83,6 @@ rule tokenizer_tokenize:
         resize="--resize" if config["tokenizer"]["resize"] else "",
         device=config["device"],
     shell:
-        "python -m clipvqd tokenizer tokenize --model {input.model} --codebook {input.codebook}"
-        " --train {input.train} {params.resize} --out {output.codes} --manifest {output.manifest}"
-        " --device {params.device} > {log} 2>&1"
+        "python -m clipvqd tokenizer tokenize --model {input.model:q} --codebook {input.codebook:q}"
+        " --train {input.train:q} {params.resize} --out {output.codes:q} --manifest {output.manifest:q}"
+        " --device {params.device:q} > {log:q} 2>&1"
