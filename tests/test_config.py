@@ -67,6 +67,49 @@ def test_cross_key_check_names_the_keys(tmp_path):
     assert "clip.conditioner.source is 'standin'" in result.stderr + result.stdout
 
 
+# Model and training settings: ranges in the schema, rules across keys in the library's dataclasses, built
+# by common.smk while the Snakefile is read. Each bad value stops `snakemake -n` before any job, in a few
+# lines naming the config key.
+BAD_MODEL_SETTINGS = [
+    ("tokenizer:\n  model: {channels: -8}\n", ["channels", "-8 is less than the minimum of 1"]),
+    ("diffusion:\n  pretrain: {steps: 0}\n", ["steps", "0 is less than the minimum of 1"]),
+    ("diffusion:\n  model: {num_heads: 3, hidden_dim: 32}\n",
+     ["diffusion.model: DenoiserConfig.hidden_dim (32) must be divisible by num_heads (3)"]),
+    ("tokenizer:\n  model: {resolution: 100000}\n", ["resolution", "100000 is greater than the maximum"]),
+    ("tokenizer:\n  model: {resolution: 64}\n",
+     ["tokenizer.model.resolution is 64 but data.world.resolution is 32", "tokenizer.resize"]),
+    ("tokenizer:\n  model: {channel_multipliers: [1, 2, 2, 2, 2, 2, 2]}\n",
+     ["tokenizer.model: TokenizerConfig.resolution=32 is not divisible by the downsampling factor 64"]),
+    ("tokenizer:\n  train: {temperature_start: 0.01, temperature_end: 0.9}\n",
+     ["tokenizer.train: TokenizerConfig needs 0 < temperature_end <= temperature_start".replace("Config", "TrainConfig")]),
+    ("lafite:\n  model: {resolution: 48}\n", ["resolution", "48 is not one of"]),
+    ("clip2latent:\n  sampling: {steps: 7}\n",
+     ["clip2latent.sampling.steps 7 does not divide clip2latent.prior_model.timesteps 1000"]),
+    ("clip2latent:\n  prior_model: {dim_head: 15}\n", ["clip2latent.prior_model: PriorModelConfig: invalid dim_head=15"]),
+    ("clip:\n  conditioner:\n    source: standin\n    standin: {text_width: 30, text_heads: 4}\n",
+     ["clip.conditioner.standin: standin.text_width=30 is not divisible by standin.text_heads=4"]),
+    ("sampling:\n  steps: [200]\n", ["sampling.steps 200 is more than diffusion.model.num_steps 100"]),
+    ("diffusion:\n  finetune: {batch_size: 5000}\n",
+     ["diffusion.finetune.batch_size is 5000, more than the 4000 training images"]),
+    ("oracle: {batch_size: 0}\n", ["batch_size", "0 is less than the minimum of 1"]),
+]
+
+
+@pytest.mark.parametrize("overlay, named", BAD_MODEL_SETTINGS, ids=[o.split(":")[0] + str(i) for i, (o, _) in
+                                                                    enumerate(BAD_MODEL_SETTINGS)])
+def test_bad_model_settings_stop_snakemake_before_any_job(tmp_path, overlay, named):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(overlay)
+    result = _snakemake("-n", "--cores", "1", "--configfile", str(bad))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "Job stats" not in result.stdout
+    for text in named:
+        assert text in output, output[-2000:]
+    # A few lines (Snakemake's own schema message quotes the key's schema entry), never a traceback from a job.
+    assert "Traceback" not in output and len(output.strip().splitlines()) <= 25, output
+
+
 def _job_counts(stdout):
     counts = {}
     lines = stdout.split("Job stats:")[1].splitlines()[3:]

@@ -333,3 +333,30 @@ def test_data_and_weights_schema_blocks_are_closed_and_described():
 
     walk(schema["properties"]["data"], "data")
     walk(schema["properties"]["weights"], "weights")
+
+
+def test_config_values_reach_the_shell_quoted(tmp_path):
+    """data.downloads with a space and a command substitution: the weights rules download and convert into
+    exactly that folder, and nothing in the value is run by the shell (each value reaches the command
+    line through Snakemake's :q or shlex.quote)."""
+    import io
+
+    import torch
+
+    files = {}
+    for name in ("vgg", "linear"):
+        buffer = io.BytesIO()
+        torch.save({f"{name}.weight": torch.arange(6.0).reshape(2, 3)}, buffer)
+        files[f"/{name}.pth"] = buffer.getvalue()
+    work = _workflow_copy(tmp_path)
+    downloads = "dl x$(touch marker)`touch marker2`;touch marker3"
+    with LocalFiles(files) as server:
+        lpips = {name: {"url": server.url(f"/{name}.pth"), "sha256": hashlib.sha256(data).hexdigest(),
+                        "size": len(data)} for name, data in (("vgg", files["/vgg.pth"]), ("linear", files["/linear.pth"]))}
+        config = {"run": "quoted", "data": {"downloads": downloads}, "weights": {"lpips": {"fetch": True, **lpips}}}
+        targets = [f"{downloads}/weights/lpips_vgg.safetensors", f"{downloads}/weights/lpips_linear.safetensors"]
+        result = _snakemake(work, config, *targets)
+    assert result.returncode == 0, result.stderr[-4000:]
+    for target in targets:
+        assert (work / target).is_file()
+    assert not list(work.rglob("marker*")) and not list(Path.cwd().glob("marker*")), "the shell ran part of a value"
