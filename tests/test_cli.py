@@ -121,3 +121,69 @@ def test_sample_refuses_model_files_its_method_does_not_read(tmp_path):
         main(["sample", "--method", "paired", "--model", str(tmp_path / "d.safetensors"), "--prompts",
               str(tmp_path / "p.csv"), "--prompt-embeddings", str(tmp_path / "e.safetensors"),
               "--manifest", str(tmp_path / "m.csv")])
+
+
+# ---- outputs that cannot be written stop a command before it computes -------------------------------------
+
+
+@pytest.fixture()
+def unwritable_folder(tmp_path):
+    """A folder no process can create files in: read-only mode, made immutable where the test runs as root
+    (root ignores permission bits); skipped where neither holds."""
+    import os
+    import shutil
+
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    immutable = False
+    if os.access(folder, os.W_OK):  # root
+        immutable = shutil.which("chattr") and subprocess.run(["chattr", "+i", str(folder)],
+                                                              capture_output=True).returncode == 0
+    try:
+        (folder / "probe").touch()
+        (folder / "probe").unlink()
+        pytest.skip("no way to make a folder unwritable here")
+    except OSError:
+        pass
+    yield folder
+    if immutable:
+        subprocess.run(["chattr", "-i", str(folder)], check=False)
+    folder.chmod(0o755)
+
+
+@pytest.mark.parametrize("where", ["read-only folder", "under a file"])
+def test_an_unwritable_output_stops_a_trainer_before_it_trains(small_faces, tmp_path, where, request):
+    if where == "read-only folder":
+        out = request.getfixturevalue("unwritable_folder") / "sub" / "model.safetensors"
+    else:
+        (tmp_path / "a-file").write_text("")
+        out = tmp_path / "a-file" / "model.safetensors"
+    work = tmp_path / "work"
+    with pytest.raises(SystemExit) as error:
+        main(["tokenizer", "train", "--params", json.dumps(TINY_TOKENIZER), "--train", str(small_faces / "train.csv"),
+              "--work", str(work), "--out", str(out), "--curve", str(tmp_path / "c.csv"),
+              "--codebook", str(tmp_path / "cb.json")])
+    message = str(error.value.code)
+    assert message.startswith(f"--out {out}: ") and "nothing was computed" in message
+    assert not work.exists()  # not one step trained
+
+
+def test_an_unwritable_output_stops_the_metrics_job_before_it_loads_anything(unwritable_folder, tmp_path):
+    with pytest.raises(SystemExit, match=r"--protocol-out .*read-only.*cannot be written"):
+        main(["evaluate", "metrics", "--samples", "no-such.csv", "--reference", "r.csv", "--prompts", "p.csv",
+              "--conditioner", "c", "--judge", "j", "--method", "lafite", "--cache-dir", str(tmp_path / "cache"),
+              "--out", str(tmp_path / "m.csv"), "--protocol-out", str(unwritable_folder / "m.protocol.json"),
+              "--samples-per-prompt", "1", "--sample-seed", "0"])
+
+
+def test_an_empty_prompt_is_refused_naming_the_file_and_line(tmp_path):
+    from clipvqd.clip.embed import embed_text_column
+    from clipvqd.samples import read_prompts
+
+    table = tmp_path / "prompts.csv"
+    table.write_text("prompt_id,prompt,ood\np0000,a face with glasses,0\np0001,  ,0\n")
+    with pytest.raises(ValueError, match=rf"prompt table {table} has an empty prompt on line\(s\) \[3\]"):
+        read_prompts(table)
+    with pytest.raises(ValueError, match=rf"{table} has an empty prompt on line\(s\) \[3\]"):
+        embed_text_column(None, table, "prompt", tmp_path / "out.safetensors")
