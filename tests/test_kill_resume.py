@@ -114,9 +114,11 @@ def _holder_pid(work: Path) -> int:
 
 
 def _ended(pid: int) -> bool:
-    from clipvqd.training.lifetime import process_identity
-
-    return process_identity(pid) is None
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state in ("Z", "X")  # a zombie has ended; only its parent has not collected it yet
 
 
 def test_a_second_trainer_refuses_a_live_ones_work_folder_and_takes_over_a_dead_ones(small_faces, tmp_path):
@@ -165,6 +167,21 @@ def _workflow_copy(tmp_path: Path) -> Path:
     return work
 
 
+def _trainer_pid(folder: Path) -> int:
+    """The tokenizer trainer running in `folder` (found from /proc: its command line and working folder)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if b"clipvqd" in argv and b"tokenizer" in argv and b"train" in argv and \
+                    os.path.realpath(entry / "cwd") == os.path.realpath(folder):
+                found.append(int(entry.name))
+        except (OSError, ValueError):
+            continue
+    assert len(found) == 1, found
+    return found[0]
+
+
 def test_killing_snakemake_stops_its_trainer_and_the_rerun_recovers(tmp_path):
     from conftest import REPO
 
@@ -184,15 +201,19 @@ def test_killing_snakemake_stops_its_trainer_and_the_rerun_recovers(tmp_path):
         while not list(resume.glob("state-*.pt")):
             assert first.poll() is None and time.monotonic() < deadline, (tmp_path / "first.log").read_text()[-3000:]
             time.sleep(0.1)
-        trainer = _holder_pid(resume)
-        assert not _ended(trainer)
+        trainer = _trainer_pid(work)
+        assert trainer == _holder_pid(resume) and not _ended(trainer)
     finally:
         first.send_signal(signal.SIGKILL)  # Snakemake only: its job's shell and the trainer are not signalled
         first.wait()
-    deadline = time.monotonic() + 15
-    while not _ended(trainer):
-        assert time.monotonic() < deadline, f"trainer {trainer} outlived the Snakemake that started it"
-        time.sleep(0.2)
+    try:
+        deadline = time.monotonic() + 15
+        while not _ended(trainer):
+            assert time.monotonic() < deadline, f"trainer {trainer} outlived the Snakemake that started it"
+            time.sleep(0.2)
+    finally:
+        if not _ended(trainer):
+            os.kill(trainer, signal.SIGKILL)
     log = (work / "results" / "killed" / "logs" / "tokenizer_train.log").read_text()
     assert f"the Snakemake process {first.pid} that started this job has ended" in log
     assert list((work / ".snakemake" / "locks").glob("*.lock")), "kill -9 leaves Snakemake's lock behind"
@@ -221,7 +242,7 @@ def test_make_run_recovers_by_itself():
 
 def test_a_live_snakemake_keeps_its_lock(tmp_path):
     """stale_lock never unlocks a folder whose Snakemake is alive: it names the process and touches nothing."""
-    from clipvqd.stale_lock import unlock_if_stale
+    from clipvqd.stale_lock import live_snakemake, unlock_if_stale
 
     lock = tmp_path / ".snakemake" / "locks" / "0.input.lock"
     lock.parent.mkdir(parents=True)
@@ -232,15 +253,11 @@ def test_a_live_snakemake_keeps_its_lock(tmp_path):
     live = subprocess.Popen([sys.executable, str(fake)], cwd=tmp_path)
     try:
         deadline = time.monotonic() + 30
-        while True:
-            try:
-                unlock_if_stale(tmp_path, snakemake=[sys.executable, "-c", "raise SystemExit('must not run')"])
-            except SystemExit as error:
-                if f"another Snakemake (pid {live.pid}) is running" in str(error):
-                    break
-                raise
+        while live_snakemake(tmp_path) != [live.pid]:  # until the new process has replaced pytest's image
             assert time.monotonic() < deadline, "the live Snakemake was not seen"
-            time.sleep(0.1)  # until the process has entered its folder
+            time.sleep(0.05)
+        with pytest.raises(SystemExit, match=rf"another Snakemake \(pid {live.pid}\) is running"):
+            unlock_if_stale(tmp_path, snakemake=[sys.executable, "-c", "raise SystemExit('must not run')"])
         assert lock.exists()
     finally:
         live.kill()
