@@ -360,3 +360,24 @@ def test_config_values_reach_the_shell_quoted(tmp_path):
     for target in targets:
         assert (work / target).is_file()
     assert not list(work.rglob("marker*")) and not list(Path.cwd().glob("marker*")), "the shell ran part of a value"
+
+
+# Params that hold ready-made command-line fragments, each built with shlex.quote in common.smk or the rule.
+COMMAND_FRAGMENTS = {"params.resize", "params.source", "params.models", "params.oracle", "params.inception",
+                     "params.plan"}
+
+
+def test_every_value_in_a_shell_command_is_quoted():
+    """Each {input.*}, {output.*}, {params.*}, {wildcards.*} and {log} of every rule's shell command carries
+    :q, except the fragments above; a new unquoted value fails here before it can reach a shell."""
+    import re
+
+    unquoted = []
+    for path in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            if line.lstrip().startswith(("work=", "oracle=")):  # Python f-strings, not shell text
+                continue
+            for name in re.findall(r"\{((?:input|output|params|wildcards)\.\w+|log)\}", line):
+                if name not in COMMAND_FRAGMENTS:
+                    unquoted.append(f"{path.name}:{number}: {{{name}}}")
+    assert not unquoted, "unquoted in a shell command:\n" + "\n".join(unquoted)

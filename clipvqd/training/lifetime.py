@@ -85,7 +85,7 @@ def stop_with_workflow() -> int | None:
     pid = int(value)
     _set_parent_death_signal()
     identity = process_identity(pid)
-    if identity is None:
-        _stop(f"the Snakemake process {pid} that started this job has already ended")
+    if identity is None:  # not visible from here (another pid namespace, e.g. a container): nothing to watch
+        return None
     threading.Thread(target=_watch, args=(pid, identity), name="clipvqd-stop-with-workflow", daemon=True).start()
     return pid

@@ -52,7 +52,7 @@ elif SOURCE == "coco":
                 sha256=lambda wildcards: COCO_ARCHIVES[wildcards.archive]["sha256"],
                 size=lambda wildcards: COCO_ARCHIVES[wildcards.archive]["size"] or "none",
             shell:
-                "python -m clipvqd data download --url {params.url:q} --sha256 {params.sha256}"
+                "python -m clipvqd data download --url {params.url:q} --sha256 {params.sha256:q}"
                 " --size {params.size:q} --out {output.archive:q} > {log:q} 2>&1"
 
     rule dataset_prepare:
@@ -174,7 +174,7 @@ if FETCHED_WEIGHTS:
             sha256=lambda wildcards: FETCHED_WEIGHTS[wildcards.name]["sha256"],
             size=lambda wildcards: FETCHED_WEIGHTS[wildcards.name]["size"] or "none",
         shell:
-            "python -m clipvqd data download --url {params.url:q} --sha256 {params.sha256}"
+            "python -m clipvqd data download --url {params.url:q} --sha256 {params.sha256:q}"
             " --size {params.size:q} --out {output.weights:q} > {log:q} 2>&1"
 
 
@@ -195,5 +195,5 @@ if "lpips_vgg" in FETCHED_WEIGHTS:
         params:
             sha256=lambda wildcards: FETCHED_WEIGHTS[wildcards.name]["sha256"],
         shell:
-            "python -m clipvqd data convert-weights --source {input.weights:q} --sha256 {params.sha256}"
+            "python -m clipvqd data convert-weights --source {input.weights:q} --sha256 {params.sha256:q}"
             " --out {output.weights:q} --what {wildcards.name:q} > {log:q} 2>&1"
