@@ -45,7 +45,7 @@ def test_foundation_stages_run_and_rerun_does_nothing(workdir):
         assert (results / path).is_file(), path
     conditioner = json.loads((results / "clip/conditioner/model.json").read_text())
     judge = json.loads((results / "clip/judge/model.json").read_text())
-    assert conditioner["sha256"] != judge["sha256"]
+    assert conditioner["weights_sha256"] != judge["weights_sha256"]
     assert conditioner["source"]["kind"] == "standin"
 
     # The embedding cache (and everything else) is reused, not recomputed.
