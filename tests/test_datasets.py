@@ -207,7 +207,8 @@ def _coco_config(server, archives, run="coco-test", **coco):
                    "size": len(archives[name])} for key, name in names.items()}
     return {"run": run, "data": {"source": "coco", "downloads": "dl",
                                  "coco": {"resolution": 16, "archives": specs, **coco}},
-            "clip": _EXTERNAL_CLIPS, "baselines": {"lafite": False, "clip2latent": False}}
+            "clip": _EXTERNAL_CLIPS, "baselines": {"lafite": False, "clip2latent": False},
+            "tokenizer": {"resize": True}}  # the data stages only: the tokenizer may read these at its own size
 
 
 def test_coco_rules_download_resume_and_prepare(tmp_path):
@@ -257,7 +258,8 @@ def test_ffhq_rules_validate_a_local_copy_and_stop_early_on_a_bad_path(tmp_path)
     prompts_file = str(REPO / "clipvqd" / "data" / "clip2latent-face-test.txt")
     config = {"run": "ffhq-test", "data": {"source": "ffhq", "ffhq": {
         "path": str(root), "resolution": 16, "expected_count": 5, "image_size": 24, "prompts_file": prompts_file}},
-        "clip": _EXTERNAL_CLIPS, "baselines": {"lafite": False, "clip2latent": False, "paired": False}}
+        "clip": _EXTERNAL_CLIPS, "baselines": {"lafite": False, "clip2latent": False, "paired": False},
+        "tokenizer": {"resize": True}}
     result = _snakemake(work, config, *[f"results/ffhq-test/data/{name}" for name in _DATA_FILES[:3]])
     assert result.returncode == 0, result.stderr[-4000:]
     data_dir = work / "results" / "ffhq-test" / "data"
@@ -293,7 +295,7 @@ def test_fetched_weights_reach_the_jobs_as_paths(tmp_path):
     work = _workflow_copy(tmp_path)
     config = {"run": "w", "data": {"source": "coco", "downloads": "dl"}, "clip": _EXTERNAL_CLIPS,
               "baselines": {"lafite": False, "clip2latent": False}, "sampling": {"samples_per_prompt": 1},
-              "weights": {"inception": {"fetch": True}, "lpips": {"fetch": True}}}
+              "tokenizer": {"resize": True}, "weights": {"inception": {"fetch": True}, "lpips": {"fetch": True}}}
     result = _snakemake(work, config, "-n", "-p", "--forceall")
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout

@@ -27,7 +27,7 @@ HAS_CAPTIONS = SOURCE in ("world", "coco")
 # Every job inherits this process's id and ends itself when this Snakemake is gone (clipvqd/lifetime.py):
 # a killed workflow leaves no orphan trainer writing the work folder its rerun resumes from. Under a
 # cluster executor each job's own Snakemake reads this file again and puts its id here.
-os.environ["CLIPVQD_STOP_WITH_PID"] = str(os.getpid())
+os.environ.update(CLIPVQD_STOP_WITH_PID=str(os.getpid()))
 
 
 class ConfigError(ValueError):
