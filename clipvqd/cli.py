@@ -51,6 +51,12 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("TQDM_MININTERVAL", "10")
     chosen = argv[0] if argv and argv[0] in GROUPS else ""  # "": no group given, argparse says what is wrong
     args = build_parser(only=chosen).parse_args(argv)
+    if getattr(args, "threads", None):
+        # Once, before the command computes: the job's share of the cores (Snakemake's threads), whatever
+        # OMP_NUM_THREADS says.
+        import torch
+
+        torch.set_num_threads(args.threads)
     if getattr(args, "device", None):
         from clipvqd.device import resolve_device
 
