@@ -58,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
         from clipvqd.training.lifetime import stop_with_workflow
 
         stop_with_workflow()
+    if getattr(args, "threads", None):
+        # Once, before the command computes: the job's share of the cores (Snakemake's threads), whatever
+        # OMP_NUM_THREADS says.
+        import torch
+
+        torch.set_num_threads(args.threads)
     if getattr(args, "device", None):
         from clipvqd.device import resolve_device
 

@@ -16,8 +16,9 @@ from typing import Any, Callable
 
 from clipvqd.config_blocks import json_object
 
-__all__ = ["OUTPUT_ARGUMENTS", "add_command", "check_output_locations", "commands", "json_mapping", "json_object",
-           "output_arguments", "sampling_arguments", "trainer_arguments", "write_json"]
+__all__ = ["OUTPUT_ARGUMENTS", "add_command", "check_output_locations", "commands", "compute_arguments",
+           "json_mapping", "json_object", "output_arguments", "positive_int", "sampling_arguments",
+           "trainer_arguments", "write_json"]
 
 # Arguments that name what a command writes (files or folders), in every command that has them; a command
 # adds its own others with `output_arguments` (e.g. `--manifest`, an output of sampling but an input elsewhere).
@@ -86,8 +87,28 @@ def trainer_arguments(sub: argparse.ArgumentParser, params_help: str, *, resumab
     sub.add_argument("--out", required=True, help="the trained weights (safetensors, JSON sidecar beside it)")
     sub.add_argument("--curve", required=resumable, default=None, help="loss curve CSV")
     sub.add_argument("--seed", type=int, default=0)
+    compute_arguments(sub, device=device)
+
+
+def positive_int(text: str) -> int:
+    """argparse type for a count of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got '{text}'")
+    return value
+
+
+def compute_arguments(sub: argparse.ArgumentParser, *, device: bool = True) -> None:
+    """Where a torch command computes: --device (cpu, cuda or auto, resolved once by the CLI) and --threads
+    (torch's intra-op threads, set once by the CLI before the command runs; the workflow passes each job's
+    Snakemake threads). Without --threads torch keeps its default (OMP_NUM_THREADS, else every core)."""
     if device:
         sub.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    sub.add_argument("--threads", type=positive_int, default=None,
+                     help="CPU threads for torch (torch.set_num_threads); default: torch's own choice")
 
 
 def sampling_arguments(sub: argparse.ArgumentParser) -> None:
@@ -99,7 +120,7 @@ def sampling_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--batch-size", type=int, default=64)
     sub.add_argument("--seed", type=int, default=0)
     sub.add_argument("--manifest", required=True, help="sample manifest; PNGs go to images/ beside it")
-    sub.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    compute_arguments(sub)
     output_arguments(sub, "manifest")
 
 

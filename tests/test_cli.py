@@ -84,12 +84,41 @@ def test_every_command_a_rule_calls_exists():
     called = set()
     for smk in (REPO / "workflow" / "rules").glob("*.smk"):
         text = smk.read_text()
-        # `python -m clipvqd <group> [<command>]`, and the trainers' `clipvqd_trainer("<group> <command> ...")`
-        for group, command in re.findall(r'(?:-m clipvqd |clipvqd_trainer\(\s*")([a-z0-9]+)(?: ([a-z][a-z0-9-]*))?', text):
+        # `clipvqd_command("<group> [<command>] ...")`, and the trainers' `clipvqd_trainer("<group> <command> ...")`
+        for group, command in re.findall(r'clipvqd_(?:command|trainer)\(\s*"([a-z0-9]+)(?: ([a-z][a-z0-9-]*))?', text):
             called.add(group if group == "sample" else f"{group} {command}")
     assert len(called) >= 23, sorted(called)
     missing = called - set(commands)
     assert not missing, f"rules call commands the CLI does not have: {sorted(missing)}"
+
+
+def test_every_torch_command_takes_threads():
+    """Every command that computes with torch (it takes --device, or is a trainer) takes --threads, so the
+    workflow can hand it the job's share of the cores."""
+    lacking = [name for name, command in _commands(build_parser()).items()
+               if {"--device", "--work"} & set(command._option_string_actions)
+               and "--threads" not in command._option_string_actions]
+    assert not lacking, f"commands without --threads: {lacking}"
+
+
+def test_threads_reach_torch_before_the_command_runs(monkeypatch, tmp_path):
+    import torch
+
+    import clipvqd.oracle_cli
+
+    seen = []
+    monkeypatch.setattr(clipvqd.oracle_cli, "cmd_train", lambda args: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    try:
+        for threads in (3, 1):
+            main(["oracle", "train", "--params", "{}", "--world", "faces", "--manifest", "m.csv", "--reference", "r.csv",
+                  "--work", str(tmp_path), "--out", "o", "--curve", "c", "--metrics", "x", "--threads", str(threads)])
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [3, 1]
+    with pytest.raises(SystemExit):
+        main(["oracle", "train", "--params", "{}", "--world", "faces", "--manifest", "m", "--reference", "r",
+              "--work", "w", "--out", "o", "--curve", "c", "--metrics", "x", "--threads", "0"])
 
 
 def test_help_of_the_cli_and_of_every_group(capsys):

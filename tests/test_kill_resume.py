@@ -163,6 +163,7 @@ def _workflow_copy(tmp_path: Path) -> Path:
         shutil.copy(REPO / item, work / item)
     for folder in ("workflow", "envs"):
         shutil.copytree(REPO / folder, work / folder)
+    shutil.copytree(REPO / "clipvqd", work / "clipvqd", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "tests" / "configs" / "tiny.yaml", work / "tiny.yaml")
     return work
 

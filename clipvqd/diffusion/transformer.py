@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor, nn
 
 from .model_config import MLP_ACTIVATIONS, DenoiserConfig
@@ -74,10 +75,9 @@ class SelfAttention(nn.Module):
         self.out = nn.Linear(dim, dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        batch, tokens, dim = x.shape
-        q, k, v = self.qkv(x).view(batch, tokens, 3, self.num_heads, dim // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = rearrange(self.qkv(x), "b n (qkv h d) -> qkv b h n d", qkv=3, h=self.num_heads)
         y = F.scaled_dot_product_attention(q, k, v)
-        return self.out(y.transpose(1, 2).reshape(batch, tokens, dim))
+        return self.out(rearrange(y, "b h n d -> b n (h d)"))
 
 
 def quick_gelu(x: Tensor) -> Tensor:
@@ -98,12 +98,11 @@ class ConvMLP(nn.Module):
         self.activation = F.gelu if activation == "gelu" else quick_gelu
 
     def forward(self, x: Tensor) -> Tensor:
-        batch, tokens, dim = x.shape
-        # (B, H, W, C) viewed as (B, C, H, W) is channels-last in memory, which the CPU and cuDNN
-        # convolutions take without a copy.
-        grid = x.view(batch, *self.grid, dim).permute(0, 3, 1, 2)
+        # Tokens (row-major) to the grid and back. (B, H, W, C) viewed as (B, C, H, W) is channels-last in
+        # memory, which the CPU and cuDNN convolutions take without a copy.
+        grid = rearrange(x, "b (gh gw) c -> b c gh gw", gh=self.grid[0], gw=self.grid[1])
         y = self.contract(self.activation(self.expand(grid)))
-        return y.permute(0, 2, 3, 1).reshape(batch, tokens, dim)
+        return rearrange(y, "b c gh gw -> b (gh gw) c")
 
 
 class DenoiserBlock(nn.Module):
@@ -161,8 +160,9 @@ class Denoiser(nn.Module):
             raise ValueError(f"condition must be ({batch}, {cfg.condition_dim}), got {tuple(condition.shape)}")
         if t.shape != (batch,):
             raise ValueError(f"t must be ({batch},), got {tuple(t.shape)}")
-        position = (self.row_embedding.weight[:, None, :] + self.column_embedding.weight[None, :, :])
-        x = self.token_embedding(tokens) + position.reshape(1, cfg.num_tokens, -1)
+        # Learned row plus column embedding of each grid position, in the tokens' row-major order.
+        position = rearrange(self.row_embedding.weight, "gh c -> gh 1 c") + self.column_embedding.weight
+        x = self.token_embedding(tokens) + rearrange(position, "gh gw c -> 1 (gh gw) c")
         condition = condition.to(x.dtype)
         for block in self.blocks:
             x = block(x, t, condition)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from clipvqd.cli_args import add_command, commands, json_mapping
+from clipvqd.cli_args import add_command, commands, compute_arguments, json_mapping
 
 
 def cmd_metrics(args) -> None:
@@ -80,7 +80,7 @@ def register(group: argparse.ArgumentParser) -> None:
     met.add_argument("--out", required=True, help="the branch's metrics table (CSV)")
     met.add_argument("--protocol-out", required=True, help="the branch's protocol record (JSON)")
     met.add_argument("--candidates", default=None, help="best-of-16 candidates with rank and chosen flag (CSV)")
-    met.add_argument("--device", default="cpu")
+    compute_arguments(met)
     rep = add_command(table, "report", cmd_report, "merge the branch tables and write the HTML report")
     rep.add_argument("--tables", nargs="+", required=True, help="per-branch metrics tables")
     rep.add_argument("--protocols", nargs="+", required=True, help="per-branch protocol records, same order")

@@ -6,6 +6,8 @@ import re
 import shlex
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
+
 from clipvqd.worlds import get_world
 
 RESULTS = Path("results") / config["run"]
@@ -14,7 +16,8 @@ LOGS = RESULTS / "logs"
 BENCHMARKS = RESULTS / "benchmarks"
 DATA = RESULTS / "data"
 TOKENS = RESULTS / "tokens" / "train.json"
-# One conda environment per rule family (--use-conda), each installing the package (envs/*.post-deploy.sh).
+# One conda environment per rule family (--use-conda) with the package's dependencies; the package itself
+# comes from this workflow's own source (clipvqd_command below). Paths relative to this file, so modules find them.
 ENVS = {family: f"../../envs/{family}.yaml" for family in ("data", "clip", "train", "evaluation", "report")}
 
 SOURCE = config["data"]["source"]
@@ -24,7 +27,7 @@ STANDIN_ROLES = [r for r in CLIP_ROLES if config["clip"][r]["source"] == "standi
 EXTERNAL_CLIP_ROLES = [r for r in CLIP_ROLES if config["clip"][r]["source"] != "standin"]
 HAS_CAPTIONS = SOURCE in ("world", "coco")
 
-# Every job inherits this process's id and ends itself when this Snakemake is gone (clipvqd/lifetime.py):
+# Every job inherits this process's id and ends itself when this Snakemake is gone (clipvqd/training/lifetime.py):
 # a killed workflow leaves no orphan trainer writing the work folder its rerun resumes from. Under a
 # cluster executor each job's own Snakemake reads this file again and puts its id here.
 os.environ.update(CLIPVQD_STOP_WITH_PID=str(os.getpid()))
@@ -75,6 +78,10 @@ COCO_ARCHIVES = {
     "annotations_trainval2014.zip": config["data"]["coco"]["archives"]["annotations"],
 }
 FFHQ_ROOT = config["data"]["ffhq"]["path"] or str(DOWNLOADS / "ffhq" / "images1024x1024")
+# The 64 clip2latent prompts ship with the package: found in this workflow's source, not the working directory.
+FFHQ_PROMPTS = config["data"]["ffhq"]["prompts_file"] or str(
+    WORKFLOW_ROOT / "clipvqd" / "data" / "clip2latent-face-test.txt"
+)
 
 
 def check_data_config():
@@ -83,8 +90,8 @@ def check_data_config():
         spec = config["data"]["ffhq"]
         if spec["path"] and not Path(spec["path"]).is_dir():
             raise ConfigError(f"data.ffhq.path: folder {spec['path']} does not exist")
-        if not Path(spec["prompts_file"]).is_file():
-            raise ConfigError(f"data.ffhq.prompts_file: file {spec['prompts_file']} does not exist")
+        if not Path(FFHQ_PROMPTS).is_file():
+            raise ConfigError(f"data.ffhq.prompts_file: file {FFHQ_PROMPTS} does not exist")
         if spec["image_size"] is not None and spec["image_size"] < spec["resolution"]:
             raise ConfigError(
                 f"data.ffhq.image_size {spec['image_size']} is smaller than data.ffhq.resolution "
@@ -126,16 +133,73 @@ def run_seed(offset=0):
     return config["seed"] + offset
 
 
-# ---- launching trainers -------------------------------------------------------------------------------
-# A profile asks for GPUs through the `gpu` resource (profiles/slurm); rules that train declare `gpu=0` (CPU)
-# as their default. The launcher is chosen by the job's shell from resources.gpu rather than by a params
-# function: params are a rerun trigger, and moving a finished run from a laptop to a cluster must not retrain.
+# ---- how jobs run: the package, threads, GPUs, device --------------------------------------------------
+
+# Every command runs this workflow's own clipvqd (WORKFLOW_ROOT, set in the Snakefile), put first on
+# PYTHONPATH by the command itself: Snakemake clears PYTHONPATH for --use-conda jobs, the calling
+# environment may have another clipvqd installed or none (a workflow using this one as a module), and a
+# module's source may be read-only, so nothing is installed from it. The folder reaches the command through
+# the environment, not the command text: that text is a rerun trigger, and moving the checkout must not
+# retrain anything. SLURM jobs get it too (sbatch --export=ALL, and the job's Snakemake parses this file).
+os.environ["CLIPVQD_SOURCE"] = str(WORKFLOW_ROOT)
+
+
+envvars:
+    "CLIPVQD_SOURCE",
+
+
+WITH_SOURCE = 'export PYTHONPATH="$CLIPVQD_SOURCE${{PYTHONPATH:+:$PYTHONPATH}}"; '
+
+
+def clipvqd_command(arguments):
+    """Shell text that runs `python -m clipvqd <arguments>` from this workflow's own source."""
+    return f"{WITH_SOURCE}python -m clipvqd {arguments}"
+
+
+# Threads: Snakemake exports a job's threads as OMP_NUM_THREADS and caps them at --cores; the commands pass
+# them on to torch.set_num_threads (--threads). See torch_threads for the default.
+TORCH_THREADS_SHARE = 4
+
+
+def torch_threads(wildcards):
+    """threads.torch, else a quarter of --cores (at least 1): the DAG usually has about four torch jobs
+    ready at once (two CLIPs, tokenizer and oracle; then the diffusion models beside the two baselines), and
+    one thread per job on a small machine, where a second thread per job measured slower than a second job
+    (README, "On a workstation"). On SLURM the profile's set-threads decide."""
+    if config["threads"]["torch"]:
+        return config["threads"]["torch"]
+    try:
+        cores = workflow.cores
+    except WorkflowError:  # no --cores (a cluster executor): one thread unless set-threads says more
+        return 1
+    return max(1, cores // TORCH_THREADS_SHARE)
+
+
+def data_workers(wildcards):
+    """threads.data, else every core Snakemake was given: dataset preparation runs early and mostly alone."""
+    if config["threads"]["data"]:
+        return config["threads"]["data"]
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return 1
+
+
+# GPUs: with device cuda or auto, every rule that can compute on a GPU asks for the `gpu` resource (1, or
+# ddp_gpus for the DDP diffusion trainer), so `--resources gpu=N` on a workstation and the SLURM profile's
+# set-resources schedule them; with cpu they ask for none. The device itself is a resource, not a param:
+# params are a rerun trigger, and continuing a finished CPU run on a GPU (or the reverse) must not retrain.
+DEVICE = config["device"]
+GPU = 0 if DEVICE == "cpu" else 1
+DDP_GPUS = 0 if DEVICE == "cpu" else config["ddp_gpus"]
 
 
 def clipvqd_trainer(arguments, ddp):
     """Shell text that runs `python -m clipvqd <arguments>`, or, with ddp and a job's gpu resource > 1,
     `torchrun --standalone --nproc_per_node=<gpu> -m clipvqd <arguments>` (one DDP process per GPU).
-    A trainer without DDP refuses more than one GPU instead of silently leaving the others idle."""
+    A trainer without DDP refuses more than one GPU instead of silently leaving the others idle. The
+    launcher is chosen by the job's shell from resources.gpu rather than by a params function: params are a
+    rerun trigger, and moving a finished run from a laptop to a cluster must not retrain."""
     if ddp:
         launcher = (
             "$(if [ {resources.gpu} -gt 1 ]; then echo torchrun --standalone --nnodes=1"
@@ -146,7 +210,7 @@ def clipvqd_trainer(arguments, ddp):
             "if [ {resources.gpu} -gt 1 ]; then echo 'resources.gpu={resources.gpu}, but this trainer"
             " runs as one process (no DDP support); request gpu=1' >&2; exit 1; fi; python -m clipvqd "
         )
-    return launcher + arguments
+    return f"{WITH_SOURCE}{launcher}{arguments}"
 
 
 # ---- methods and their variants ------------------------------------------------------------------------
