@@ -370,7 +370,7 @@ COMMAND_FRAGMENTS = {"params.resize", "params.source", "params.models", "params.
 
 
 def test_every_value_in_a_shell_command_is_quoted():
-    """Each {input.*}, {output.*}, {params.*}, {wildcards.*} and {log} of every rule's shell command carries
+    """Each {input.*}, {output.*}, {params.*}, {wildcards.*}, {resources.*} and {log} of every rule's shell command carries
     :q, except the fragments above; a new unquoted value fails here before it can reach a shell."""
     import re
 
@@ -379,7 +379,7 @@ def test_every_value_in_a_shell_command_is_quoted():
         for number, line in enumerate(path.read_text().splitlines(), start=1):
             if line.lstrip().startswith(("work=", "oracle=")):  # Python f-strings, not shell text
                 continue
-            for name in re.findall(r"\{((?:input|output|params|wildcards)\.\w+|log)\}", line):
+            for name in re.findall(r"\{((?:input|output|params|wildcards|resources)\.\w+|log)\}", line):
                 if name not in COMMAND_FRAGMENTS:
                     unquoted.append(f"{path.name}:{number}: {{{name}}}")
     assert not unquoted, "unquoted in a shell command:\n" + "\n".join(unquoted)

@@ -202,12 +202,12 @@ def clipvqd_trainer(arguments, ddp):
     rerun trigger, and moving a finished run from a laptop to a cluster must not retrain."""
     if ddp:
         launcher = (
-            "$(if [ {resources.gpu} -gt 1 ]; then echo torchrun --standalone --nnodes=1"
-            " --nproc_per_node={resources.gpu}; else echo python; fi) -m clipvqd "
+            "$(if [ {resources.gpu:q} -gt 1 ]; then echo torchrun --standalone --nnodes=1"
+            " --nproc_per_node={resources.gpu:q}; else echo python; fi) -m clipvqd "
         )
     else:
         launcher = (
-            "if [ {resources.gpu} -gt 1 ]; then echo 'resources.gpu={resources.gpu}, but this trainer"
+            "if [ {resources.gpu:q} -gt 1 ]; then echo 'resources.gpu={resources.gpu:q}, but this trainer"
             " runs as one process (no DDP support); request gpu=1' >&2; exit 1; fi; python -m clipvqd "
         )
     return f"{WITH_SOURCE}{launcher}{arguments}"
