@@ -107,6 +107,48 @@ def test_judge_trains_on_its_own_images_and_words(judge_wording, tmp_path):
         assert not judge_used and conditioner_used
 
 
+@pytest.mark.parametrize("world_name", ["faces", "scenes"])
+@pytest.mark.parametrize("wording", ["conditioner", "judge"])
+def test_negative_caption_is_the_same_caption_with_one_named_attribute_changed(world_name, wording):
+    """Replaying the caption's random state with exactly one attribute changed gives the negative (and no
+    other single change does); a two-valued attribute is the one changed whenever the caption names one; the
+    caption stream goes on as if no negative had been drawn."""
+    world = get_world(world_name)
+    rng, negative_rng, plain = (np.random.default_rng(seed) for seed in (3, 4, 3))
+    flipped_binary = 0
+    for _ in range(60):
+        attributes = world.sample_attributes(np.random.default_rng(int(rng.integers(1 << 30))))
+        plain.integers(1 << 30)
+        state = rng.bit_generator.state
+        caption, negative = world.caption_with_negative(attributes, rng, negative_rng, wording, 1)
+        assert caption == world.caption(attributes, plain, wording, 1)  # same stream with or without negatives
+        assert negative and negative != caption
+        changes, named = [], []
+        for attribute in world.attributes:
+            for value in attribute.values:
+                if value == attributes[attribute.name]:
+                    continue
+                replay = np.random.default_rng()
+                replay.bit_generator.state = state
+                text = world.caption({**attributes, attribute.name: value}, replay, wording, 1)
+                if text != caption:
+                    named.append(attribute.name)
+                if text == negative:
+                    changes.append(attribute.name)
+        assert len(set(changes)) == 1, (caption, negative, changes)
+        if any(len(world.attribute(name).values) == 2 for name in named):
+            assert len(world.attribute(changes[0]).values) == 2, (caption, negative)
+            flipped_binary += 1
+    assert flipped_binary >= 20
+
+
+def test_pair_splits_carry_negative_captions_train_captions_do_not(small_faces):
+    for split in ("clip_pairs", "judge_pairs"):
+        rows = pd.read_csv(small_faces / f"{split}.csv", keep_default_na=False)
+        assert (rows["negative_caption"] != "").all() and (rows["negative_caption"] != rows["caption"]).all()
+    assert "negative_caption" not in pd.read_csv(small_faces / "train_captions.csv").columns
+
+
 def test_clip_captions_range_from_one_phrase_train_captions_do_not(tmp_path):
     """The CLIPs' pairs include one-phrase captions (like the one-attribute zero-shot probes); the train
     split's captions, read by the paired control, keep naming three or more attributes."""

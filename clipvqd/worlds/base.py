@@ -102,6 +102,36 @@ class World(ABC):
         """A free-form caption of a rendered image, from randomly chosen templates and phrasings of `wording`,
         naming at least `min_attributes` attributes (None: the world's own minimum)."""
 
+    def caption_with_negative(self, attributes: Mapping[str, str], rng: np.random.Generator,
+                              negative_rng: np.random.Generator, wording: str = "conditioner",
+                              min_attributes: int | None = None) -> tuple[str, str | None]:
+        """A caption and its hard negative: the same caption, drawn from the same random state, of the image
+        with one named attribute changed (NegCLIP's swapped-caption negatives, Yuksekgonul et al., ICLR 2023).
+        Two-valued attributes ("glasses" / "no glasses") are flipped first, whenever the caption names one:
+        a contrastive batch of whole captions rarely pits a phrase against its negation, and a bag-of-words
+        text tower then reads both alike. None when the caption names no attribute."""
+        state = rng.bit_generator.state
+        caption = self.caption(attributes, rng, wording, min_attributes)
+        after = rng.bit_generator.state
+
+        def recaptioned(name: str, value: str) -> str:
+            rng.bit_generator.state = state
+            return self.caption({**attributes, name: value}, rng, wording, min_attributes)
+
+        named = {}
+        for attribute in self.attributes:
+            other = [v for v in attribute.values if v != attributes[attribute.name]]
+            value = other[int(negative_rng.integers(len(other)))]
+            text = recaptioned(attribute.name, value)
+            if text != caption:
+                named[attribute.name] = text
+        rng.bit_generator.state = after
+        if not named:
+            return caption, None
+        binary = [name for name in named if len(self.attribute(name).values) == 2]
+        candidates = binary or list(named)
+        return caption, named[candidates[int(negative_rng.integers(len(candidates)))]]
+
     @abstractmethod
     def wording_tables(self) -> dict:
         """Every phrase table of every wording, as plain JSON (recorded in the world's metadata)."""

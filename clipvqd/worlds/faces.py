@@ -24,7 +24,9 @@ BEARD_GROWTH = 0.025  # how far the beard reaches past the jaw line (unit coordi
 # Two caption wordings. The first option of every conditioner entry is also the evaluation prompts'
 # wording. The conditioner wording captions `clip_pairs` (the conditioner CLIP's pairs) and the generators'
 # `train` captions; the judge wording captions `judge_pairs`: the prompts' wording plus paraphrases the
-# conditioner never sees, so the judge CLIP does not reward the conditioner's exact vocabulary.
+# conditioner never sees, so the judge CLIP does not reward the conditioner's exact vocabulary. The judge's
+# paraphrases of an absent attribute do not negate one of its words for the present one ("a bare head",
+# not "no headwear" beside "headwear"): a small CLIP learns negation slowly.
 PHRASES = {
     ("glasses", "yes"): ["glasses", "eyeglasses"],
     ("glasses", "no"): ["no glasses"],
@@ -39,13 +41,13 @@ SUBJECTS = ["a person", "a face", "a portrait of a person", "someone", "a photo 
 
 JUDGE_PHRASES = {
     ("glasses", "yes"): ["glasses", "spectacles", "dark-rimmed glasses"],
-    ("glasses", "no"): ["no glasses", "no spectacles", "uncovered eyes"],
+    ("glasses", "no"): ["no glasses", "uncovered eyes", "bare eyes"],
     ("expression", "smiling"): ["a smile", "a grin", "an open-mouthed smile"],
     ("expression", "neutral"): ["a neutral expression", "a serious look", "a closed mouth"],
     ("beard", "yes"): ["a beard", "facial hair", "a thick beard"],
-    ("beard", "no"): ["no beard", "no facial hair", "a shaved chin"],
+    ("beard", "no"): ["no beard", "a shaved chin", "a smooth chin"],
     ("hat", "yes"): ["a hat", "a brimmed hat", "headwear"],
-    ("hat", "no"): ["no hat", "a bare head", "no headwear"],
+    ("hat", "no"): ["no hat", "a bare head", "an uncovered head"],
 }
 JUDGE_SUBJECTS = ["a person", "a headshot", "somebody", "a cartoon face", "an avatar"]
 # Synonyms of attribute values (the value itself first) and frames of the colour phrases, judge wording only.
@@ -167,11 +169,17 @@ class FacesWorld(World):
         # Multi-Modal CelebA-HQ-style captions name several attributes (3 or more by default).
         count = int(rng.integers(3 if min_attributes is None else min_attributes, len(names) + 1))
         keys = set(rng.choice(names, size=count, replace=False).tolist())
-        phrases, background = self._phrases(attributes, keys, lambda options: str(rng.choice(options)), judge)
+        # One uniform draw per choice, whatever the number of options: a caption of the same image with one
+        # attribute changed, drawn from the same random state, differs in that attribute's phrase only (its
+        # hard negative, see World.caption_with_negative).
+        def pick(options):
+            return str(options[int(rng.random() * len(options))])
+
+        phrases, background = self._phrases(attributes, keys, pick, judge)
         order = rng.permutation(len(phrases)).tolist()
         phrases = [phrases[i] for i in order]
-        subject = str(rng.choice(JUDGE_SUBJECTS if judge else SUBJECTS))
-        link = str(rng.choice(JUDGE_LINKS)) if judge else "with"
+        subject = pick(JUDGE_SUBJECTS if judge else SUBJECTS)
+        link = pick(JUDGE_LINKS) if judge else "with"
         text = f"{subject} {link} {join_phrases(phrases)}" if phrases else subject
         if background:
             text = f"{text} {background}"

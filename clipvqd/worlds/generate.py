@@ -6,7 +6,8 @@ Splits (all drawn from one seed, each from its own random stream, so they are di
   trained on and measure both CLIPs' zero-shot quality.
 - `judge_pairs`: captioned images for the judge stand-in CLIP only, in the judge wording (the prompts'
   wording plus paraphrases the conditioner never sees): its own images and its own vocabulary, so the
-  judge is independent of the conditioner. Not rendered when its size is 0.
+  judge is independent of the conditioner. Not rendered when its size is 0. Both pair splits give each
+  caption a hard negative (`negative_caption`: the same caption with one named attribute changed).
 - `train`: the image-only training set of every generator. Its captions go to a separate file read
   only by the paired-caption control, so language-free methods cannot see them.
 - `reference`: FID reference images from the training distribution.
@@ -39,7 +40,8 @@ IMAGE_SPLITS = ("clip_pairs", "train", "reference", "oracle")
 CLIP_CAPTION_MIN_ATTRIBUTES = 1
 OPTIONAL_SPLITS = ("judge_pairs",)
 # Fixed stream ids: adding a split later never changes the images of the existing ones.
-_STREAM = {"clip_pairs": 1, "train": 2, "reference": 3, "oracle": 4, "prompts": 5, "captions": 6, "judge_pairs": 7}
+_STREAM = {"clip_pairs": 1, "train": 2, "reference": 3, "oracle": 4, "prompts": 5, "captions": 6, "judge_pairs": 7,
+           "negatives": 8}
 
 
 def _png_bytes(image) -> bytes:
@@ -62,6 +64,8 @@ def _render_split(world: World, split: str, count: int, out_dir: Path, seed: int
         return []
     rng = np.random.default_rng([seed, _STREAM[split]])
     caption_rng = np.random.default_rng([seed, _STREAM["captions"], _STREAM[split]])
+    negative_rng = np.random.default_rng([seed, _STREAM["negatives"], _STREAM[split]])
+    pairs = split in ("clip_pairs", "judge_pairs")
     (out_dir / split).mkdir(parents=True, exist_ok=True)
     rows = []
     for index in tqdm(range(count), desc=f"{world.name}/{split}", disable=not progress):
@@ -71,8 +75,12 @@ def _render_split(world: World, split: str, count: int, out_dir: Path, seed: int
         (out_dir / relative).write_bytes(data)
         row = {"path": relative, "sha256": sha256_bytes(data), **attributes}
         if wording:
-            minimum = CLIP_CAPTION_MIN_ATTRIBUTES if split in ("clip_pairs", "judge_pairs") else None
-            row["caption"] = world.caption(attributes, caption_rng, wording, minimum)
+            if pairs:  # a CLIP's pairs: each caption with its hard negative (empty when it names nothing)
+                caption, negative = world.caption_with_negative(attributes, caption_rng, negative_rng, wording,
+                                                                CLIP_CAPTION_MIN_ATTRIBUTES)
+                row["caption"], row["negative_caption"] = caption, negative or ""
+            else:
+                row["caption"] = world.caption(attributes, caption_rng, wording)
             row["wording"] = wording
         rows.append(row)
     return rows
@@ -149,7 +157,7 @@ def generate_world(world_name: str, out_dir: str | Path, *, seed: int, resolutio
     out_dir.mkdir(parents=True, exist_ok=True)
     attribute_columns = world.attribute_names
 
-    pair_columns = ["path", "sha256", *attribute_columns, "caption", "wording", "fold"]
+    pair_columns = ["path", "sha256", *attribute_columns, "caption", "negative_caption", "wording", "fold"]
     clip_rows = _render_split(world, "clip_pairs", sizes["clip_pairs"], out_dir, seed, resolution, heldout,
                               "conditioner", progress)
     holdout_start = len(clip_rows) - int(round(clip_holdout_fraction * len(clip_rows)))

@@ -15,9 +15,7 @@ if IS_WORLD:
             oracle=DATA / "oracle.csv",
             prompts=DATA / "prompts.csv",
             summary=DATA / "world.json",
-            images=directory(
-                [DATA / split for split in ("clip_pairs", "judge_pairs", "train", "reference", "oracle")]
-            ),
+            images=directory([DATA / split for split in ("clip_pairs", "judge_pairs", "train", "reference", "oracle")]),
         log:
             LOGS / "world_generate.log",
         benchmark:
