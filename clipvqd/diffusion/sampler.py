@@ -70,10 +70,13 @@ def truncation_keep_mask(log_probs: Tensor, truncation_r: float) -> Tensor:
     """
     if not 0.0 < truncation_r <= 1.0:
         raise ValueError(f"truncation_r must be in (0, 1], got {truncation_r}")
-    sorted_log, order = torch.sort(log_probs, dim=1, descending=True, stable=True)
-    mass_before = sorted_log.exp().cumsum(dim=1) - sorted_log.exp()
-    keep_sorted = mass_before < truncation_r
-    return torch.zeros_like(keep_sorted).scatter(1, order, keep_sorted)
+    # Sorted along a contiguous last axis (codes last): the same stable order and the same cumulative sums,
+    # several times faster than sorting along the strided code axis of (B, K, N).
+    by_token = log_probs.movedim(1, -1).contiguous()
+    sorted_log, order = torch.sort(by_token, dim=-1, descending=True, stable=True)
+    probabilities = sorted_log.exp()
+    keep_sorted = probabilities.cumsum(dim=-1) - probabilities < truncation_r
+    return torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted).movedim(-1, 1)
 
 
 def truncate(log_probs: Tensor, truncation_r: float) -> Tensor:
@@ -118,9 +121,9 @@ def predict_log_x0(
 
 def _draw_categorical(log_probs: Tensor, generators: Sequence[torch.Generator]) -> Tensor:
     """One draw per token from `(B, C, N)` log-probabilities (Gumbel-max), row b using generators[b]."""
-    uniform = torch.stack(
-        [torch.rand(log_probs.shape[1:], generator=g, device=log_probs.device) for g in generators]
-    )
+    uniform = torch.empty(log_probs.shape, device=log_probs.device)
+    for row, generator in enumerate(generators):
+        torch.rand(log_probs.shape[1:], generator=generator, device=log_probs.device, out=uniform[row])
     exponential = -torch.log(uniform.clamp(min=1e-20))
     gumbel = -torch.log(exponential.clamp(min=1e-20))
     return (log_probs + gumbel).argmax(dim=1)
