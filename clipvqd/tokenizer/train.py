@@ -13,7 +13,7 @@ import json
 import math
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -24,10 +24,12 @@ from clipvqd.tokenizer.compaction import usage_statistics
 from clipvqd.tokenizer.config import TokenizerConfig, TokenizerTrainConfig
 from clipvqd.tokenizer.losses import LossTerms, VQGANLoss
 from clipvqd.tokenizer.model import GumbelVQGAN
-from clipvqd.tokenizer.perceptual import LPIPS
 from clipvqd.tokenizer.quantizer import cosine_temperature
 from clipvqd.training import (TrainingRun, generator_for, seeded_global_rng, settings_fingerprint, warmup_cosine,
                               without_bookkeeping)
+
+if TYPE_CHECKING:  # LPIPS imports torchvision's model zoo: only when the perceptual loss is on
+    from clipvqd.tokenizer.perceptual import LPIPS
 
 _STREAM_INIT, _STREAM_DATA_ORDER, _STREAM_GUMBEL = 61, 62, 63
 LOSS_FIELDS = [f.name for f in fields(LossTerms)]
@@ -112,6 +114,8 @@ def batches_from(dataset: Dataset, images: torch.Tensor | None, order: torch.Ten
 def _build_perceptual(config: TokenizerTrainConfig) -> LPIPS | None:
     if not config.perceptual_enabled:
         return None
+    from clipvqd.tokenizer.perceptual import LPIPS
+
     return LPIPS.from_files(config.lpips_vgg_weights, config.lpips_vgg_sha256,
                             config.lpips_linear_weights, config.lpips_linear_sha256)
 
