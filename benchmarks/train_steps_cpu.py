@@ -19,8 +19,9 @@ sections
                     (old: one lerp_ per tensor; new: one multi-tensor lerp), with the ConvMLP weights stored
                     as PyTorch creates them (old) or channels-last like their input (new).
   diffusion_sample  `clipvqd.diffusion.sample` with guidance, truncation and strided steps (the default run's
-                    sampling point): old truncation (sort along the strided code axis) and categorical draw
-                    (stacked per-image uniforms), new library code.
+                    sampling point): old truncation (one stable sort per token along the strided code axis) and
+                    categorical draw (stacked per-image uniforms), new library code (the top codes first, the
+                    full sort only where they do not settle the mask). With --denoiser, trained weights.
   imports           CPU seconds of a fresh interpreter importing what a diffusion job imports: old (the
                     tokenizer and CLIP packages imported every submodule, so open_clip, torchvision's model
                     zoo, scikit-image and SciPy came along) and new (imported on first use).
@@ -273,9 +274,18 @@ def bench_diffusion_train(args, model_cfg: DenoiserConfig, tokens, conditions) -
 # ---- diffusion sampler ----------------------------------------------------------------------------------------
 
 def bench_diffusion_sample(args, model_cfg: DenoiserConfig) -> dict[str, Any]:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(args.seed)
+    if args.denoiser:
+        # Trained weights: the truncation's cost depends on how peaked the predictions are (random weights
+        # predict nearly flat distributions, which no trained model does).
+        from clipvqd.checkpoint import load_meta, load_weights
+
+        model_cfg = DenoiserConfig.from_dict(load_meta(args.denoiser)["model_config"], source=args.denoiser)
         parts = DenoiserAndNullCondition(model_cfg)
+        load_weights(args.denoiser, parts)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(args.seed)
+            parts = DenoiserAndNullCondition(model_cfg)
     parts.eval()
     denoiser, null = parts.denoiser, parts.null_condition
     old_parts = DenoiserAndNullCondition(model_cfg)
@@ -283,8 +293,14 @@ def bench_diffusion_sample(args, model_cfg: DenoiserConfig) -> dict[str, Any]:
     old_conv_weights(old_parts)
     old_parts.eval()
     schedule = MaskAndReplace(model_cfg.num_codes, model_cfg.num_steps)
-    condition = l2_normalize(torch.randn(args.sample_images, model_cfg.condition_dim,
-                                         generator=torch.Generator().manual_seed(args.seed)))
+    if args.prompt_embeddings:  # the prompts' text embeddings, cycled: the default run's conditions
+        from clipvqd.clip.embed import load_embeddings
+
+        prompts = l2_normalize(load_embeddings(args.prompt_embeddings).float())
+        condition = prompts[torch.arange(args.sample_images) % len(prompts)]
+    else:
+        condition = l2_normalize(torch.randn(args.sample_images, model_cfg.condition_dim,
+                                             generator=torch.Generator().manual_seed(args.seed)))
     settings = dict(guidance_scale=1.2, truncation_r=0.85, num_steps=args.sample_steps, seed=2,
                     batch_size=args.sample_batch)
     codes: dict[str, torch.Tensor] = {}
@@ -304,7 +320,9 @@ def bench_diffusion_sample(args, model_cfg: DenoiserConfig) -> dict[str, Any]:
 
     run_old(0), run_new(0)  # warm-up
     timing = alternate(args.rounds, {"old": run_old, "new": run_new}, 1)
-    return {**timing, "images": args.sample_images, "steps": args.sample_steps, "guidance_scale": 1.2,
+    return {**timing, "denoiser": args.denoiser or "random weights",
+            "conditions": args.prompt_embeddings or "random unit vectors", "images": args.sample_images,
+            "steps": args.sample_steps, "guidance_scale": 1.2,
             "truncation_r": 0.85, "bit_identical": torch.equal(codes["old"], codes["new"]),
             "sha256": {name: digest([c]) for name, c in codes.items()}}
 
@@ -351,6 +369,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--tokens", default=None, help="a tokenize manifest (e.g. results/default/tokens/train.json)")
     parser.add_argument("--embeddings", default=None,
                         help="the training images' embeddings (e.g. results/default/embeddings/train_images.safetensors)")
+    parser.add_argument("--denoiser", default=None,
+                        help="trained denoiser for the sampling section (e.g. results/default/models/"
+                             "clip-vqdiffusion/alpha=0.5/cfg.safetensors); default: random weights")
+    parser.add_argument("--prompt-embeddings", default=None,
+                        help="conditions of the sampling section (e.g. results/default/embeddings/prompts.safetensors)"
+                             "; default: random unit vectors")
     parser.add_argument("--rounds", type=int, default=6, help="alternating rounds per section")
     parser.add_argument("--train-steps", type=int, default=20, help="trainer steps per form and round")
     parser.add_argument("--warmup-steps", type=int, default=5)
