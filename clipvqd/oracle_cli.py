@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from clipvqd.cli_args import add_command, commands, trainer_arguments, write_json
+from clipvqd.cli_args import add_command, commands, output_arguments, trainer_arguments, write_json
 
 
 def cmd_train(args) -> None:
@@ -37,6 +37,7 @@ def register(group: argparse.ArgumentParser) -> None:
     train.add_argument("--manifest", required=True, help="the world's oracle split")
     train.add_argument("--reference", required=True, help="the world's reference split (second held-out check)")
     train.add_argument("--metrics", required=True)
+    output_arguments(train, "metrics")
     score = add_command(table, "score", cmd_score, "attribute accuracy of generated images")
     score.add_argument("--oracle", required=True)
     score.add_argument("--samples", required=True, help="samples manifest with a prompt_id column")

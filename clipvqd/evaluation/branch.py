@@ -119,17 +119,27 @@ def fewest_samples_per_prompt(samples_manifest) -> int:
     return int(frame.groupby("prompt_id").size().min())
 
 
+def check_sample_set(samples_manifest, plan) -> None:
+    """Refuse a sample set that does not hold exactly its plan (a `clipvqd.samples.SamplePlan`), or that
+    lists a path outside its folder, before anything is measured."""
+    from clipvqd.manifest import read_manifest
+
+    plan.check(read_manifest(samples_manifest, verify=False), samples_manifest)
+
+
 def evaluate_branch(samples, reference, prompts, conditioner, judge, oracle=None, *, method: str,
                     variant: str = "default", out_metrics, out_protocol, out_candidates=None, cache_dir=None,
                     inception_weights=None, inception_sha256: str | None = None, kid_subsets: int = 100,
                     kid_subset_size: int = 1000, cross_check: str = "auto", reference_name: str | None = None,
-                    seed: int = 0, device: str = "cpu"):
+                    seed: int = 0, device: str = "cpu", plan=None):
     """Measure one branch from files and write its table, protocol record and best-of-16 candidates.
 
     `conditioner` and `judge` are CLIP files (CLIPscore with each; the judge conditioned no generator, so
     its image tower gives the FID features when no `inception_weights` file is given); `oracle` an
     attribute oracle file (worlds). `cross_check` is "auto" (clean-fid only with Inception), "always" or
-    "never". best-of-16 is measured only when every prompt has at least 16 samples. Returns the table.
+    "never". best-of-16 is measured only when every prompt has at least 16 samples. `plan` (a
+    `clipvqd.samples.SamplePlan`): the sample set must hold exactly it, checked before anything is
+    loaded. Returns the table.
     """
     from clipvqd.clip.encoder import ClipEncoder
     from clipvqd.evaluation.features import select_feature_extractor
@@ -139,6 +149,8 @@ def evaluate_branch(samples, reference, prompts, conditioner, judge, oracle=None
         raise ValueError(f"cross_check must be one of {sorted(CROSS_CHECK)}, got {cross_check!r}")
     if inception_weights and not inception_sha256:
         raise ValueError(f"Inception weights {inception_weights} need their sha256 (the file is a pickle)")
+    if plan is not None:
+        check_sample_set(samples, plan)
     conditioner_clip = ClipEncoder.load(conditioner, device=device)
     judge_clip = ClipEncoder.load(judge, device=device)
     extractor = select_feature_extractor(inception_weights, inception_sha256, offline_clip=judge_clip,
