@@ -83,7 +83,7 @@ def sample_diffusion(method: str, files: Mapping[str, Any], planned: PlannedProm
                                 steps=settings.get("steps"), purity=settings.get("purity", False),
                                 unconditional=method == "unconditional",
                                 null_condition=settings.get("null_condition", "normalized"))
-    if sampling.guidance_scale != 1.0 and meta.get("mode") == "language_free":
+    if sampling.guidance_scale != 1.0 and meta.get("mode") in ("language_free", "paired"):  # pretrained, no dropout
         raise SamplingError(f"{files['model']} was pretrained without condition dropout, so it has no trained null "
                             f"vector for guidance s={sampling.guidance_scale}; sample it with s=1 or use the CFG model")
     torch.manual_seed(seed)

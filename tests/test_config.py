@@ -90,10 +90,11 @@ def _jobs(stdout: str) -> list[dict]:
 # oracle and the CLIP evaluation (CPU-only) can use a GPU.
 TORCH_RULES = {"clip_train_standin", "clip_evaluate", "clip_embed", "clip_embed_captions", "oracle_train",
                "tokenizer_train", "tokenizer_evaluate", "tokenizer_tokenize", "diffusion_pretrain",
-               "diffusion_cfg_finetune", "diffusion_control", "lafite_train", "clip2latent_generator_train",
-               "clip2latent_latent_sample", "clip2latent_prior_train", "sample", "metrics"}
+               "diffusion_cfg_finetune", "diffusion_control", "diffusion_control_finetune", "lafite_train",
+               "clip2latent_generator_train", "clip2latent_latent_sample", "clip2latent_prior_train", "sample",
+               "metrics"}
 CPU_ONLY_RULES = {"oracle_train", "clip_evaluate"}
-DDP_RULES = {"diffusion_pretrain", "diffusion_cfg_finetune", "diffusion_control"}
+DDP_RULES = {"diffusion_pretrain", "diffusion_cfg_finetune", "diffusion_control", "diffusion_control_finetune"}
 
 
 @pytest.mark.parametrize("cores, overlay, threads", [("8", "", 2), ("2", "", 1), ("8", "threads: {torch: 3}", 3)])
@@ -227,13 +228,13 @@ def test_paper_overlays_plan_the_complete_dag(overlay, alphas):
     counts = _job_counts(result.stdout)
     for stage in ("dataset_download", "dataset_prepare", "clip_get", "clip_embed", "tokenizer_train",
                   "tokenizer_tokenize", "diffusion_pretrain", "diffusion_cfg_finetune", "diffusion_control",
-                  "lafite_train", "clip2latent_generator_train", "clip2latent_latent_sample",
+                  "diffusion_control_finetune", "lafite_train", "clip2latent_generator_train", "clip2latent_latent_sample",
                   "clip2latent_prior_train", "sample", "metrics", "report"):
         assert counts.get(stage, 0) >= 1, f"{overlay}: no {stage} job planned"
     assert counts["diffusion_cfg_finetune"] == alphas
     assert counts["clip_get"] == 2
     # unconditional always; paired only where there are captions (COCO, not FFHQ)
-    assert counts["diffusion_control"] == (2 if overlay == "coco" else 1)
+    assert counts["diffusion_control"] == counts["diffusion_control_finetune"] == (2 if overlay == "coco" else 1)
     assert "world_generate" not in counts and "clip_train_standin" not in counts
 
 
@@ -243,13 +244,16 @@ def test_default_dag_lists_every_stage():
     counts = _job_counts(result.stdout)
     for stage in ("world_generate", "clip_train_standin", "clip_evaluate", "clip_embed", "clip_embed_captions",
                   "oracle_train", "tokenizer_train", "tokenizer_evaluate", "tokenizer_tokenize",
-                  "diffusion_pretrain", "diffusion_cfg_finetune", "diffusion_control", "sample", "metrics", "report",
+                  "diffusion_pretrain", "diffusion_cfg_finetune", "diffusion_control", "diffusion_control_finetune",
+                  "sample", "metrics", "report",
                   "lafite_train", "clip2latent_generator_train", "clip2latent_latent_sample",
                   "clip2latent_prior_train"):
         assert counts.get(stage, 0) >= 1, f"no {stage} job planned"
     # Three diffusion-based methods at the headline settings plus the two baselines at their own, all
     # sampled by the one sample rule.
     assert counts["diffusion_control"] == 2 and counts["sample"] == 5 and counts["metrics"] == 5
+    # the controls run the language-free chain: a second stage like the CFG fine-tune (issue: matched controls)
+    assert counts["diffusion_control_finetune"] == 2
 
 
 def test_lint_is_clean():

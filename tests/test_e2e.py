@@ -95,7 +95,8 @@ def test_whole_dag_runs_to_the_report_and_rerun_does_nothing(workdir):
         assert f"{method},default,fid," in metrics and f"{method},default,attr_acc," in metrics
     assert "<img" in (report / "index.html").read_text()
     for log in ("tokenizer_train", "diffusion_pretrain_alpha=0.5", "diffusion_cfg_finetune_alpha=0.5",
-                "diffusion_paired", "sample_clip-vqdiffusion_default", "lafite_train", "sample_lafite_default",
+                "diffusion_paired_pretrain", "diffusion_paired_finetune", "diffusion_unconditional_finetune",
+                "sample_clip-vqdiffusion_default", "lafite_train", "sample_lafite_default",
                 "clip2latent_generator_train", "clip2latent_latent_sample", "clip2latent_prior_train",
                 "sample_clip2latent_default"):
         assert (results / "logs" / f"{log}.log").stat().st_size > 0, log

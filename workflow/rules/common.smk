@@ -301,7 +301,21 @@ def diffusion_model(method, settings):
     if method == "clip-vqdiffusion":
         stage = "cfg" if settings["cfg"] else "pretrain"
         return RESULTS / "models" / "clip-vqdiffusion" / f"alpha={settings['alpha']}" / f"{stage}.safetensors"
-    return RESULTS / "models" / method / "model.safetensors"
+    # A control is the language-free chain with another condition: sampled after its second stage whenever the
+    # headline CLIP-VQDiffusion is (its cfg setting), so that both have trained the same steps.
+    stage = "finetune" if HEADLINE["cfg"] else "pretrain"
+    return RESULTS / "models" / method / f"{stage}.safetensors"
+
+
+# The controls' second stage: the paired control's CFG fine-tune, the unconditional control's continued training.
+CONTROL_FINETUNE_MODES = {"paired": "paired_cfg_finetune", "unconditional": "unconditional"}
+
+
+def control_embeddings(wildcards):
+    """The paired control reads the captions' text embeddings; the unconditional one reads the image embeddings
+    only to size its null condition."""
+    name = "train_captions" if wildcards.control == "paired" else "train_images"
+    return RESULTS / "embeddings" / f"{name}.safetensors"
 
 
 def diffusion_params(stage):
@@ -643,7 +657,9 @@ def training_curves():
     chosen = methods()
     for method in ("paired", "unconditional"):
         if method in chosen:
-            curves[f"{method} control"] = RESULTS / "models" / method / "curve.csv"
+            curves[f"{method} control pretrain"] = RESULTS / "models" / method / "pretrain_curve.csv"
+            if HEADLINE["cfg"]:
+                curves[f"{method} control fine-tune"] = RESULTS / "models" / method / "finetune_curve.csv"
     if "lafite" in chosen:
         curves["lafite"] = RESULTS / "models" / "lafite" / "curve.csv"
     if "clip2latent" in chosen:

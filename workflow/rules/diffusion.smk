@@ -71,23 +71,23 @@ rule diffusion_cfg_finetune:
 
 
 rule diffusion_control:
-    """A bracketing control: paired (real captions' text embeddings, upper bound) or unconditional (lower bound)."""
+    """Stage 1 of a bracketing control: paired (real captions' text embeddings, upper bound) or unconditional."""
 
+    # The controls run the language-free chain with another condition (docs/design.md §4): this rule is the
+    # counterpart of diffusion_pretrain, diffusion_control_finetune of diffusion_cfg_finetune, same settings.
     # paired: conditioned on CLIP text embeddings of the real captions (upper bound).
     # unconditional: only the null condition (lower bound); the image embeddings only size that condition.
     input:
         tokens=TOKENS,
-        embeddings=lambda wildcards: RESULTS
-        / "embeddings"
-        / ("train_captions.safetensors" if wildcards.control == "paired" else "train_images.safetensors"),
+        embeddings=control_embeddings,
     output:
-        model=RESULTS / "models" / "{control}" / "model.safetensors",
-        sidecar=RESULTS / "models" / "{control}" / "model.json",
-        curve=RESULTS / "models" / "{control}" / "curve.csv",
+        model=RESULTS / "models" / "{control}" / "pretrain.safetensors",
+        sidecar=RESULTS / "models" / "{control}" / "pretrain.json",
+        curve=RESULTS / "models" / "{control}" / "pretrain_curve.csv",
     log:
-        LOGS / "diffusion_{control}.log",
+        LOGS / "diffusion_{control}_pretrain.log",
     benchmark:
-        BENCHMARKS / "diffusion_{control}.tsv"
+        BENCHMARKS / "diffusion_{control}_pretrain.tsv"
     wildcard_constraints:
         control="paired|unconditional",
     conda:
@@ -105,5 +105,43 @@ rule diffusion_control:
             "diffusion train --mode {wildcards.control:q} --params {params.settings:q}"
             " --tokens {input.tokens:q} --embeddings {input.embeddings:q} --work {params.work:q} --out {output.model:q}"
             " --curve {output.curve:q} --seed {params.seed:q} --device {resources.device:q} --threads {threads} > {log:q} 2>&1",
+            ddp=True,
+        )
+
+
+rule diffusion_control_finetune:
+    """Stage 2 of a control, with the CFG fine-tune's settings: paired drops its caption like the method's fine-tune
+    (mode paired_cfg_finetune); unconditional keeps training, so that it gets the same total steps."""
+    input:
+        pretrained=RESULTS / "models" / "{control}" / "pretrain.safetensors",
+        tokens=TOKENS,
+        embeddings=control_embeddings,
+    output:
+        model=RESULTS / "models" / "{control}" / "finetune.safetensors",
+        sidecar=RESULTS / "models" / "{control}" / "finetune.json",
+        curve=RESULTS / "models" / "{control}" / "finetune_curve.csv",
+    log:
+        LOGS / "diffusion_{control}_finetune.log",
+    benchmark:
+        BENCHMARKS / "diffusion_{control}_finetune.tsv"
+    wildcard_constraints:
+        control="paired|unconditional",
+    conda:
+        ENVS["train"]
+    threads: torch_threads
+    resources:
+        gpu=DDP_GPUS,
+        device=DEVICE,
+    params:
+        settings=diffusion_params("finetune"),
+        mode=lambda wildcards: CONTROL_FINETUNE_MODES[wildcards.control],
+        work=lambda wildcards: RESULTS / "work" / f"diffusion-{wildcards.control}-finetune",
+        seed=run_seed(1),
+    shell:
+        clipvqd_trainer(
+            "diffusion train --mode {params.mode:q} --params {params.settings:q}"
+            " --tokens {input.tokens:q} --embeddings {input.embeddings:q} --init {input.pretrained:q}"
+            " --work {params.work:q} --out {output.model:q} --curve {output.curve:q}"
+            " --seed {params.seed:q} --device {resources.device:q} --threads {threads} > {log:q} 2>&1",
             ddp=True,
         )
