@@ -34,13 +34,19 @@ def read_prompts(prompts_csv: str | Path) -> pd.DataFrame:
     return frame
 
 
-def sample_plan(prompts: pd.DataFrame, samples_per_prompt: int) -> pd.DataFrame:
+def sample_plan(prompts: pd.DataFrame, samples_per_prompt: int, best_of_prompts: int = 0,
+                best_of: int = 16) -> pd.DataFrame:
     """One row per image to draw, in a fixed order (prompt order, then sample index): image i of the
-    plan always gets the same random stream, whichever method draws it."""
+    plan always gets the same random stream, whichever method draws it. The first `best_of_prompts` prompts
+    of the table get `best_of` samples (at least `samples_per_prompt`), for best-of-N CLIPscore; the
+    metrics use the first `samples_per_prompt` samples of every prompt for everything else."""
     if samples_per_prompt < 1:
         raise ValueError(f"samples_per_prompt must be >= 1, got {samples_per_prompt}")
+    if best_of_prompts < 0:
+        raise ValueError(f"best_of_prompts must be >= 0, got {best_of_prompts}")
     rows = [{"prompt_index": index, "prompt_id": row.prompt_id, "prompt": row.prompt, "sample_index": j}
-            for index, row in enumerate(prompts.itertuples(index=False)) for j in range(samples_per_prompt)]
+            for index, row in enumerate(prompts.itertuples(index=False))
+            for j in range(max(samples_per_prompt, best_of) if index < best_of_prompts else samples_per_prompt)]
     return pd.DataFrame(rows)
 
 

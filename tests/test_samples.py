@@ -28,6 +28,15 @@ def test_plan_orders_prompts_then_samples():
         sample_plan(PROMPTS, 0)
 
 
+def test_the_first_prompts_get_sixteen_samples_for_best_of_16():
+    plan = sample_plan(PROMPTS, 4, best_of_prompts=2)
+    assert plan.groupby("prompt_id").size().to_dict() == {"p0": 16, "p1": 16, "p2": 4}
+    assert list(plan["sample_index"][:16]) == list(range(16))  # still prompt order, then sample index
+    assert len(sample_plan(PROMPTS, 20, best_of_prompts=3)) == 60  # never fewer than samples_per_prompt
+    with pytest.raises(ValueError, match="best_of_prompts"):
+        sample_plan(PROMPTS, 4, best_of_prompts=-1)
+
+
 def test_duplicate_prompt_ids_are_refused(tmp_path):
     PROMPTS.assign(prompt_id=["p0", "p0", "p2"]).to_csv(tmp_path / "prompts.csv", index=False)
     with pytest.raises(ValueError, match="repeats prompt ids \\['p0'\\]"):
