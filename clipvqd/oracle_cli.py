@@ -1,5 +1,5 @@
-"""`python -m clipvqd oracle train | score`: the attribute oracle's commands (rule oracle_train; `score` is
-for use outside the DAG, whose metrics jobs score through `clipvqd.evaluation`)."""
+"""`python -m clipvqd oracle train | calibrate | score`: the attribute oracle's commands (rules oracle_train,
+oracle_calibrate; `score` is for use outside the DAG, whose metrics jobs score through `clipvqd.evaluation`)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,18 @@ def cmd_train(args) -> None:
     })
 
 
+def cmd_calibrate(args) -> None:
+    from clipvqd.oracle_calibration import calibrate_oracle
+
+    if bool(args.tokenizer) != bool(args.codebook):
+        raise SystemExit("--tokenizer and --codebook go together")
+    result = calibrate_oracle(args.oracle, args.manifest, tokenizer=args.tokenizer, codebook=args.codebook,
+                              resize=args.resize, seed=args.seed)
+    write_json(args.out, result)
+    for row in result["levels"]:
+        print(f"{row['label']:>20}: min {row['min']:.3f}, mean {row['mean']:.3f}, sharpness {row['sharpness']:.4f}")
+
+
 def cmd_score(args) -> None:
     from clipvqd.oracle import score_samples
 
@@ -37,6 +49,15 @@ def register(group: argparse.ArgumentParser) -> None:
     train.add_argument("--manifest", required=True, help="the world's oracle split")
     train.add_argument("--reference", required=True, help="the world's reference split (second held-out check)")
     train.add_argument("--metrics", required=True)
+    calibrate = add_command(table, "calibrate", cmd_calibrate,
+                            "accuracy on held-out renders degraded the way generated images are")
+    calibrate.add_argument("--oracle", required=True)
+    calibrate.add_argument("--manifest", required=True, help="the world's oracle split (its test fold is used)")
+    calibrate.add_argument("--tokenizer", default=None, help="tokenizer checkpoint: add its reconstructions")
+    calibrate.add_argument("--codebook", default=None, help="the tokenizer's used-code mapping")
+    calibrate.add_argument("--resize", action="store_true", help="resize renders to the tokenizer's resolution")
+    calibrate.add_argument("--seed", type=int, default=0, help="the noise draws")
+    calibrate.add_argument("--out", required=True)
     score = add_command(table, "score", cmd_score, "attribute accuracy of generated images")
     score.add_argument("--oracle", required=True)
     score.add_argument("--samples", required=True, help="samples manifest with a prompt_id column")
