@@ -120,6 +120,69 @@ def test_report_from_two_branches(inputs):
     assert (report / "figures").is_dir()
 
 
+def _units_and_features(root: Path, method: str, shift: float, spread: float):
+    """A branch's units (40 prompts whose attr_acc is shared prompt difficulty plus `shift`) and distribution
+    features (60 images, generated = reference plus `spread` noise), written as a metrics job writes them."""
+    import numpy as np
+    import torch
+
+    from clipvqd.evaluation.uncertainty import DistributionFeatures, write_units
+
+    rng = np.random.default_rng(0)
+    difficulty = np.random.default_rng(42).uniform(0.2, 0.7, size=40)
+    rows = [{"seed": 0, "metric": "attr_acc", "unit": f"p{i:04d}",
+             "numerator": 4 * 2 * min(1.0, d + shift + 0.01 * rng.normal()), "denominator": 8.0, "n": 4}
+            for i, d in enumerate(difficulty)]
+    folder = root / "results" / "metrics" / method
+    units = write_units(pd.DataFrame(rows), folder / "default.units.csv")
+    reference = torch.nn.functional.normalize(torch.randn(60, 8, generator=torch.Generator().manual_seed(1)), dim=1)
+    generated = reference + spread * torch.randn(60, 8, generator=torch.Generator().manual_seed(2))
+    features = DistributionFeatures([f"d{i:06d}" for i in range(60)],
+                                    {space: {"reference": reference, "generated": {0: generated}}
+                                     for space in ("fid", "clip")}).write(folder / "default.features.safetensors")
+    value = float(sum(r["numerator"] for r in rows) / sum(r["denominator"] for r in rows))
+    return units, features, value
+
+
+def test_report_marks_significant_differences_and_writes_its_headline_from_them(inputs, tmp_path):
+    """LAFITE's attribute accuracy is 0.05 below CLIP-VQDiffusion's on every prompt: the paired bootstrap
+    calls it significant, the table marks it, the headline sentence says so; FID is not significant."""
+    from clipvqd.evaluation.bootstrap import BootstrapSettings
+    from clipvqd.report import build_report
+
+    branches, units, features = [], [], []
+    for method, shift in (("clip-vqdiffusion", 0.05), ("lafite", 0.0)):
+        unit_file, feature_file, value = _units_and_features(tmp_path, method, shift, 0.05)
+        record = ProtocolRecord()
+        pid = record.add(make_entry("attribute_accuracy", oracle={"weights_sha256": "34" * 32}))
+        fid_id = record.add(make_entry("image_set_metrics", metrics=["fid"], branch=method))
+        folder = tmp_path / "results" / "metrics" / method
+        record.write(folder / "default.protocol.json")
+        write_metrics_table([metric_row(method, "default", "attr_acc", value, 160, pid, value - 0.02, value + 0.02),
+                             metric_row(method, "default", "fid", 0.1, 60, fid_id)],
+                            folder / "default.csv", protocol_ids=record.ids())
+        branches.append((folder / "default.csv", folder / "default.protocol.json"))
+        units.append(unit_file)
+        features.append(feature_file)
+    report = tmp_path / "reports" / "run"
+    build_report(report, [b[0] for b in branches], [b[1] for b in branches], report / "metrics.csv",
+                 report / "protocol.json", units=units, features=features,
+                 significance_out=report / "significance.csv", bootstrap=BootstrapSettings(400, 0.95, 0),
+                 design={"prompts": "test", "seeds": {"values": [0]}, "judge_split": None})
+    significance = pd.read_csv(report / "significance.csv").set_index("metric")
+    assert significance.at["attr_acc", "method"] == "lafite"
+    assert significance.at["attr_acc", "difference"] < 0 and significance.at["attr_acc", "ci_high"] < 0
+    assert bool(significance.at["attr_acc", "significant"]) and significance.at["attr_acc", "favours"] == "clip-vqdiffusion"
+    assert not bool(significance.at["fid", "significant"])  # identical features: no difference to find
+    html = (report / "index.html").read_text()
+    assert re.search(r"On attribute accuracy \(in-distribution prompts\), CLIP-VQDiffusion \([^)]*\) is "
+                     r"significantly better than LAFITE", html)
+    assert re.search(r"On FID on the distribution set, CLIP-VQDiffusion \([^)]*\) is not significantly different "
+                     r"from LAFITE", html)
+    assert 'class="mark" title="significantly worse than CLIP-VQDiffusion' in html
+    assert ProtocolRecord.read(report / "protocol.json").design["judge_split"] is None
+
+
 def test_report_refuses_inconsistent_branches(inputs, tmp_path):
     (table_a, protocol_a), (table_b, protocol_b) = inputs["branches"]
     with pytest.raises(SystemExit, match="2 metrics tables but 1 protocol"):
@@ -154,10 +217,10 @@ def test_report_rule_plots_every_training_curve_the_dag_writes(tmp_path):
     run = "results/tiny-report-plan"
     assert set(curves.values()) == {
         f"{run}/clip/conditioner/curve.csv", f"{run}/clip/judge/curve.csv", f"{run}/oracle/curve.csv",
-        f"{run}/tokenizer/curve.csv", f"{run}/models/clip-vqdiffusion/alpha=0.5/pretrain_curve.csv",
-        f"{run}/models/clip-vqdiffusion/alpha=0.5/cfg_curve.csv",
-        f"{run}/models/clip-vqdiffusion/alpha=0.25/pretrain_curve.csv",
-        f"{run}/models/paired/curve.csv", f"{run}/models/unconditional/curve.csv"}
+        f"{run}/tokenizer/curve.csv", f"{run}/models/seed=0/clip-vqdiffusion/alpha=0.5/pretrain_curve.csv",
+        f"{run}/models/seed=0/clip-vqdiffusion/alpha=0.5/cfg_curve.csv",
+        f"{run}/models/seed=0/clip-vqdiffusion/alpha=0.25/pretrain_curve.csv",
+        f"{run}/models/seed=0/paired/curve.csv", f"{run}/models/seed=0/unconditional/curve.csv"}
     grids = json.loads(arguments[arguments.index("--grids") + 1])
     assert list(grids) == ["clip-vqdiffusion", "paired", "unconditional"]
     quality = json.loads(arguments[arguments.index("--quality") + 1])
@@ -166,3 +229,10 @@ def test_report_rule_plots_every_training_curve_the_dag_writes(tmp_path):
     # clip-vqdiffusion: default, alpha=0.25, cfg=true variant; paired and unconditional: default.
     assert len(tables) == 5 and all(t.endswith(".csv") for t in tables)
     assert plan.count("clipvqd evaluate metrics") == 5
+    # Every branch's units and features reach the report (paired comparisons), and the design its protocol.
+    units = arguments[arguments.index("--units") + 1:arguments.index("--features")]
+    assert [u.replace(".units.csv", ".csv") for u in units] == tables
+    design = json.loads(arguments[arguments.index("--design") + 1])
+    assert design["seeds"]["values"] == [0] and design["judge_split"] is None
+    assert design["sets"]["distribution"]["metrics"] == "fid, kid, precision, recall, cmmd"
+    assert arguments[arguments.index("--oracle-calibration") + 1] == f"{run}/oracle/calibration.json"

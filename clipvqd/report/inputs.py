@@ -67,3 +67,30 @@ def read_paper_rows(path: str | Path | None) -> list[dict] | None:
         return json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise ReportError(f"paper rows: cannot read {path}: {error}") from error
+
+
+def read_oracle_calibration(path: str | Path | None) -> dict | None:
+    """The oracle's accuracy on degraded renders (`python -m clipvqd oracle calibrate`), or None."""
+    if not path:
+        return None
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ReportError(f"oracle calibration: cannot read {path}: {error}") from error
+
+
+def sample_sharpness(sample_grids: Mapping[str, str | Path] | None) -> dict[str, float]:
+    """{label: sharpness of its sample set} for the sample manifests among `sample_grids` (the mean absolute
+    Laplacian, the scale the oracle calibration puts its degradation levels on)."""
+    import torch
+
+    from clipvqd.manifest import ManifestImages
+    from clipvqd.oracle_calibration import sharpness
+
+    found = {}
+    for label, source in (sample_grids or {}).items():
+        if Path(source).suffix.lower() != ".csv":
+            continue
+        dataset = ManifestImages(source, verify=False)
+        found[label] = sharpness(torch.stack([dataset.uint8(i) for i in range(len(dataset))]))
+    return found
