@@ -95,6 +95,27 @@ rule clip_embed:
         " --device {params.device} > {log} 2>&1"
 
 
+rule clip_embed_prompts:
+    # The other prompt tables: a tuning run's validation prompts, the distribution set's reference captions.
+    input:
+        clip=clip_file("conditioner"),
+        prompts=DATA / "{table}.csv",
+    output:
+        prompts=RESULTS / "embeddings" / "{table}.safetensors",
+    log:
+        LOGS / "clip_embed_prompts_{table}.log",
+    wildcard_constraints:
+        table="validation_prompts|distribution_prompts",
+    conda:
+        ENVS["clip"]
+    params:
+        prefix=config["data"]["prompt_prefix"],
+        device=config["device"],
+    shell:
+        "python -m clipvqd clip embed-prompts --clip {input.clip} --prompts {input.prompts} --out {output.prompts}"
+        " --prompt-prefix={params.prefix:q} --device {params.device} > {log} 2>&1"
+
+
 if HAS_CAPTIONS:
 
     rule clip_embed_captions:

@@ -1,4 +1,5 @@
-# CLIP-VQDiffusion: language-free pretraining per α, CFG fine-tune, and the paired / unconditional controls.
+# CLIP-VQDiffusion: language-free pretraining per α, CFG fine-tune, and the paired / unconditional controls;
+# each once per training seed (seeds: in the config; results/<run>/models/seed=<s>/).
 
 
 rule diffusion_pretrain:
@@ -6,13 +7,13 @@ rule diffusion_pretrain:
         tokens=TOKENS,
         embeddings=RESULTS / "embeddings" / "train_images.safetensors",
     output:
-        model=RESULTS / "models" / "clip-vqdiffusion" / "alpha={alpha}" / "pretrain.safetensors",
-        sidecar=RESULTS / "models" / "clip-vqdiffusion" / "alpha={alpha}" / "pretrain.json",
-        curve=RESULTS / "models" / "clip-vqdiffusion" / "alpha={alpha}" / "pretrain_curve.csv",
+        model=RESULTS / "models" / "seed={seed}" / "clip-vqdiffusion" / "alpha={alpha}" / "pretrain.safetensors",
+        sidecar=RESULTS / "models" / "seed={seed}" / "clip-vqdiffusion" / "alpha={alpha}" / "pretrain.json",
+        curve=RESULTS / "models" / "seed={seed}" / "clip-vqdiffusion" / "alpha={alpha}" / "pretrain_curve.csv",
     log:
-        LOGS / "diffusion_pretrain_alpha={alpha}.log",
+        LOGS / "seed={seed}" / "diffusion_pretrain_alpha={alpha}.log",
     benchmark:
-        BENCHMARKS / "diffusion_pretrain_alpha={alpha}.tsv"
+        BENCHMARKS / "seed={seed}" / "diffusion_pretrain_alpha={alpha}.tsv"
     priority: 10
     conda:
         ENVS["train"]
@@ -20,8 +21,11 @@ rule diffusion_pretrain:
         gpu=0,  # CPU by default; a profile's set-resources asks for GPUs (profiles/slurm)
     params:
         settings=diffusion_params("pretrain"),
-        work=lambda wildcards: RESULTS / "work" / f"diffusion-alpha={wildcards.alpha}-pretrain",
-        seed=run_seed(),
+        work=lambda wildcards: RESULTS
+        / "work"
+        / f"seed={wildcards.seed}"
+        / f"diffusion-alpha={wildcards.alpha}-pretrain",
+        seed=generator_seed(),
         device=config["device"],
     shell:
         clipvqd_trainer(
@@ -35,17 +39,17 @@ rule diffusion_pretrain:
 
 rule diffusion_cfg_finetune:
     input:
-        pretrained=RESULTS / "models" / "clip-vqdiffusion" / "alpha={alpha}" / "pretrain.safetensors",
+        pretrained=RESULTS / "models" / "seed={seed}" / "clip-vqdiffusion" / "alpha={alpha}" / "pretrain.safetensors",
         tokens=TOKENS,
         embeddings=RESULTS / "embeddings" / "train_images.safetensors",
     output:
-        model=RESULTS / "models" / "clip-vqdiffusion" / "alpha={alpha}" / "cfg.safetensors",
-        sidecar=RESULTS / "models" / "clip-vqdiffusion" / "alpha={alpha}" / "cfg.json",
-        curve=RESULTS / "models" / "clip-vqdiffusion" / "alpha={alpha}" / "cfg_curve.csv",
+        model=RESULTS / "models" / "seed={seed}" / "clip-vqdiffusion" / "alpha={alpha}" / "cfg.safetensors",
+        sidecar=RESULTS / "models" / "seed={seed}" / "clip-vqdiffusion" / "alpha={alpha}" / "cfg.json",
+        curve=RESULTS / "models" / "seed={seed}" / "clip-vqdiffusion" / "alpha={alpha}" / "cfg_curve.csv",
     log:
-        LOGS / "diffusion_cfg_finetune_alpha={alpha}.log",
+        LOGS / "seed={seed}" / "diffusion_cfg_finetune_alpha={alpha}.log",
     benchmark:
-        BENCHMARKS / "diffusion_cfg_finetune_alpha={alpha}.tsv"
+        BENCHMARKS / "seed={seed}" / "diffusion_cfg_finetune_alpha={alpha}.tsv"
     priority: 10
     conda:
         ENVS["train"]
@@ -53,8 +57,8 @@ rule diffusion_cfg_finetune:
         gpu=0,  # CPU by default; a profile's set-resources asks for GPUs (profiles/slurm)
     params:
         settings=diffusion_params("finetune"),
-        work=lambda wildcards: RESULTS / "work" / f"diffusion-alpha={wildcards.alpha}-cfg",
-        seed=run_seed(1),
+        work=lambda wildcards: RESULTS / "work" / f"seed={wildcards.seed}" / f"diffusion-alpha={wildcards.alpha}-cfg",
+        seed=generator_seed(1),
         device=config["device"],
     shell:
         clipvqd_trainer(
@@ -75,23 +79,24 @@ rule diffusion_control:
         / "embeddings"
         / ("train_captions.safetensors" if wildcards.control == "paired" else "train_images.safetensors"),
     output:
-        model=RESULTS / "models" / "{control}" / "model.safetensors",
-        sidecar=RESULTS / "models" / "{control}" / "model.json",
-        curve=RESULTS / "models" / "{control}" / "curve.csv",
+        model=RESULTS / "models" / "seed={seed}" / "{control}" / "model.safetensors",
+        sidecar=RESULTS / "models" / "seed={seed}" / "{control}" / "model.json",
+        curve=RESULTS / "models" / "seed={seed}" / "{control}" / "curve.csv",
     log:
-        LOGS / "diffusion_{control}.log",
+        LOGS / "seed={seed}" / "diffusion_{control}.log",
     benchmark:
-        BENCHMARKS / "diffusion_{control}.tsv"
+        BENCHMARKS / "seed={seed}" / "diffusion_{control}.tsv"
     wildcard_constraints:
         control="paired|unconditional",
+        seed=r"\d+",
     conda:
         ENVS["train"]
     resources:
         gpu=0,  # CPU by default; a profile's set-resources asks for GPUs (profiles/slurm)
     params:
         settings=diffusion_params("pretrain"),
-        work=lambda wildcards: RESULTS / "work" / f"diffusion-{wildcards.control}",
-        seed=run_seed(),
+        work=lambda wildcards: RESULTS / "work" / f"seed={wildcards.seed}" / f"diffusion-{wildcards.control}",
+        seed=generator_seed(),
         device=config["device"],
     shell:
         clipvqd_trainer(

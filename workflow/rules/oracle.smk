@@ -27,3 +27,27 @@ if IS_WORLD:
             " --manifest {input.oracle} --reference {input.reference} --work {params.work}"
             " --out {output.model} --curve {output.curve} --metrics {output.metrics}"
             " --seed {params.seed} > {log} 2>&1"
+
+    rule oracle_calibrate:
+        # The oracle on what generators make: its accuracy on held-out renders blurred, noised, JPEG-compressed,
+        # down-and-up sampled and tokenized; the report draws the curve and places each method's samples on it.
+        input:
+            oracle=RESULTS / "oracle" / "model.safetensors",
+            renders=DATA / "oracle.csv",
+            tokenizer=RESULTS / "tokenizer" / "model.safetensors",
+            codebook=RESULTS / "tokenizer" / "codebook.json",
+        output:
+            calibration=RESULTS / "oracle" / "calibration.json",
+        log:
+            LOGS / "oracle_calibrate.log",
+        benchmark:
+            BENCHMARKS / "oracle_calibrate.tsv"
+        conda:
+            ENVS["train"]
+        params:
+            resize="--resize" if config["tokenizer"]["resize"] else "",
+            seed=run_seed(),
+        shell:
+            "python -m clipvqd oracle calibrate --oracle {input.oracle} --manifest {input.renders}"
+            " --tokenizer {input.tokenizer} --codebook {input.codebook} {params.resize} --seed {params.seed}"
+            " --out {output.calibration} > {log} 2>&1"
