@@ -149,6 +149,40 @@ def calibrate_oracle(oracle_path: str | Path, manifest: str | Path, *, fold: str
     }
 
 
+def reconstruction_bound(oracle_path: str | Path, manifest: str | Path, tokenizer: str | Path, codebook: str | Path,
+                         work_dir: str | Path, *, resize: bool = False, seed: int = 0) -> dict:
+    """What can be read off the tokenizer's reconstructions at all: an oracle with `oracle_path`'s settings,
+    trained on reconstructions of the oracle split's train fold, tested on reconstructions of its test fold.
+    Where the render-trained oracle's accuracy on reconstructions is near this bound, the tokenizer, not the
+    oracle, loses the attribute. A diagnostic (it trains a second oracle), not part of the default run."""
+    import pandas as pd
+    from PIL import Image
+
+    from clipvqd.checkpoint import load_meta
+    from clipvqd.hashing import sha256_file
+    from clipvqd.manifest import ManifestImages
+    from clipvqd.oracle import Oracle, OracleConfig, train_oracle
+
+    meta = load_meta(oracle_path)
+    work_dir = Path(work_dir)
+    (work_dir / "images").mkdir(parents=True, exist_ok=True)
+    dataset = ManifestImages(manifest)
+    images = torch.stack([dataset.uint8(i) for i in range(len(dataset))])
+    reconstructed = tokenizer_reconstructions(images, tokenizer, codebook, resize=resize)
+    rows = []
+    for index, (image, row) in enumerate(zip(reconstructed, dataset.frame.to_dict("records"))):
+        path = f"images/{index:06d}.png"
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(work_dir / path)
+        rows.append({**row, "path": path, "sha256": sha256_file(work_dir / path)})
+    pd.DataFrame(rows).to_csv(work_dir / "reconstructions.csv", index=False)
+    train_oracle(work_dir / "reconstructions.csv", meta["world"], OracleConfig(**meta["config"]), work_dir / "work",
+                 work_dir / "oracle.safetensors", work_dir / "curve.csv", seed=seed, progress=False)
+    accuracy = Oracle(work_dir / "oracle.safetensors").accuracy_on_manifest(work_dir / "reconstructions.csv",
+                                                                           fold="test")
+    return {"accuracy": accuracy, "min": min(accuracy.values()), "trained_on": "tokenizer reconstructions of the "
+            "oracle split's train fold", "tested_on": "reconstructions of its test fold"}
+
+
 def _label(family: str, level: float) -> str:
     if family in ("clean", "tokenizer"):
         return family

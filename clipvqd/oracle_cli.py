@@ -30,6 +30,15 @@ def cmd_calibrate(args) -> None:
         raise SystemExit("--tokenizer and --codebook go together")
     result = calibrate_oracle(args.oracle, args.manifest, tokenizer=args.tokenizer, codebook=args.codebook,
                               resize=args.resize, seed=args.seed)
+    if args.reconstruction_bound_work:
+        from clipvqd.oracle_calibration import reconstruction_bound
+
+        if not args.tokenizer:
+            raise SystemExit("--reconstruction-bound-work needs --tokenizer and --codebook")
+        result["reconstruction_bound"] = reconstruction_bound(
+            args.oracle, args.manifest, args.tokenizer, args.codebook, args.reconstruction_bound_work,
+            resize=args.resize, seed=args.seed)
+        print(f"reconstruction bound: {result['reconstruction_bound']['accuracy']}")
     write_json(args.out, result)
     for row in result["levels"]:
         print(f"{row['label']:>20}: min {row['min']:.3f}, mean {row['mean']:.3f}, sharpness {row['sharpness']:.4f}")
@@ -57,6 +66,9 @@ def register(group: argparse.ArgumentParser) -> None:
     calibrate.add_argument("--codebook", default=None, help="the tokenizer's used-code mapping")
     calibrate.add_argument("--resize", action="store_true", help="resize renders to the tokenizer's resolution")
     calibrate.add_argument("--seed", type=int, default=0, help="the noise draws")
+    calibrate.add_argument("--reconstruction-bound-work", default=None,
+                           help="diagnostic: train an oracle on tokenizer reconstructions in this folder and record "
+                                "what it reads off held-out reconstructions (the tokenizer's ceiling)")
     calibrate.add_argument("--out", required=True)
     score = add_command(table, "score", cmd_score, "attribute accuracy of generated images")
     score.add_argument("--oracle", required=True)
