@@ -196,3 +196,19 @@ def test_a_resample_with_duplicates_leaves_copies_out_of_the_within_set_pairs(fe
     k_xx, k_yy, k_xy = grams
     cross = (4 * k_xy[0, 0] + 2 * k_xy[0, 1] + 2 * k_xy[1, 0] + k_xy[1, 1]) / 9
     assert value == pytest.approx((4 * k_xx[0, 1]) / 4 + (4 * k_yy[0, 1]) / 4 - 2 * cross)
+
+
+def test_fid_gets_a_normal_interval_around_its_estimate(features):
+    """FID's replicates sit above the estimate (a resample has ~63% distinct images); its interval is the
+    estimate -/+ 1.96 bootstrap standard errors, so it is centred on the number it qualifies."""
+    from clipvqd.evaluation.bootstrap import percentile_interval
+
+    generated, reference = features
+    statistic = [fid_statistic(generated, reference)]
+    settings = BootstrapSettings(200, 0.95, 0)
+    replicates = joint_replicates([statistic], [len(generated)], settings)[0]
+    value, low, high = bootstrap_interval(statistic, [len(generated)], settings, kind="normal")
+    assert np.mean(replicates) > value  # the resampling bias the normal interval sidesteps
+    assert (low + high) / 2 == pytest.approx(value)
+    assert high - low == pytest.approx(2 * 1.959964 * np.std(replicates, ddof=1), rel=1e-6)
+    assert percentile_interval(replicates, 0.95)[0] > low

@@ -10,7 +10,10 @@ draw), and each metric is written as a function of a `(replicates, units)` count
 Two levels when a branch has several training seeds: each replicate draws S seeds with replacement from
 the S seeds, resamples the units of each drawn seed, computes the metric on each, and averages over the
 drawn seeds. The interval then holds the seed-to-seed spread and the prompt (or image) sampling. With one
-seed it is the ordinary bootstrap over units. Intervals are percentile intervals of the replicates.
+seed it is the ordinary bootstrap over units. Intervals are percentile intervals of the replicates, except
+for statistics whose replicates are shifted by the resampling itself (`normal`: FID, a plug-in statistic
+whose bias grows as a resample's number of distinct images falls to about 63%; its percentile interval can
+sit beside the estimate): those get the estimate plus or minus z bootstrap standard errors.
 
 A paired comparison applies the same draws (the same seeds, the same resampled units) to two methods
 measured on the same units, and looks at the replicates of their difference: the prompt-to-prompt
@@ -52,10 +55,12 @@ class BootstrapSettings:
         if not 0 < self.confidence < 1:
             raise BootstrapError(f"evaluation.bootstrap.confidence must lie in (0, 1), got {self.confidence}")
 
-    def describe(self, units: str) -> dict:
+    def describe(self, units: str, kinds: dict | None = None) -> dict:
+        """What protocol.json records; `kinds` names the metrics whose interval is not the percentile one."""
         return {
             **asdict(self),
-            "interval": "percentile",
+            "interval": "percentile" + "".join(f"; {metric}: {kind} (estimate -/+ z bootstrap standard errors)"
+                                               for metric, kind in sorted((kinds or {}).items())),
             "levels": ["training seeds (with replacement)", f"{units} of each drawn seed (with replacement)"],
             "units": units,
         }
@@ -113,12 +118,34 @@ def percentile_interval(replicates: np.ndarray, confidence: float) -> tuple[floa
     return float(low), float(high)
 
 
+INTERVAL_KINDS = ("percentile", "normal")
+
+
+def normal_interval(replicates: np.ndarray, estimate: float, confidence: float) -> tuple[float, float]:
+    """estimate -/+ z * the replicates' standard deviation (z of the two-sided `confidence`)."""
+    from statistics import NormalDist
+
+    if not np.isfinite(replicates).all():
+        raise BootstrapError(f"{int((~np.isfinite(replicates)).sum())} bootstrap replicate(s) are not finite")
+    half = NormalDist().inv_cdf(0.5 + confidence / 2) * float(np.std(replicates, ddof=1))
+    return estimate - half, estimate + half
+
+
+def interval(replicates: np.ndarray, estimate: float, confidence: float, kind: str = "percentile") -> tuple[float, float]:
+    if kind == "percentile":
+        return percentile_interval(replicates, confidence)
+    if kind == "normal":
+        return normal_interval(replicates, estimate, confidence)
+    raise BootstrapError(f"interval kind must be one of {INTERVAL_KINDS}, got {kind!r}")
+
+
 def bootstrap_interval(per_seed: Sequence[Statistic], units: Sequence[int],
-                       settings: BootstrapSettings) -> tuple[float, float, float]:
+                       settings: BootstrapSettings, kind: str = "percentile") -> tuple[float, float, float]:
     """(value, ci_low, ci_high) of one metric: the value is `point_estimate`, the interval the two-level
-    percentile interval."""
+    percentile interval (or the normal one, `kind`)."""
     replicates = joint_replicates([per_seed], units, settings)[0]
-    return (point_estimate(per_seed, units), *percentile_interval(replicates, settings.confidence))
+    value = point_estimate(per_seed, units)
+    return (value, *interval(replicates, value, settings.confidence, kind))
 
 
 @dataclass(frozen=True)
@@ -137,20 +164,28 @@ class PairedComparison:
 
 
 def paired_comparison(per_seed_a: Sequence[Statistic], per_seed_b: Sequence[Statistic], units: Sequence[int],
-                      settings: BootstrapSettings) -> PairedComparison:
+                      settings: BootstrapSettings, kind: str = "percentile") -> PairedComparison:
     """Compare two methods measured on the same units and seeds with the same resamples for both.
 
-    The p-value is the two-sided bootstrap p-value of "no difference": twice the smaller share of
-    replicates of a − b on either side of zero, with the usual +1 so it is never exactly 0.
+    percentile: the p-value is the two-sided bootstrap p-value of "no difference", twice the smaller share
+    of replicates of a − b on either side of zero, with the usual +1 so it is never exactly 0. normal: the
+    interval is the difference -/+ z standard errors of its replicates, the p-value the normal one.
     """
+    from statistics import NormalDist
+
     replicates = joint_replicates([per_seed_a, per_seed_b], units, settings)
     differences = replicates[0] - replicates[1]
-    low, high = percentile_interval(differences, settings.confidence)
-    below = (np.sum(differences <= 0) + 1) / (len(differences) + 1)
-    above = (np.sum(differences >= 0) + 1) / (len(differences) + 1)
     difference = point_estimate(per_seed_a, units) - point_estimate(per_seed_b, units)
-    return PairedComparison(difference=difference, ci_low=low, ci_high=high,
-                            p_value=float(min(1.0, 2 * min(below, above))), replicates=len(differences))
+    low, high = interval(differences, difference, settings.confidence, kind)
+    if kind == "normal":
+        spread = float(np.std(differences, ddof=1))
+        p_value = 2 * (1 - NormalDist().cdf(abs(difference) / spread)) if spread > 0 else float(difference == 0)
+    else:
+        below = (np.sum(differences <= 0) + 1) / (len(differences) + 1)
+        above = (np.sum(differences >= 0) + 1) / (len(differences) + 1)
+        p_value = 2 * min(below, above)
+    return PairedComparison(difference=difference, ci_low=low, ci_high=high, p_value=float(min(1.0, p_value)),
+                            replicates=len(differences))
 
 
 def holm_adjust(p_values: Sequence[float]) -> list[float]:
@@ -170,7 +205,9 @@ __all__ = [
     "PairedComparison",
     "bootstrap_interval",
     "holm_adjust",
+    "interval",
     "joint_replicates",
+    "normal_interval",
     "paired_comparison",
     "percentile_interval",
     "point_estimate",

@@ -199,7 +199,7 @@ def evaluate_branch(alignment: Sequence[str | Path], distribution: Sequence[str 
     from clipvqd.evaluation.protocol import ProtocolRecord, combine_seed_entries
     from clipvqd.evaluation.sets import check_distribution_prompts
     from clipvqd.evaluation.table import BY_SEED_COLUMNS, metric_row, seed_row, write_metrics_table
-    from clipvqd.evaluation.uncertainty import DistributionFeatures, branch_intervals, write_units
+    from clipvqd.evaluation.uncertainty import DistributionFeatures, branch_intervals, interval_kind, write_units
 
     bootstrap = bootstrap or BootstrapSettings()
     seeds = [int(s) for s in seeds]
@@ -270,7 +270,8 @@ def evaluate_branch(alignment: Sequence[str | Path], distribution: Sequence[str 
         units_name = ("distribution-set images (a generated image and its reference together; precision over "
                       "generated images with the reference fixed, recall over reference images with the "
                       "generated set fixed)" if distribution_group else "prompts")
-        interval = {"bootstrap": bootstrap.describe(units_name),
+        kinds = {name: interval_kind(name) for name in group_metrics if interval_kind(name) != "percentile"}
+        interval = {"bootstrap": bootstrap.describe(units_name, kinds),
                     "without_interval": {name: intervals[name] for name in group_metrics
                                          if isinstance(intervals[name], str)}}
         entry_ids[group] = record.add(combine_seed_entries({s: m.entries[group] for s, m in per_seed.items()},
