@@ -20,7 +20,14 @@ import torch
 from PIL import Image
 
 from clipvqd.evaluation import clipscore as cs
-from clipvqd.evaluation.features import FeatureCache, FeatureError, ImageSet, inception_feature_extractor, register_encoder
+from clipvqd.evaluation.features import (
+    FeatureCache,
+    FeatureError,
+    ImageSet,
+    features_for,
+    inception_feature_extractor,
+    register_encoder,
+)
 from clipvqd.evaluation.fid import (
     cleanfid_cross_check,
     image_set_metrics,
@@ -174,6 +181,13 @@ def test_kid_and_precision_recall_behave(image_sets, encoder_spec):
     assert other["precision"] < 0.5 and other["recall"] < 0.5
     # KID subsets cannot exceed the sets; the settings used are reported for the protocol.
     assert same["settings"]["kid_subset_size"] == SET_SIZE
+    # A subset holding both whole sets: one computation is the mean of every subset torch-fidelity would draw.
+    assert same["settings"]["kid_subsets"] == 1 and same["settings"]["kid_subsets_requested"] == 100
+    from torch_fidelity.metric_kid import kid_features_to_metric
+
+    features = [features_for(ImageSet.from_manifest(image_sets[k]), encoder_spec) for k in ("other", "reference")]
+    hundred = kid_features_to_metric(*features, kid_subsets=100, kid_subset_size=SET_SIZE, verbose=False)
+    assert other["kid"] == pytest.approx(hundred["kernel_inception_distance_mean"], rel=1e-5)
 
 
 def test_precision_recall_follow_generated_reference_order():

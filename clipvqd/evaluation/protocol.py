@@ -194,7 +194,10 @@ def image_metrics_entry(*, extractor, generated, reference, result: Mapping, sam
         library={"name": "torch-fidelity", "version": importlib.metadata.version("torch-fidelity")},
         mode=(
             "torch-fidelity feature-level functions on uint8 images: FID (Frechet distance, eigenvalue form), "
-            f"KID (cubic polynomial kernel, {settings['kid_subsets']} subsets of {settings['kid_subset_size']}), "
+            f"KID (cubic polynomial kernel, {settings['kid_subsets']} subsets of {settings['kid_subset_size']}"
+            + (", each the whole of both sets, so one stands for the "
+               f"{settings['kid_subsets_requested']} requested" if "kid_subsets_requested" in settings else "")
+            + "), "
             f"precision/recall (k={settings['prc_neighborhood']} nearest neighbours); input 1 generated, "
             "input 2 reference"
         ),
