@@ -13,6 +13,8 @@ import importlib
 import os
 import sys
 
+from clipvqd.cli_args import check_output_locations
+
 # group: (module whose `register(group_parser)` adds the group's commands, help). A group's module is
 # imported only when that group runs (or for a full parser): importing a package such as clipvqd.diffusion
 # loads torch and the rest of its stack, which neither `--help` nor another family's job should pay for,
@@ -51,6 +53,17 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("TQDM_MININTERVAL", "10")
     chosen = argv[0] if argv and argv[0] in GROUPS else ""  # "": no group given, argparse says what is wrong
     args = build_parser(only=chosen).parse_args(argv)
+    check_output_locations(args)  # before any work: an unwritable output stops the command at once
+    if os.environ.get("CLIPVQD_STOP_WITH_PID"):  # a job of the workflow: end with its Snakemake, never orphaned
+        from clipvqd.training.lifetime import stop_with_workflow
+
+        stop_with_workflow()
+    if getattr(args, "threads", None):
+        # Once, before the command computes: the job's share of the cores (Snakemake's threads), whatever
+        # OMP_NUM_THREADS says.
+        import torch
+
+        torch.set_num_threads(args.threads)
     if getattr(args, "device", None):
         from clipvqd.device import resolve_device
 

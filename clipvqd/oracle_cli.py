@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from clipvqd.cli_args import add_command, commands, trainer_arguments, write_json
+from clipvqd.cli_args import (add_command, commands, compute_arguments, output_arguments, trainer_arguments,
+                              write_json)
 
 
 def cmd_train(args) -> None:
@@ -58,6 +59,7 @@ def register(group: argparse.ArgumentParser) -> None:
     train.add_argument("--manifest", required=True, help="the world's oracle split")
     train.add_argument("--reference", required=True, help="the world's reference split (second held-out check)")
     train.add_argument("--metrics", required=True)
+    output_arguments(train, "metrics")
     calibrate = add_command(table, "calibrate", cmd_calibrate,
                             "accuracy on held-out renders degraded the way generated images are")
     calibrate.add_argument("--oracle", required=True)
@@ -70,6 +72,8 @@ def register(group: argparse.ArgumentParser) -> None:
                            help="diagnostic: train an oracle on tokenizer reconstructions in this folder and record "
                                 "what it reads off held-out reconstructions (the tokenizer's ceiling)")
     calibrate.add_argument("--out", required=True)
+    compute_arguments(calibrate, device=False)
+    output_arguments(calibrate, "reconstruction_bound_work")
     score = add_command(table, "score", cmd_score, "attribute accuracy of generated images")
     score.add_argument("--oracle", required=True)
     score.add_argument("--samples", required=True, help="samples manifest with a prompt_id column")

@@ -84,12 +84,41 @@ def test_every_command_a_rule_calls_exists():
     called = set()
     for smk in (REPO / "workflow" / "rules").glob("*.smk"):
         text = smk.read_text()
-        # `python -m clipvqd <group> [<command>]`, and the trainers' `clipvqd_trainer("<group> <command> ...")`
-        for group, command in re.findall(r'(?:-m clipvqd |clipvqd_trainer\(\s*")([a-z0-9]+)(?: ([a-z][a-z0-9-]*))?', text):
+        # `clipvqd_command("<group> [<command>] ...")`, and the trainers' `clipvqd_trainer("<group> <command> ...")`
+        for group, command in re.findall(r'clipvqd_(?:command|trainer)\(\s*"([a-z0-9]+)(?: ([a-z][a-z0-9-]*))?', text):
             called.add(group if group == "sample" else f"{group} {command}")
     assert len(called) >= 23, sorted(called)
     missing = called - set(commands)
     assert not missing, f"rules call commands the CLI does not have: {sorted(missing)}"
+
+
+def test_every_torch_command_takes_threads():
+    """Every command that computes with torch (it takes --device, or is a trainer) takes --threads, so the
+    workflow can hand it the job's share of the cores."""
+    lacking = [name for name, command in _commands(build_parser()).items()
+               if {"--device", "--work"} & set(command._option_string_actions)
+               and "--threads" not in command._option_string_actions]
+    assert not lacking, f"commands without --threads: {lacking}"
+
+
+def test_threads_reach_torch_before_the_command_runs(monkeypatch, tmp_path):
+    import torch
+
+    import clipvqd.oracle_cli
+
+    seen = []
+    monkeypatch.setattr(clipvqd.oracle_cli, "cmd_train", lambda args: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    try:
+        for threads in (3, 1):
+            main(["oracle", "train", "--params", "{}", "--world", "faces", "--manifest", "m.csv", "--reference", "r.csv",
+                  "--work", str(tmp_path), "--out", "o", "--curve", "c", "--metrics", "x", "--threads", str(threads)])
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [3, 1]
+    with pytest.raises(SystemExit):
+        main(["oracle", "train", "--params", "{}", "--world", "faces", "--manifest", "m", "--reference", "r",
+              "--work", "w", "--out", "o", "--curve", "c", "--metrics", "x", "--threads", "0"])
 
 
 def test_help_of_the_cli_and_of_every_group(capsys):
@@ -121,3 +150,69 @@ def test_sample_refuses_model_files_its_method_does_not_read(tmp_path):
         main(["sample", "--method", "paired", "--model", str(tmp_path / "d.safetensors"), "--prompts",
               str(tmp_path / "p.csv"), "--prompt-embeddings", str(tmp_path / "e.safetensors"),
               "--manifest", str(tmp_path / "m.csv")])
+
+
+# ---- outputs that cannot be written stop a command before it computes -------------------------------------
+
+
+@pytest.fixture()
+def unwritable_folder(tmp_path):
+    """A folder no process can create files in: read-only mode, made immutable where the test runs as root
+    (root ignores permission bits); skipped where neither holds."""
+    import os
+    import shutil
+
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    immutable = False
+    if os.access(folder, os.W_OK):  # root
+        immutable = shutil.which("chattr") and subprocess.run(["chattr", "+i", str(folder)],
+                                                              capture_output=True).returncode == 0
+    try:
+        (folder / "probe").touch()
+        (folder / "probe").unlink()
+        pytest.skip("no way to make a folder unwritable here")
+    except OSError:
+        pass
+    yield folder
+    if immutable:
+        subprocess.run(["chattr", "-i", str(folder)], check=False)
+    folder.chmod(0o755)
+
+
+@pytest.mark.parametrize("where", ["read-only folder", "under a file"])
+def test_an_unwritable_output_stops_a_trainer_before_it_trains(small_faces, tmp_path, where, request):
+    if where == "read-only folder":
+        out = request.getfixturevalue("unwritable_folder") / "sub" / "model.safetensors"
+    else:
+        (tmp_path / "a-file").write_text("")
+        out = tmp_path / "a-file" / "model.safetensors"
+    work = tmp_path / "work"
+    with pytest.raises(SystemExit) as error:
+        main(["tokenizer", "train", "--params", json.dumps(TINY_TOKENIZER), "--train", str(small_faces / "train.csv"),
+              "--work", str(work), "--out", str(out), "--curve", str(tmp_path / "c.csv"),
+              "--codebook", str(tmp_path / "cb.json")])
+    message = str(error.value.code)
+    assert message.startswith(f"--out {out}: ") and "nothing was computed" in message
+    assert not work.exists()  # not one step trained
+
+
+def test_an_unwritable_output_stops_the_metrics_job_before_it_loads_anything(unwritable_folder, tmp_path):
+    with pytest.raises(SystemExit, match=r"--protocol-out .*read-only.*cannot be written"):
+        main(["evaluate", "metrics", "--samples", "no-such.csv", "--reference", "r.csv", "--prompts", "p.csv",
+              "--conditioner", "c", "--judge", "j", "--method", "lafite", "--cache-dir", str(tmp_path / "cache"),
+              "--out", str(tmp_path / "m.csv"), "--protocol-out", str(unwritable_folder / "m.protocol.json"),
+              "--samples-per-prompt", "1", "--sample-seed", "0"])
+
+
+def test_an_empty_prompt_is_refused_naming_the_file_and_line(tmp_path):
+    from clipvqd.clip.embed import embed_text_column
+    from clipvqd.samples import read_prompts
+
+    table = tmp_path / "prompts.csv"
+    table.write_text("prompt_id,prompt,ood\np0000,a face with glasses,0\np0001,  ,0\n")
+    with pytest.raises(ValueError, match=rf"prompt table {table} has an empty prompt on line\(s\) \[3\]"):
+        read_prompts(table)
+    with pytest.raises(ValueError, match=rf"{table} has an empty prompt on line\(s\) \[3\]"):
+        embed_text_column(None, table, "prompt", tmp_path / "out.safetensors")

@@ -3,6 +3,7 @@
 import copy
 import dataclasses
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -55,13 +56,111 @@ def test_schema_rejects_and_names_the_key(mutate, named):
     assert named in str(error.value)
 
 
-def test_typo_stops_snakemake_before_any_job(tmp_path):
+@pytest.mark.parametrize("overlay, expected", [
+    ("data:\n  world:\n    resolutoin: 64\n", "unknown key 'resolutoin' in data.world; did you mean 'resolution'?"),
+    ("sampeling: {steps: [10]}\n", "unknown key 'sampeling' at the top level; did you mean 'sampling'?"),
+    ("diffusion:\n  pretrain: {stpes: 5}\n", "unknown key 'stpes' in diffusion.pretrain; did you mean 'steps'?"),
+    ("data:\n  world:\n    sizes: {train: 3}\n", "data.world.sizes.train: 3 is less than the minimum of"),
+])
+def test_config_error_names_the_key_its_place_and_the_closest_valid_one(tmp_path, overlay, expected):
+    """A bad key stops Snakemake before any job in a few lines (not the schema and config dumped), naming the
+    key, where it sits in the config and, for a misspelt key, the valid key it was probably meant to be."""
     bad = tmp_path / "bad.yaml"
-    bad.write_text("data:\n  world:\n    resolutoin: 64\n")
+    bad.write_text(overlay)
     result = _snakemake("-n", "--cores", "1", "--configfile", str(bad))
+    output = result.stderr + result.stdout
     assert result.returncode != 0
-    assert "resolutoin" in result.stderr + result.stdout
+    assert expected in output, output[-3000:]
     assert "Job stats" not in result.stdout
+    assert len(output.splitlines()) <= 10, output
+
+
+def _jobs(stdout: str) -> list[dict]:
+    """The jobs of a `snakemake -n -p` plan: rule, threads, resources and shell command of each."""
+    jobs = []
+    for block in re.split(r"^\[.*\]$", stdout, flags=re.MULTILINE)[1:]:
+        rule = re.search(r"^(?:local)?rule (\w+):", block, re.MULTILINE)
+        if not rule:
+            continue
+        threads = re.search(r"^\s+threads: (\d+)$", block, re.MULTILINE)
+        resources = re.search(r"^\s+resources: (.*)$", block, re.MULTILINE)
+        command = re.search(r"^Shell command: (.*)$", block, re.MULTILINE)
+        jobs.append({"rule": rule.group(1), "threads": int(threads.group(1)) if threads else 1,
+                     "resources": dict(item.split("=", 1) for item in resources.group(1).split(", ")) if resources else {},
+                     "command": command.group(1) if command else ""})
+    return jobs
+
+
+# Rules whose jobs compute with torch, on a world config: each takes the job's threads, and all but the
+# oracle and the CLIP evaluation (CPU-only) can use a GPU.
+TORCH_RULES = {"clip_train_standin", "clip_evaluate", "clip_embed", "clip_embed_captions", "oracle_train",
+               "tokenizer_train", "tokenizer_evaluate", "tokenizer_tokenize", "diffusion_pretrain",
+               "diffusion_cfg_finetune", "diffusion_control", "lafite_train", "clip2latent_generator_train",
+               "clip2latent_latent_sample", "clip2latent_prior_train", "sample", "metrics"}
+CPU_ONLY_RULES = {"oracle_train", "clip_evaluate"}
+DDP_RULES = {"diffusion_pretrain", "diffusion_cfg_finetune", "diffusion_control"}
+
+
+@pytest.mark.parametrize("cores, overlay, threads", [("8", "", 2), ("2", "", 1), ("8", "threads: {torch: 3}", 3)])
+def test_torch_jobs_get_a_share_of_the_cores_and_pass_it_to_torch(tmp_path, cores, overlay, threads):
+    """`threads:` on every torch rule (default: a quarter of --cores, at least 1; or threads.torch), and the
+    command hands it to torch (--threads), whatever OMP_NUM_THREADS says."""
+    (tmp_path / "threads.yaml").write_text(overlay or "run: tiny")
+    result = _snakemake("-n", "-p", "--forceall", "--cores", cores, "--configfile", "tests/configs/tiny.yaml",
+                        str(tmp_path / "threads.yaml"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = _jobs(result.stdout)
+    assert {job["rule"] for job in jobs} >= TORCH_RULES
+    for job in jobs:
+        if job["rule"] in TORCH_RULES:
+            assert job["threads"] == threads and f"--threads {threads} " in job["command"], job
+        else:
+            assert "--threads" not in job["command"], job
+
+
+@pytest.mark.parametrize("device, gpus, ddp_gpus", [("cpu", 0, 0), ("auto", 1, 1), ("cuda", 1, 2)])
+def test_gpu_rules_ask_for_gpus_when_the_device_is_a_gpu(device, gpus, ddp_gpus):
+    """With device cuda or auto every rule that can use a GPU asks for the `gpu` resource (ddp_gpus for the
+    DDP trainer), so `--resources gpu=N` and a cluster profile schedule them; the device is a resource too,
+    not a param (params are a rerun trigger)."""
+    settings = [f"device={device}"] + (["ddp_gpus=2"] if ddp_gpus == 2 else [])
+    result = _snakemake("-n", "-p", "--forceall", "--cores", "2", "--configfile", "tests/configs/tiny.yaml",
+                        "--config", *settings)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for job in _jobs(result.stdout):
+        if job["rule"] in TORCH_RULES - CPU_ONLY_RULES:
+            expected = ddp_gpus if job["rule"] in DDP_RULES else gpus
+            assert job["resources"].get("gpu") == str(expected), job
+            assert job["resources"].get("device") == device and f"--device {device} " in job["command"], job
+        else:
+            assert job["resources"].get("gpu", "0") == "0" and "--device" not in job["command"], job
+    # the device never enters the params, which Snakemake compares to decide reruns
+    for smk in (REPO / "workflow" / "rules").glob("*.smk"):
+        assert "params.device" not in smk.read_text() and 'device=config["device"]' not in smk.read_text(), smk
+
+
+def test_every_rule_has_a_docstring():
+    """`snakemake --list-rules` shows one line of documentation for every rule, under every data source."""
+    listed = {}
+    for configfile in ("config.yaml", "configs/coco.yaml", "configs/ffhq.yaml"):
+        result = _snakemake("--list-rules", "--configfile", configfile)
+        assert result.returncode == 0, result.stderr[-3000:]
+        for line in result.stdout.splitlines():
+            match = re.match(r"^(\w+)(?: \((.+)\))?$", line.strip())
+            if match:
+                listed.setdefault(match.group(1), match.group(2))
+    assert {"world_generate", "dataset_download", "ffhq_validate", "weights_download", "clip_get", "report"} <= set(listed)
+    undocumented = sorted(name for name, doc in listed.items() if not doc)
+    assert not undocumented, f"rules without a docstring: {undocumented}"
+
+
+def test_download_rules_run_on_the_submit_host():
+    """Rules that fetch from the internet are local rules: on a cluster they run where the network is."""
+    for smk, rules in (("data.smk", ("dataset_download", "weights_download")), ("clip.smk", ("clip_get",))):
+        text = (REPO / "workflow" / "rules" / smk).read_text()
+        for rule in rules:
+            for body in re.findall(rf"rule {rule}:\n(.*?)(?=\n\s*rule |\Z)", text, re.S):
+                assert re.search(r"^\s+localrule: True", body, re.MULTILINE), (smk, rule)
 
 
 def test_cross_key_check_names_the_keys(tmp_path):
@@ -70,6 +169,49 @@ def test_cross_key_check_names_the_keys(tmp_path):
     result = _snakemake("-n", "--cores", "1", "--configfile", str(bad))
     assert result.returncode != 0
     assert "clip.conditioner.source is 'standin'" in result.stderr + result.stdout
+
+
+# Model and training settings: ranges in the schema, rules across keys in the library's dataclasses, built
+# by common.smk while the Snakefile is read. Each bad value stops `snakemake -n` before any job, in a few
+# lines naming the config key.
+BAD_MODEL_SETTINGS = [
+    ("tokenizer:\n  model: {channels: -8}\n", ["channels", "-8 is less than the minimum of 1"]),
+    ("diffusion:\n  pretrain: {steps: 0}\n", ["steps", "0 is less than the minimum of 1"]),
+    ("diffusion:\n  model: {num_heads: 3, hidden_dim: 32}\n",
+     ["diffusion.model: DenoiserConfig.hidden_dim (32) must be divisible by num_heads (3)"]),
+    ("tokenizer:\n  model: {resolution: 100000}\n", ["resolution", "100000 is greater than the maximum"]),
+    ("tokenizer:\n  model: {resolution: 64}\n",
+     ["tokenizer.model.resolution is 64 but data.world.resolution is 32", "tokenizer.resize"]),
+    ("tokenizer:\n  model: {channel_multipliers: [1, 2, 2, 2, 2, 2, 2]}\n",
+     ["tokenizer.model: TokenizerConfig.resolution=32 is not divisible by the downsampling factor 64"]),
+    ("tokenizer:\n  train: {temperature_start: 0.01, temperature_end: 0.9}\n",
+     ["tokenizer.train: TokenizerConfig needs 0 < temperature_end <= temperature_start".replace("Config", "TrainConfig")]),
+    ("lafite:\n  model: {resolution: 48}\n", ["resolution", "48 is not one of"]),
+    ("clip2latent:\n  sampling: {steps: 7}\n",
+     ["clip2latent.sampling.steps 7 does not divide clip2latent.prior_model.timesteps 1000"]),
+    ("clip2latent:\n  prior_model: {dim_head: 15}\n", ["clip2latent.prior_model: PriorModelConfig: invalid dim_head=15"]),
+    ("clip:\n  conditioner:\n    source: standin\n    standin: {text_width: 30, text_heads: 4}\n",
+     ["clip.conditioner.standin: standin.text_width=30 is not divisible by standin.text_heads=4"]),
+    ("sampling:\n  steps: [200]\n", ["sampling.steps 200 is more than diffusion.model.num_steps 100"]),
+    ("diffusion:\n  finetune: {batch_size: 5000}\n",
+     ["diffusion.finetune.batch_size is 5000, more than the 4000 training images"]),
+    ("oracle: {batch_size: 0}\n", ["batch_size", "0 is less than the minimum of 1"]),
+]
+
+
+@pytest.mark.parametrize("overlay, named", BAD_MODEL_SETTINGS, ids=[o.split(":")[0] + str(i) for i, (o, _) in
+                                                                    enumerate(BAD_MODEL_SETTINGS)])
+def test_bad_model_settings_stop_snakemake_before_any_job(tmp_path, overlay, named):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(overlay)
+    result = _snakemake("-n", "--cores", "1", "--configfile", str(bad))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "Job stats" not in result.stdout
+    for text in named:
+        assert text in output, output[-2000:]
+    # A few lines (Snakemake's own schema message quotes the key's schema entry), never a traceback from a job.
+    assert "Traceback" not in output and len(output.strip().splitlines()) <= 25, output
 
 
 def _job_counts(stdout):

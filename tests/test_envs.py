@@ -1,8 +1,11 @@
 """The conda environments of `--use-conda` (envs/*.yaml), checked without conda (it cannot run here):
 
-- each file parses, pins every package to the version pyproject.toml pins, and installs the project
-  package (Snakemake keeps PYTHONPATH out of conda jobs) through its post-deploy script;
+- each file parses and pins every package to the version pyproject.toml pins; the project package is not
+  installed into them: every rule's command runs the workflow's own source (PYTHONPATH set by the command,
+  since Snakemake keeps PYTHONPATH out of conda jobs);
 - every rule names one of them;
+- pyproject.toml declares every distribution the package imports, and imports (or otherwise uses) every one
+  it declares; its licence is the LICENSE file's;
 - each family's environment holds every distribution that the package code its rules run imports
   (found by walking the imports of the package source, function-level ones included).
 """
@@ -81,13 +84,20 @@ def test_every_environment_parses_and_pins_what_pyproject_pins():
                 f"envs/{family}.yaml pins {spec!r} but pyproject.toml pins {pins[name]!r}")
 
 
-def test_every_environment_installs_the_project_package():
-    for family in FAMILIES:
-        script = ENVS / f"{family}.post-deploy.sh"
-        assert script.is_file(), f"{script} is missing: Snakemake runs it after creating envs/{family}.yaml"
-        text = script.read_text()
-        assert "pip install --no-deps" in text and "-e" in text, script
-        assert "CLIPVQD_SOURCE" in text, script
+def test_every_command_runs_the_workflows_own_source():
+    """No environment installs the package (a module's source may be read-only, a conda prefix may be shared
+    between checkouts): every rule runs `python -m clipvqd` through clipvqd_command or clipvqd_trainer, which
+    put the workflow's own source (CLIPVQD_SOURCE, set from the Snakefile's folder) first on PYTHONPATH."""
+    assert not list(ENVS.glob("*.post-deploy.sh"))
+    common = (REPO / "workflow" / "rules" / "common.smk").read_text()
+    assert 'os.environ["CLIPVQD_SOURCE"] = str(WORKFLOW_ROOT)' in common
+    assert re.search(r"""WITH_SOURCE = 'export PYTHONPATH="\$CLIPVQD_SOURCE""", common)
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        text = smk.read_text()
+        if smk.name != "common.smk":
+            assert "python -m clipvqd" not in text and "-m clipvqd" not in text, smk
+        shells = re.findall(r"^\s+shell:\n\s+(\S+)", text, re.MULTILINE)
+        assert all(s.startswith(("clipvqd_command(", "clipvqd_trainer(")) for s in shells), (smk, shells)
 
 
 def test_every_rule_uses_one_of_the_environments():
@@ -215,3 +225,35 @@ def test_every_command_group_belongs_to_a_family():
     listed = {entry.partition(":")[0] for entries in ENTRY_MODULES.values() for entry in entries}
     missing = {group: module for group, (module, _) in GROUPS.items() if module not in listed}
     assert not missing, f"command groups whose module no family's ENTRY_MODULES lists: {missing}"
+
+
+# ---- pyproject.toml: what the package imports, what it declares -------------------------------------------
+
+# Declared without a direct import in clipvqd/, each for a stated reason.
+DECLARED_WITHOUT_IMPORT = {
+    "snakemake-executor-plugin-slurm": "profiles/slurm (executor: slurm)",
+}
+
+
+def test_pyproject_declares_every_imported_distribution_and_nothing_unused():
+    """Every third-party distribution imported anywhere in clipvqd/ (function-level imports included) is a
+    dependency in pyproject.toml, and every dependency is imported (or listed above with its use)."""
+    modules = set()
+    for source in (REPO / "clipvqd").rglob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.Import):
+                modules |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                modules.add(node.module.split(".")[0])
+    imported = _distributions(modules - {"clipvqd"})
+    declared = set(_pyproject_pins())
+    assert not imported - declared, f"imported but not declared in pyproject.toml: {sorted(imported - declared)}"
+    unused = declared - imported - set(DECLARED_WITHOUT_IMPORT)
+    assert not unused, f"declared in pyproject.toml but never imported by clipvqd/: {sorted(unused)}"
+
+
+def test_licence_file_matches_pyproject():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["license"] == {"text": "MIT"}
+    text = (REPO / "LICENSE").read_text()
+    assert text.startswith("MIT License\n") and "Permission is hereby granted, free of charge" in text

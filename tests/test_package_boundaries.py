@@ -100,3 +100,18 @@ def test_the_training_core_imports_no_model_code():
         for line, module in imported_modules(path):
             if module.startswith("clipvqd"):
                 assert module.startswith("clipvqd.training"), f"{path.relative_to(REPO)} line {line}: {module}"
+
+
+def test_the_configuration_dataclasses_import_without_torch():
+    """common.smk builds these while Snakemake reads the Snakefile (to check a run's settings before any
+    job): importing them must not load torch or open_clip, which would slow every snakemake call."""
+    import subprocess
+    import sys
+
+    modules = ("clipvqd.diffusion.model_config", "clipvqd.diffusion.train_config", "clipvqd.tokenizer.config",
+               "clipvqd.lafite.config", "clipvqd.clip2latent.config", "clipvqd.clip.standin_config",
+               "clipvqd.config_blocks", "clipvqd.worlds")
+    code = (f"import sys\nfor m in {modules!r}: __import__(m)\n"
+            "print(sorted(m for m in ('torch', 'open_clip', 'torchvision') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from clipvqd.cli_args import add_command, commands, trainer_arguments, write_json
+from clipvqd.cli_args import add_command, commands, compute_arguments, trainer_arguments, write_json
 
 
 def cmd_get(args) -> None:
@@ -69,6 +69,7 @@ def register(group: argparse.ArgumentParser) -> None:
     ev.add_argument("--world", required=True)
     ev.add_argument("--gallery", type=int, default=100)
     ev.add_argument("--out", required=True)
+    compute_arguments(ev, device=False)
     emb = add_command(table, "embed", cmd_embed, "cache image and text embeddings")
     emb.add_argument("--clip", required=True)
     emb.add_argument("--images", required=True, help="manifest of the generator training images")
@@ -76,16 +77,16 @@ def register(group: argparse.ArgumentParser) -> None:
     emb.add_argument("--prompts", required=True, help="prompt table with a 'prompt' column")
     emb.add_argument("--prompts-out", required=True)
     emb.add_argument("--prompt-prefix", default="", help='e.g. "a photograph of " for FFHQ')
-    emb.add_argument("--device", default="cpu")
+    compute_arguments(emb)
     pro = add_command(table, "embed-prompts", cmd_embed_prompts,
                       "cache text embeddings of a prompt table (validation prompts, the distribution set's captions)")
     pro.add_argument("--clip", required=True)
     pro.add_argument("--prompts", required=True, help="prompt table with a 'prompt' column")
     pro.add_argument("--out", required=True)
     pro.add_argument("--prompt-prefix", default="", help='e.g. "a photograph of " for FFHQ')
-    pro.add_argument("--device", default="cpu")
+    compute_arguments(pro)
     cap = add_command(table, "embed-captions", cmd_embed_captions, "cache text embeddings of training captions")
     cap.add_argument("--clip", required=True)
     cap.add_argument("--captions", required=True, help="training captions (read by the paired control only)")
     cap.add_argument("--out", required=True)
-    cap.add_argument("--device", default="cpu")
+    compute_arguments(cap)

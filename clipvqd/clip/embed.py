@@ -73,6 +73,10 @@ def embed_text_column(encoder: ClipEncoder, table: str | Path, column: str, out:
     frame = pd.read_csv(table, keep_default_na=False, dtype=str)
     if column not in frame.columns:
         raise ValueError(f"{table} has no '{column}' column to embed")
+    blank = [int(i) + 2 for i in frame.index[frame[column].str.strip() == ""]]  # line numbers (after the header)
+    if blank:
+        raise ValueError(f"{table} has an empty {column} on line(s) {blank[:5]}{' ...' if len(blank) > 5 else ''}: "
+                         "CLIP would embed the empty string as if it were a prompt")
     texts: Sequence[str] = [prefix + text for text in frame[column]]
     batch = 256
     chunks = [encoder.encode_texts(texts[i:i + batch])

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from clipvqd.cli_args import add_command, commands, json_object, trainer_arguments
+from clipvqd.cli_args import add_command, commands, compute_arguments, json_object, trainer_arguments
 
 
 def _configs(cls_pairs: list[tuple[type, str]], params: dict[str, Any], overrides: dict[str, dict[str, Any]] | None = None):
@@ -84,7 +84,7 @@ def register(group: argparse.ArgumentParser) -> None:
     prs.add_argument("--clip", required=True, help="the conditioner CLIP file")
     prs.add_argument("--out", required=True, help="pairs file (safetensors, with the z-scoring stats)")
     prs.add_argument("--seed", type=int, default=0)
-    prs.add_argument("--device", default="cpu")
+    compute_arguments(prs)
     pri = add_command(table, "train-prior", cmd_train_prior, "train the diffusion prior on the pairs (resumable)")
     trainer_arguments(pri, "the clip2latent config block as JSON")
     pri.add_argument("--pairs", required=True)

@@ -115,7 +115,7 @@ def train_prior(pairs: dict[str, Tensor], model_cfg: PriorModelConfig, train_cfg
         "model_config": model_cfg.to_dict(),
         "train_config": train_cfg.to_dict(),
         "num_pairs": int(len(w_all)),
-        "fingerprint": run.fingerprint,
+        **run.provenance(),
         "elapsed_s": round(run.elapsed(), 3),
         **(provenance or {}),
     }

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from clipvqd.cli_args import add_command, commands
+from clipvqd.cli_args import add_command, commands, output_arguments
 
 FFHQ_HOWTO = """\
 FFHQ is not downloaded automatically. Its official files (NVlabs/ffhq-dataset: ffhq-dataset-v2.json and
@@ -110,6 +110,7 @@ def register(group: argparse.ArgumentParser) -> None:
     fv.add_argument("--image-size", type=_optional_int, default=None, help="required side in pixels (optional)")
     fv.add_argument("--min-side", type=int, required=True, help="smallest usable side (the training resolution)")
     fv.add_argument("--workers", type=int, default=1)
+    output_arguments(fv, "manifest")
 
     fp = add_command(data, "ffhq-prepare", cmd_ffhq_prepare, "resize a validated FFHQ copy into the run's data folder")
     fp.add_argument("--source-manifest", required=True)

@@ -26,9 +26,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .mask_and_replace import LOG_ZERO, MaskAndReplace, index_to_log_onehot
+from .train_config import LOSS_OVER_STEPS
 
 DEFAULT_AUX_WEIGHT = 5e-4
-LOSS_OVER_STEPS = ("mean", "sum")
 
 
 def steps_factor(loss_over_steps: str, num_steps: int) -> float:

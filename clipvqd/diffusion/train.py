@@ -314,7 +314,7 @@ def _train(
         "num_training_maps": int(tokens.shape[0]),
         "init_weights": None if init_weights is None else str(init_weights),
         "init_weights_meta": None if init_meta is None else {k: init_meta.get(k) for k in ("mode", "step", "seed")},
-        "fingerprint": run.fingerprint,
+        **run.provenance(),
         "elapsed_s": round(run.elapsed(), 3),
     }
     run.finish(lambda: save_weights(out_weights, ema.state_dict(), meta))

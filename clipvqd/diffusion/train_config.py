@@ -8,7 +8,8 @@ from typing import Any, Mapping
 
 from clipvqd.config_blocks import from_mapping
 
-from .loss import LOSS_OVER_STEPS
+# How the loss combines the per-step bound terms (see `loss_over_steps` below and clipvqd.diffusion.loss).
+LOSS_OVER_STEPS = ("mean", "sum")
 
 
 class TrainingMode(str, Enum):

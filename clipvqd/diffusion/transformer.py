@@ -20,80 +20,15 @@ release while the world default keeps what it was measured with: the ConvMLP act
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Mapping
-
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor, nn
 
-from clipvqd.config_blocks import from_mapping
+from .model_config import MLP_ACTIVATIONS, DenoiserConfig
 
-MLP_ACTIVATIONS = ("gelu", "quick_gelu")
 NULL_CONDITION_FORMS = ("normalized", "raw")
-
-
-@dataclass(frozen=True)
-class DenoiserConfig:
-    """Sizes of the denoiser. The defaults are the CPU-sized model for the embedded world."""
-
-    num_codes: int = 256
-    """K: codes of the tokenizer (in practice its compacted vocabulary). [MASK] is extra, index K."""
-    grid_height: int = 8
-    """Rows of the token grid (image height / tokenizer downsampling)."""
-    grid_width: int = 8
-    """Columns of the token grid."""
-    condition_dim: int = 128
-    """Length of the condition vector (the CLIP embedding dimension)."""
-    hidden_dim: int = 64
-    """Transformer width (paper: 512). The world default is sized for a ~3-minute CPU pretraining."""
-    num_layers: int = 4
-    """Number of blocks (paper: 24)."""
-    num_heads: int = 4
-    """Attention heads; must divide hidden_dim (paper: 16)."""
-    mlp_ratio: int = 2
-    """ConvMLP hidden width as a multiple of hidden_dim (paper: 4). The world default halves it: the
-    3x3 convolutions dominate the cost (9x a linear layer of the same width; 88% of the paper
-    model's 515M parameters)."""
-    num_steps: int = 100
-    """T, the number of diffusion steps; sizes the timestep embedding and the schedule."""
-    mlp_activation: str = "gelu"
-    """Activation inside ConvMLP: "gelu" (exact) or "quick_gelu", x * sigmoid(1.702 x), the release's GELU2
-    (transformer_utils.py GELU2, block_activate: GELU2 in every released config)."""
-
-    def __post_init__(self) -> None:
-        positive = ("num_codes", "grid_height", "grid_width", "condition_dim", "hidden_dim", "num_layers",
-                    "num_heads", "mlp_ratio", "num_steps")
-        for name in positive:
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"DenoiserConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.hidden_dim % self.num_heads:
-            raise ValueError(
-                f"DenoiserConfig.hidden_dim ({self.hidden_dim}) must be divisible by num_heads ({self.num_heads})"
-            )
-        if self.num_codes < 2 or self.num_steps < 2:
-            raise ValueError("DenoiserConfig needs num_codes >= 2 and num_steps >= 2")
-        if self.mlp_activation not in MLP_ACTIVATIONS:
-            raise ValueError(f"DenoiserConfig.mlp_activation must be one of {MLP_ACTIVATIONS}, got {self.mlp_activation!r}")
-
-    @property
-    def num_tokens(self) -> int:
-        return self.grid_height * self.grid_width
-
-    @classmethod
-    def paper(cls) -> "DenoiserConfig":
-        """The released FFHQ/COCO configuration (configs/*_base_train.yaml, *_finetune.yaml): 24 x 512, 16 heads,
-        16x16 tokens, K = 4096, CLIP 512-d, GELU2 in the ConvMLP (the released sampler's raw null vector is a
-        sampling setting: SamplingSettings.null_condition)."""
-        return cls(num_codes=4096, grid_height=16, grid_width=16, condition_dim=512, hidden_dim=512,
-                   num_layers=24, num_heads=16, mlp_ratio=4, num_steps=100, mlp_activation="quick_gelu")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any], source: str = "config") -> "DenoiserConfig":
-        return from_mapping(cls, values, source)
+__all__ = ["MLP_ACTIVATIONS", "NULL_CONDITION_FORMS", "Denoiser", "DenoiserConfig"]
 
 
 class AdaptiveLayerNorm(nn.Module):
@@ -140,10 +75,9 @@ class SelfAttention(nn.Module):
         self.out = nn.Linear(dim, dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        batch, tokens, dim = x.shape
-        q, k, v = self.qkv(x).view(batch, tokens, 3, self.num_heads, dim // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = rearrange(self.qkv(x), "b n (qkv h d) -> qkv b h n d", qkv=3, h=self.num_heads)
         y = F.scaled_dot_product_attention(q, k, v)
-        return self.out(y.transpose(1, 2).reshape(batch, tokens, dim))
+        return self.out(rearrange(y, "b h n d -> b n (h d)"))
 
 
 def quick_gelu(x: Tensor) -> Tensor:
@@ -164,12 +98,11 @@ class ConvMLP(nn.Module):
         self.activation = F.gelu if activation == "gelu" else quick_gelu
 
     def forward(self, x: Tensor) -> Tensor:
-        batch, tokens, dim = x.shape
-        # (B, H, W, C) viewed as (B, C, H, W) is channels-last in memory, which the CPU and cuDNN
-        # convolutions take without a copy.
-        grid = x.view(batch, *self.grid, dim).permute(0, 3, 1, 2)
+        # Tokens (row-major) to the grid and back. (B, H, W, C) viewed as (B, C, H, W) is channels-last in
+        # memory, which the CPU and cuDNN convolutions take without a copy.
+        grid = rearrange(x, "b (gh gw) c -> b c gh gw", gh=self.grid[0], gw=self.grid[1])
         y = self.contract(self.activation(self.expand(grid)))
-        return y.permute(0, 2, 3, 1).reshape(batch, tokens, dim)
+        return rearrange(y, "b c gh gw -> b (gh gw) c")
 
 
 class DenoiserBlock(nn.Module):
@@ -227,8 +160,9 @@ class Denoiser(nn.Module):
             raise ValueError(f"condition must be ({batch}, {cfg.condition_dim}), got {tuple(condition.shape)}")
         if t.shape != (batch,):
             raise ValueError(f"t must be ({batch},), got {tuple(t.shape)}")
-        position = (self.row_embedding.weight[:, None, :] + self.column_embedding.weight[None, :, :])
-        x = self.token_embedding(tokens) + position.reshape(1, cfg.num_tokens, -1)
+        # Learned row plus column embedding of each grid position, in the tokens' row-major order.
+        position = rearrange(self.row_embedding.weight, "gh c -> gh 1 c") + self.column_embedding.weight
+        x = self.token_embedding(tokens) + rearrange(position, "gh gw c -> 1 (gh gw) c")
         condition = condition.to(x.dtype)
         for block in self.blocks:
             x = block(x, t, condition)

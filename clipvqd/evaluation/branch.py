@@ -60,6 +60,22 @@ def _check_distribution_manifest(manifest, table: pd.DataFrame, prompt_prefix: s
     return frame.set_index("prompt_id").loc[list(table["prompt_id"])].reset_index()
 
 
+def check_sample_sets(alignment: Sequence[str | Path], distribution: Sequence[str | Path], seeds: Sequence[int],
+                      plans: Sequence[tuple]) -> None:
+    """Refuse, before anything is measured, a seed's alignment or distribution set that does not hold exactly
+    its plan (`plans[i]`: the (alignment, distribution) `clipvqd.samples.SamplePlan` of `seeds[i]`), or that
+    lists a path outside its folder."""
+    from clipvqd.manifest import read_manifest
+
+    if len(plans) != len(seeds):
+        raise BranchError(f"{len(plans)} sample plan(s) for seeds {list(seeds)}: one (alignment, distribution) "
+                          "pair per seed")
+    for seed_value, alignment_manifest, distribution_manifest, (alignment_plan, distribution_plan) in zip(
+            seeds, alignment, distribution, plans):
+        for manifest, plan in ((alignment_manifest, alignment_plan), (distribution_manifest, distribution_plan)):
+            plan.check(read_manifest(manifest, verify=False), f"{manifest} (seed {seed_value})")
+
+
 class _SeedMeasurements:
     """What one seed of a branch measured: rows' values, units, entries, features, candidates."""
 
@@ -178,7 +194,7 @@ def evaluate_branch(alignment: Sequence[str | Path], distribution: Sequence[str 
                     cache_dir=None, inception_weights=None, inception_sha256: str | None = None,
                     kid_subsets: int = 100, kid_subset_size: int = 1000, cross_check: str = "auto",
                     reference_name: str | None = None, bootstrap: BootstrapSettings | None = None, seed: int = 0,
-                    device: str = "cpu") -> pd.DataFrame:
+                    device: str = "cpu", plans: Sequence[tuple] | None = None) -> pd.DataFrame:
     """Measure one branch from files and write everything its metrics job declares; return the table.
 
     `alignment[i]` and `distribution[i]` are the sample manifests of training seed `seeds[i]`. `prompts` is the
@@ -186,7 +202,9 @@ def evaluate_branch(alignment: Sequence[str | Path], distribution: Sequence[str 
     distribution set's (a manifest of the matched reference images). `conditioner` and `judge` are CLIP files:
     CLIPscore with each; the judge's image tower gives CMMD's embeddings, and FID's features when no
     `inception_weights` file is given. `oracle`: the attribute oracle (worlds). `cross_check`: "auto"
-    (clean-fid only with Inception), "always" or "never". `seed`: KID's subset draws.
+    (clean-fid only with Inception), "always" or "never". `seed`: KID's subset draws. `plans`: one
+    (alignment plan, distribution plan) pair of `clipvqd.samples.SamplePlan` per seed; every sample set must
+    hold exactly its plan, and every listed path stay in its folder, checked before anything is loaded.
     """
     from clipvqd.clip.encoder import ClipEncoder
     from clipvqd.evaluation.features import (
@@ -200,6 +218,7 @@ def evaluate_branch(alignment: Sequence[str | Path], distribution: Sequence[str 
     from clipvqd.evaluation.sets import check_distribution_prompts
     from clipvqd.evaluation.table import BY_SEED_COLUMNS, metric_row, seed_row, write_metrics_table
     from clipvqd.evaluation.uncertainty import DistributionFeatures, branch_intervals, interval_kind, write_units
+    from clipvqd.manifest import read_manifest
 
     bootstrap = bootstrap or BootstrapSettings()
     seeds = [int(s) for s in seeds]
@@ -212,8 +231,11 @@ def evaluate_branch(alignment: Sequence[str | Path], distribution: Sequence[str 
         raise BranchError(f"cross_check must be one of {sorted(CROSS_CHECK)}, got {cross_check!r}")
     if inception_weights and not inception_sha256:
         raise BranchError(f"Inception weights {inception_weights} need their sha256 (the file is a pickle)")
+    read_manifest(distribution_prompts, verify=False)  # its reference paths stay in its folder; hashed below
     table = pd.read_csv(distribution_prompts, keep_default_na=False, dtype=str)
     check_distribution_prompts(table, distribution_prompts)
+    if plans is not None:
+        check_sample_sets(alignment, distribution, seeds, plans)
 
     conditioner_clip = ClipEncoder.load(conditioner, device=device)
     judge_clip = ClipEncoder.load(judge, device=device)
@@ -290,13 +312,26 @@ def evaluate_branch(alignment: Sequence[str | Path], distribution: Sequence[str 
         seed_rows += [seed_row(method, variant, s, name, m.values[name][0], m.values[name][1], protocol)
                       for s, m in per_seed.items()]
 
-    record.write(out_protocol)
     write_units(units.assign(seed=units["seed"].astype(int)), out_units)
     features.write(out_features)
+    record.files = {role: listed_file(out_protocol, path) for role, path in (("units", out_units),
+                                                                             ("features", out_features))}
+    record.write(out_protocol)
     write_metrics_table(seed_rows, out_by_seed, protocol_ids=record.ids(), columns=BY_SEED_COLUMNS)
     if out_candidates is not None:
         _write_candidates(per_seed, alignment, out_candidates)
     return write_metrics_table(rows, out_metrics, protocol_ids=record.ids())
+
+
+def listed_file(record_path, path) -> dict:
+    """How a branch's protocol record lists another file its job wrote: its path relative to the record's
+    folder and its sha256 (the report refuses a units table or feature file that is not that file)."""
+    import os
+
+    from clipvqd.hashing import sha256_file
+
+    relative = os.path.relpath(Path(path).resolve(), Path(record_path).resolve().parent)
+    return {"path": Path(relative).as_posix(), "sha256": sha256_file(path)}
 
 
 def _write_candidates(per_seed: dict[int, _SeedMeasurements], alignment, out_candidates) -> None:

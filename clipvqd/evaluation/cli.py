@@ -5,7 +5,23 @@ from __future__ import annotations
 
 import argparse
 
-from clipvqd.cli_args import add_command, commands, json_mapping, json_object
+from clipvqd.cli_args import (add_command, commands, compute_arguments, json_mapping, json_object,
+                              output_arguments, positive_int)
+
+
+def sample_plans(args) -> list[tuple]:
+    """The plan of every seed's alignment and distribution set, [(alignment plan, distribution plan)] in the
+    order of --seeds: the same prompts and counts for every seed, each drawn from its own sampling seed."""
+    from clipvqd.samples import SamplePlan
+
+    for name in ("sample_seeds", "distribution_sample_seeds"):
+        if len(getattr(args, name)) != len(args.seeds):
+            raise SystemExit(f"--{name.replace('_', '-')} gives {len(getattr(args, name))} seed(s) for "
+                             f"{len(args.seeds)} training seed(s) (--seeds): one per seed")
+    return [(SamplePlan(args.prompts, args.samples_per_prompt, alignment_seed, args.prompt_prefix,
+                        best_of_prompts=args.best_of_prompts),
+             SamplePlan(args.distribution_prompts, 1, distribution_seed, args.prompt_prefix))
+            for alignment_seed, distribution_seed in zip(args.sample_seeds, args.distribution_sample_seeds)]
 
 
 def cmd_metrics(args) -> None:
@@ -14,11 +30,14 @@ def cmd_metrics(args) -> None:
     from clipvqd.evaluation import evaluate_branch
     from clipvqd.evaluation.bootstrap import BootstrapError, BootstrapSettings
     from clipvqd.evaluation.branch import BranchError
+    from clipvqd.manifest import ManifestError
+    from clipvqd.samples import SampleSetError
 
     if args.inception_weights and not args.inception_sha256:
         raise SystemExit(f"--inception-weights {args.inception_weights} needs --inception-sha256 (the file is a pickle)")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("clipvqd").setLevel(logging.INFO)  # the feature extractor, feature cache hits and misses
+    plans = sample_plans(args)
     try:
         bootstrap = BootstrapSettings(args.bootstrap_replicates, args.confidence, args.bootstrap_seed)
         table = evaluate_branch(
@@ -29,8 +48,9 @@ def cmd_metrics(args) -> None:
             out_protocol=args.protocol_out, out_candidates=args.candidates, cache_dir=args.cache_dir,
             inception_weights=args.inception_weights, inception_sha256=args.inception_sha256,
             kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size, cross_check=args.cross_check,
-            reference_name=args.reference_name, bootstrap=bootstrap, seed=args.seed, device=args.device)
-    except (BranchError, BootstrapError) as error:
+            reference_name=args.reference_name, bootstrap=bootstrap, seed=args.seed, device=args.device,
+            plans=plans)
+    except (BranchError, BootstrapError, ManifestError, SampleSetError) as error:  # named: no traceback needed
         raise SystemExit(str(error)) from None
     print(table.to_string(index=False))
 
@@ -50,7 +70,13 @@ def cmd_distribution_prompts(args) -> None:
 def cmd_report(args) -> None:
     from clipvqd.evaluation.bootstrap import BootstrapError, BootstrapSettings
     from clipvqd.report import ReportError, build_report
+    from clipvqd.samples import SamplePlan
 
+    given = [args.prompts is not None, args.samples_per_prompt is not None, args.sample_seed is not None]
+    if any(given) and not all(given):
+        raise SystemExit("--prompts, --samples-per-prompt and --sample-seed state the sample plan together")
+    plan = (SamplePlan(args.prompts, args.samples_per_prompt, args.sample_seed, args.prompt_prefix,
+                       best_of_prompts=args.best_of_prompts) if all(given) else None)
     try:
         bootstrap = BootstrapSettings(args.bootstrap_replicates, args.confidence, args.bootstrap_seed)
         index = build_report(args.out_dir, args.tables, args.protocols, args.metrics_out, args.protocol_out,
@@ -60,7 +86,7 @@ def cmd_report(args) -> None:
                              oracle_calibration=args.oracle_calibration, sample_grids=args.grids,
                              training_curves=args.curves, quality_files=args.quality,
                              benchmark_files=args.benchmarks, benchmark_dirs=args.benchmarks_dir,
-                             paper_rows=args.paper_rows, title=args.title, run_name=args.run_name)
+                             paper_rows=args.paper_rows, title=args.title, run_name=args.run_name, plan=plan)
     except (ReportError, BootstrapError) as error:
         raise SystemExit(str(error)) from None
     print(f"report written to {index}")
@@ -82,6 +108,14 @@ def register(group: argparse.ArgumentParser) -> None:
     met.add_argument("--distribution-prompts", required=True,
                      help="the distribution set's prompt table, a manifest of the reference images it pairs with")
     met.add_argument("--prompt-prefix", default="", help="the data.prompt_prefix the samples were prompted with")
+    met.add_argument("--samples-per-prompt", type=positive_int, required=True,
+                     help="the alignment sets' plan: images of every prompt (sampling.samples_per_prompt)")
+    met.add_argument("--best-of-prompts", type=int, default=0,
+                     help="... and how many first prompts have 16 (sampling.best_of_prompts)")
+    met.add_argument("--sample-seeds", nargs="+", type=int, required=True,
+                     help="the seed each alignment set was drawn from, in the order of --seeds")
+    met.add_argument("--distribution-sample-seeds", nargs="+", type=int, required=True,
+                     help="the seed each distribution set (one image per row of its table) was drawn from")
     met.add_argument("--conditioner", required=True, help="CLIP file that conditioned the generators (CLIPscore)")
     met.add_argument("--judge", required=True, help="CLIP file that conditioned no generator (judge CLIPscore, "
                                                      "CMMD; FID features when no Inception file is given)")
@@ -107,7 +141,8 @@ def register(group: argparse.ArgumentParser) -> None:
     met.add_argument("--features-out", required=True, help="the distribution sets' features (safetensors)")
     met.add_argument("--protocol-out", required=True, help="the branch's protocol record (JSON)")
     met.add_argument("--candidates", default=None, help="best-of-16 candidates with rank and chosen flag (CSV)")
-    met.add_argument("--device", default="cpu")
+    compute_arguments(met)
+    output_arguments(met, "by_seed_out", "units_out", "features_out")
     dis = add_command(table, "distribution-prompts", cmd_distribution_prompts,
                       "the distribution set's prompts: one per reference image, its own caption")
     dis.add_argument("--reference", required=True, help="the reference split's manifest (with a caption column)")
@@ -144,5 +179,11 @@ def register(group: argparse.ArgumentParser) -> None:
                      help="folders whose *.tsv benchmark files (as they exist now) are read")
     rep.add_argument("--paper-rows", default=None,
                      help="JSON list of cited numbers (method, metric, value, source[, dataset, note])")
+    rep.add_argument("--prompts", default=None, help="the sample plan the grids' manifests must hold: prompt table")
+    rep.add_argument("--samples-per-prompt", type=positive_int, default=None, help="... images of every prompt")
+    rep.add_argument("--best-of-prompts", type=int, default=0, help="... and how many first prompts have 16")
+    rep.add_argument("--sample-seed", type=int, default=None, help="... and the seed they were drawn from")
+    rep.add_argument("--prompt-prefix", default="", help="... and the prefix CLIP read before each prompt")
+    output_arguments(rep, "by_seed_out", "significance_out")
     rep.add_argument("--title", default="clipvqd comparison report")
     rep.add_argument("--run-name", default=None)

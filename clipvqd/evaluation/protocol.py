@@ -241,9 +241,13 @@ def clipscore_entry(*, clip_label: str, clip_identity: str, role: str, scores: p
 class ProtocolRecord:
     """An ordered mapping id -> entry, read from and written to protocol.json, plus the run's `design`."""
 
-    def __init__(self, entries: Mapping[str, Mapping] | None = None, design: Mapping | None = None):
+    def __init__(self, entries: Mapping[str, Mapping] | None = None, design: Mapping | None = None,
+                 files: Mapping[str, Mapping] | None = None):
         self.entries: dict[str, dict] = {}
         self.design: dict | None = _jsonable(dict(design)) if design is not None else None
+        # A branch's record lists the other files its metrics job wrote for the report ({role: {"path": relative
+        # to the record's folder, "sha256": ...}}), so the report reads exactly those files; a merged record has none.
+        self.files: dict | None = _jsonable(dict(files)) if files is not None else None
         for entry_id, entry in (entries or {}).items():
             self._insert(entry_id, dict(entry), source="given entries")
 
@@ -277,6 +281,8 @@ class ProtocolRecord:
                 "entries": {key: self.entries[key] for key in sorted(self.entries)}}
         if self.design is not None:
             data["design"] = self.design
+        if self.files is not None:
+            data["files"] = self.files
         return data
 
     def write(self, path: str | Path) -> Path:
@@ -304,7 +310,12 @@ class ProtocolRecord:
         design = data.get("design")
         if design is not None and not isinstance(design, dict):
             raise ProtocolError(f"protocol file {path}: 'design' must be an object")
-        record = cls(design=design)
+        files = data.get("files")
+        if files is not None and not (isinstance(files, dict) and all(
+                isinstance(f, dict) and isinstance(f.get("path"), str) and isinstance(f.get("sha256"), str)
+                for f in files.values())):
+            raise ProtocolError(f"protocol file {path}: 'files' must map a role to {{path, sha256}}")
+        record = cls(design=design, files=files)
         for entry_id, entry in entries.items():
             record._insert(entry_id, entry, source=str(path))
         return record

@@ -49,6 +49,13 @@ def distribution_prompt_table(reference_csv: str | Path, out_csv: str | Path, *,
             raise EvaluationSetError(f"reference manifest {reference_csv} has no '{column}' column")
     if len(reference) == 0:
         raise EvaluationSetError(f"reference manifest {reference_csv} lists no images")
+    from clipvqd.manifest import ManifestError, read_manifest
+
+    try:  # every listed path stays inside the reference's folder (the table lists them as they are, so it
+        # goes beside the reference manifest; the metrics job hashes every image it reads from it)
+        read_manifest(reference_csv, verify=False)
+    except ManifestError as error:
+        raise EvaluationSetError(str(error)) from None
     has_captions = "caption" in reference.columns
     if not has_captions and not generic_prompt:
         raise EvaluationSetError(f"{reference_csv} has no 'caption' column and no generic prompt was given "

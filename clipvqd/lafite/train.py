@@ -212,7 +212,7 @@ def train_lafite(
         "clip_sha256": clip.identity if conditional else None,
         "conditional": conditional,
         "num_training_images": int(images.shape[0]),
-        "fingerprint": run.fingerprint,
+        **run.provenance(),
         "elapsed_s": round(run.elapsed(), 3),
     }
     run.finish(lambda: save_weights(out_weights, ema.state_dict(), meta))

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from clipvqd.report.inputs import (
+    check_branch_files,
     collect_benchmark_files,
     read_oracle_calibration,
     read_paper_rows,
@@ -27,13 +28,15 @@ def build_report(out_dir: str | Path, tables: Sequence[str | Path], protocols: S
                  quality_files: Mapping[str, str | Path] | None = None,
                  benchmark_files: Iterable[str | Path] = (), benchmark_dirs: Iterable[str | Path] = (),
                  paper_rows: str | Path | None = None, title: str = "clipvqd comparison report",
-                 run_name: str | None = None) -> Path:
+                 run_name: str | None = None, plan=None) -> Path:
     """Write the merged metrics.csv, metrics_by_seed.csv, significance.csv and protocol.json, then
     `out_dir/index.html`; return its path.
 
     `tables`, `protocols` and (when given) `by_seed`, `units` and `features` are the branches' outputs, in the
-    same order; `design` is protocol.json's description of the evaluation; `quality_files` maps a group label
-    to a metrics.json of a tool (CLIP, oracle, tokenizer); `benchmark_dirs` are read as they are now.
+    same order (each units table and feature file must have the sha256 its branch's protocol file records);
+    `design` is protocol.json's description of the evaluation; `quality_files` maps a group label to a
+    metrics.json of a tool (CLIP, oracle, tokenizer); `benchmark_dirs` are read as they are now; `plan` (a
+    `clipvqd.samples.SamplePlan`) is what every sample manifest of `sample_grids` must hold.
     """
 
     from clipvqd.evaluation import merge_results
@@ -60,6 +63,8 @@ def build_report(out_dir: str | Path, tables: Sequence[str | Path], protocols: S
         if frame.empty:
             continue
         key = (frame["method"].iloc[0], frame["variant"].iloc[0])
+        check_branch_files(protocols[index], units=units[index] if units else None,
+                           features=features[index] if features else None)
         branches[key] = BranchData.read(f"{key[0]}/{key[1]}", units[index] if units else None,
                                         features[index] if features else None)
     significance = significance_table(merged, branches, settings, significance_level)
@@ -74,7 +79,7 @@ def build_report(out_dir: str | Path, tables: Sequence[str | Path], protocols: S
                           quality_numbers=quality, paper_rows=paper, title=title, run_name=run_name,
                           significance=significance, headline=headline, oracle_calibration=calibration,
                           by_seed_csv=by_seed_out if by_seed else None,
-                          significance_csv=significance_out)
+                          significance_csv=significance_out, plan=plan)
     # Always present, so the workflow can declare it (empty when no figure could be drawn).
     (Path(out_dir) / "figures").mkdir(parents=True, exist_ok=True)
     return index

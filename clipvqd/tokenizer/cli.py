@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from clipvqd.cli_args import add_command, commands, trainer_arguments, write_json
+from clipvqd.cli_args import (add_command, commands, compute_arguments, output_arguments, trainer_arguments,
+                              write_json)
 
 
 def cmd_train(args) -> None:
@@ -58,6 +59,7 @@ def register(group: argparse.ArgumentParser) -> None:
     trainer_arguments(train, "the tokenizer config block as JSON")
     train.add_argument("--train", required=True, help="manifest of the generator training split")
     train.add_argument("--codebook", required=True, help="where the used-code mapping goes")
+    output_arguments(train, "codebook")
     evaluate = add_command(table, "evaluate", cmd_evaluate, "PSNR, SSIM, code usage, oracle ratio, grid")
     evaluate.add_argument("--model", required=True)
     evaluate.add_argument("--codebook", required=True)
@@ -66,7 +68,8 @@ def register(group: argparse.ArgumentParser) -> None:
     evaluate.add_argument("--resize", action="store_true")
     evaluate.add_argument("--metrics", required=True)
     evaluate.add_argument("--grid", required=True)
-    evaluate.add_argument("--device", default="cpu")
+    compute_arguments(evaluate)
+    output_arguments(evaluate, "metrics", "grid")
     tokenize = add_command(table, "tokenize", cmd_tokenize, "encode the training split to compact code maps")
     tokenize.add_argument("--model", required=True)
     tokenize.add_argument("--codebook", required=True)
@@ -74,4 +77,5 @@ def register(group: argparse.ArgumentParser) -> None:
     tokenize.add_argument("--resize", action="store_true")
     tokenize.add_argument("--out", required=True)
     tokenize.add_argument("--manifest", required=True)
-    tokenize.add_argument("--device", default="cpu")
+    compute_arguments(tokenize)
+    output_arguments(tokenize, "manifest")

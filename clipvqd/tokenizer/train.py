@@ -251,6 +251,7 @@ def train_tokenizer(
             "code_perplexity": last_row["code_perplexity"] if last_row else None,
             "steps": train_cfg.log_every,
         },
+        **run.provenance(),
     }
     run.finish(lambda: save_weights(out_weights, model.state_dict(), meta))
     return json.loads(json.dumps(meta, default=str))

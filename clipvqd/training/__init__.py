@@ -8,6 +8,8 @@ fingerprint    the identity of a run's data and settings, stored with each snaps
 resume_state   snapshots in a work folder, written atomically, loaded without executing pickled code
 curve          the loss-curve CSV, written whole and atomically
 run            TrainingRun: start or resume, snapshots, curve, elapsed time, progress bar, final save
+work_lock      one trainer per work folder (an flock with the holder's pid inside)
+lifetime       a job ends with the Snakemake that started it (no orphan trainers)
 
 The trainers (stand-in CLIP, oracle, tokenizer, diffusion, LAFITE, clip2latent) build on these; nothing
 here imports a model package.

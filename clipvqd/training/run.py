@@ -15,6 +15,11 @@ and it says so and starts over (Snakemake reruns a job when its data or settings
 snapshots must never be mixed in). A damaged snapshot, or one whose tensors do not fit the model, stops
 the run with an error naming the file.
 
+Only one trainer at a time may write a work folder: `start` takes its lock (`work_lock`, with the pid of
+the holder inside), refuses while another live trainer holds it, and takes over one a dead trainer left.
+It also makes the run stop when the Snakemake that started it is gone (`lifetime`), so a killed
+workflow leaves no orphan trainer behind to race the rerun.
+
 The loss curve lives in the snapshots and is written whole and atomically to `curve_csv` at every
 snapshot and at the end, so a resumed run's curve has neither gaps nor repeated rows. Under torchrun (a
 `Distributed` with several processes) every process calls the same methods; only rank 0 writes.
@@ -22,6 +27,8 @@ snapshot and at the end, so a resumed run's curve has neither gaps nor repeated 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence, TypeVar
@@ -31,7 +38,9 @@ from tqdm import tqdm
 from .curve import write_curve_csv
 from .distributed import Distributed
 from .fingerprint import settings_fingerprint
+from .lifetime import stop_with_workflow
 from .resume_state import CorruptResumeState, ResumeState
+from .work_lock import WorkFolderLock
 
 T = TypeVar("T")
 
@@ -51,6 +60,7 @@ class TrainingRun:
         self.name = name
         self.work_dir, self.curve_csv, self.curve_fields = Path(work_dir), Path(curve_csv), list(curve_fields)
         self.total_steps, self.snapshot_every = total_steps, snapshot_every
+        self.settings = dict(settings)
         self.fingerprint = settings_fingerprint(settings)
         self.state = dict(state)
         self.distributed = distributed or Distributed.single()
@@ -59,6 +69,7 @@ class TrainingRun:
         self.start_step = 0
         self.curve: list[dict[str, Any]] = []
         self._snapshots = ResumeState(self.work_dir)
+        self._lock = WorkFolderLock(self.work_dir, owner=f"{name} trainer")
         self._elapsed_before = 0.0
         self._started = time.monotonic()
         self._bar: tqdm | None = None
@@ -66,6 +77,11 @@ class TrainingRun:
     # ---- start -------------------------------------------------------------------------------------------
     def start(self) -> int:
         """Resume from the newest snapshot of this run, or start over; return the first step to train."""
+        stop_with_workflow()
+        if self.distributed.is_main:
+            self._lock.acquire()  # before any snapshot is read: the folder is ours from here on
+            if self._lock.previous:
+                self.say(f"taking over {self.work_dir} from a trainer that no longer runs ({self._lock.previous})")
         extra = self._snapshots.newest_extra()
         stale = extra is not None and extra.get("fingerprint") != self.fingerprint
         # Under torchrun every rank must read the snapshot before rank 0 may delete it; otherwise a late rank
@@ -134,16 +150,26 @@ class TrainingRun:
         return self.stop_at >= self.total_steps
 
     def close(self) -> None:
-        """Close the progress bar (for a run stopped early; `finish` calls it)."""
+        """Close the progress bar and give the work folder back (for a run stopped early; `finish` calls
+        it after the final weights are written)."""
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+        self._lock.release()
+
+    def provenance(self) -> dict[str, Any]:
+        """What produced the weights, for their sidecar: the fingerprint and the settings it hashes (the
+        data by content hash, every setting that shapes the weights)."""
+        settings = json.loads(json.dumps(self.settings, sort_keys=True, default=str))
+        return {"fingerprint": self.fingerprint, "training_settings": _compact(settings)}
 
     def finish(self, save: Callable[[], T]) -> T | None:
         """Snapshot the last step (if this call trained), then on rank 0 call `save` (which writes the final
         weights, e.g. with clipvqd.checkpoint.save_weights) and write the curve CSV. Returns what `save`
         returned (None on the other ranks)."""
-        self.close()
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
         if self.start_step < self.total_steps:
             self.snapshot(self.total_steps)
         result = None
@@ -151,12 +177,25 @@ class TrainingRun:
             result = save()
             write_curve_csv(self.curve_csv, self.curve, self.curve_fields)
         self.distributed.barrier()
+        self.close()
         return result
 
     def say(self, message: str) -> None:
         """Print `message`, prefixed with the run's name, on rank 0."""
         if self.distributed.is_main:
             print(f"{self.name}: {message}", flush=True)
+
+
+def _compact(value: Any, longest: int = 256) -> Any:
+    """JSON `value` with every string longer than `longest` (e.g. a serialised table) replaced by its
+    sha256: the sidecar names the input without copying it."""
+    if isinstance(value, dict):
+        return {key: _compact(item, longest) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_compact(item, longest) for item in value]
+    if isinstance(value, str) and len(value) > longest:
+        return {"sha256": hashlib.sha256(value.encode()).hexdigest(), "chars": len(value)}
+    return value
 
 
 def _short(value: Any) -> str:

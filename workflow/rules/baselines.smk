@@ -4,6 +4,8 @@
 
 
 rule lafite_train:
+    """LAFITE: a StyleGAN2 conditioned on pseudo text features made from CLIP image embeddings (resumable)."""
+
     # Language-free: pseudo text features from the cached image embeddings; the CLIP scores G's images (itc).
     input:
         train=DATA / "train.csv",
@@ -22,24 +24,27 @@ rule lafite_train:
     priority: 5
     conda:
         ENVS["train"]
+    threads: torch_threads
     resources:
-        gpu=0,  # CPU by default; a profile's set-resources asks for GPUs (profiles/slurm)
+        gpu=GPU,
+        device=DEVICE,
     params:
         settings=as_json({"model": config["lafite"]["model"], "train": config["lafite"]["train"]}),
         resize="--resize" if config["lafite"]["resize"] else "",
-        work=lambda wildcards: RESULTS / "work" / f"seed={wildcards.seed}" / "lafite",
+        work=seed_work("lafite"),
         seed=generator_seed(),
-        device=config["device"],
     shell:
         clipvqd_trainer(
-            "lafite train --params {params.settings:q} --train {input.train}"
-            " --embeddings {input.embeddings} --clip {input.clip} {params.resize} --work {params.work}"
-            " --out {output.model} --curve {output.curve} --seed {params.seed} --device {params.device} > {log} 2>&1",
+            "lafite train --params {params.settings:q} --train {input.train:q}"
+            " --embeddings {input.embeddings:q} --clip {input.clip:q} {params.resize} --work {params.work:q}"
+            " --out {output.model:q} --curve {output.curve:q} --seed {params.seed:q} --device {resources.device:q} --threads {threads} > {log:q} 2>&1",
             ddp=False,
         )
 
 
 rule clip2latent_generator_train:
+    """clip2latent's image model: an unconditional StyleGAN2 (resumable)."""
+
     # clip2latent's image model: an unconditional StyleGAN2 (LAFITE's backbone and trainer, no condition).
     input:
         train=DATA / "train.csv",
@@ -53,24 +58,27 @@ rule clip2latent_generator_train:
         BENCHMARKS / "seed={seed}" / "clip2latent_generator_train.tsv"
     conda:
         ENVS["train"]
+    threads: torch_threads
     resources:
-        gpu=0,  # CPU by default; a profile's set-resources asks for GPUs (profiles/slurm)
+        gpu=GPU,
+        device=DEVICE,
     params:
         settings=as_json({k: config["clip2latent"][k] for k in ("generator_model", "generator_train")}),
         resize="--resize" if config["clip2latent"]["resize"] else "",
-        work=lambda wildcards: RESULTS / "work" / f"seed={wildcards.seed}" / "clip2latent" / "generator",
+        work=seed_work("clip2latent/generator"),
         seed=generator_seed(),
-        device=config["device"],
     shell:
         clipvqd_trainer(
-            "clip2latent train-generator --params {params.settings:q} --train {input.train} {params.resize}"
-            " --work {params.work} --out {output.model} --curve {output.curve} --seed {params.seed}"
-            " --device {params.device} > {log} 2>&1",
+            "clip2latent train-generator --params {params.settings:q} --train {input.train:q} {params.resize}"
+            " --work {params.work:q} --out {output.model:q} --curve {output.curve:q} --seed {params.seed:q}"
+            " --device {resources.device:q} --threads {threads} > {log:q} 2>&1",
             ddp=False,
         )
 
 
 rule clip2latent_latent_sample:
+    """clip2latent's training pairs: latents w with the CLIP image embeddings of G(w), z-scoring statistics."""
+
     # (w, CLIP image embedding of G(w)) pairs with the z-scoring statistics.
     input:
         generator=RESULTS / "models" / "seed={seed}" / "clip2latent" / "generator.safetensors",
@@ -83,16 +91,23 @@ rule clip2latent_latent_sample:
         BENCHMARKS / "seed={seed}" / "clip2latent_latent_sample.tsv"
     conda:
         ENVS["train"]
+    threads: torch_threads
+    resources:
+        gpu=GPU,
+        device=DEVICE,
     params:
         settings=as_json({"pairs": config["clip2latent"]["pairs"]}),
         seed=generator_seed(4),
-        device=config["device"],
     shell:
-        "python -m clipvqd clip2latent pairs --params {params.settings:q} --generator {input.generator}"
-        " --clip {input.clip} --out {output.pairs} --seed {params.seed} --device {params.device} > {log} 2>&1"
+        clipvqd_command(
+            "clip2latent pairs --params {params.settings:q} --generator {input.generator:q}"
+            " --clip {input.clip:q} --out {output.pairs:q} --seed {params.seed:q} --device {resources.device:q} --threads {threads} > {log:q} 2>&1"
+        )
 
 
 rule clip2latent_prior_train:
+    """clip2latent's diffusion prior p(w | CLIP embedding) (resumable)."""
+
     # The diffusion prior p(w | CLIP embedding): transformer, x0 prediction, cosine schedule, CFG dropout.
     input:
         pairs=RESULTS / "models" / "seed={seed}" / "clip2latent" / "latent_pairs.safetensors",
@@ -106,16 +121,17 @@ rule clip2latent_prior_train:
         BENCHMARKS / "seed={seed}" / "clip2latent_prior_train.tsv"
     conda:
         ENVS["train"]
+    threads: torch_threads
     resources:
-        gpu=0,  # CPU by default; a profile's set-resources asks for GPUs (profiles/slurm)
+        gpu=GPU,
+        device=DEVICE,
     params:
         settings=as_json({k: config["clip2latent"][k] for k in ("prior_model", "prior_train")}),
-        work=lambda wildcards: RESULTS / "work" / f"seed={wildcards.seed}" / "clip2latent" / "prior",
+        work=seed_work("clip2latent/prior"),
         seed=generator_seed(),
-        device=config["device"],
     shell:
         clipvqd_trainer(
-            "clip2latent train-prior --params {params.settings:q} --pairs {input.pairs} --work {params.work}"
-            " --out {output.model} --curve {output.curve} --seed {params.seed} --device {params.device} > {log} 2>&1",
+            "clip2latent train-prior --params {params.settings:q} --pairs {input.pairs:q} --work {params.work:q}"
+            " --out {output.model:q} --curve {output.curve:q} --seed {params.seed:q} --device {resources.device:q} --threads {threads} > {log:q} 2>&1",
             ddp=False,
         )

@@ -1,9 +1,12 @@
 # Paths, cross-key checks and input functions shared by every rule file.
 
 import json
+import os
 import re
 import shlex
 from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
 
 from clipvqd.worlds import get_world
 
@@ -13,7 +16,8 @@ LOGS = RESULTS / "logs"
 BENCHMARKS = RESULTS / "benchmarks"
 DATA = RESULTS / "data"
 TOKENS = RESULTS / "tokens" / "train.json"
-# One conda environment per rule family (--use-conda), each installing the package (envs/*.post-deploy.sh).
+# One conda environment per rule family (--use-conda) with the package's dependencies; the package itself
+# comes from this workflow's own source (clipvqd_command below). Paths relative to this file, so modules find them.
 ENVS = {family: f"../../envs/{family}.yaml" for family in ("data", "clip", "train", "evaluation", "report")}
 
 SOURCE = config["data"]["source"]
@@ -22,6 +26,11 @@ CLIP_ROLES = ("conditioner", "judge")
 STANDIN_ROLES = [r for r in CLIP_ROLES if config["clip"][r]["source"] == "standin"]
 EXTERNAL_CLIP_ROLES = [r for r in CLIP_ROLES if config["clip"][r]["source"] != "standin"]
 HAS_CAPTIONS = SOURCE in ("world", "coco")
+
+# Every job inherits this process's id and ends itself when this Snakemake is gone (clipvqd/training/lifetime.py):
+# a killed workflow leaves no orphan trainer writing the work folder its rerun resumes from. Under a
+# cluster executor each job's own Snakemake reads this file again and puts its id here.
+os.environ.update(CLIPVQD_STOP_WITH_PID=str(os.getpid()))
 
 
 class ConfigError(ValueError):
@@ -67,6 +76,14 @@ def check_config():
             f"evaluation.distribution_samples is {distribution}, but data.world.sizes.reference is "
             f"{reference_size}: the distribution set has one sample per reference image"
         )
+    if IS_WORLD:
+        spec = config["data"]["world"]["prompts"]
+        table_size = spec["count"] + spec["ood_per_combination"] * len(config["data"]["world"]["heldout"])
+        if config["sampling"]["best_of_prompts"] > table_size:
+            raise ConfigError(
+                f"sampling.best_of_prompts is {config['sampling']['best_of_prompts']}, more than the prompt table "
+                f"holds (at most {table_size}: data.world.prompts.count + ood_per_combination per heldout combination)"
+            )
 
 
 check_config()
@@ -83,6 +100,10 @@ COCO_ARCHIVES = {
     "annotations_trainval2014.zip": config["data"]["coco"]["archives"]["annotations"],
 }
 FFHQ_ROOT = config["data"]["ffhq"]["path"] or str(DOWNLOADS / "ffhq" / "images1024x1024")
+# The 64 clip2latent prompts ship with the package: found in this workflow's source, not the working directory.
+FFHQ_PROMPTS = config["data"]["ffhq"]["prompts_file"] or str(
+    WORKFLOW_ROOT / "clipvqd" / "data" / "clip2latent-face-test.txt"
+)
 
 
 def check_data_config():
@@ -91,8 +112,8 @@ def check_data_config():
         spec = config["data"]["ffhq"]
         if spec["path"] and not Path(spec["path"]).is_dir():
             raise ConfigError(f"data.ffhq.path: folder {spec['path']} does not exist")
-        if not Path(spec["prompts_file"]).is_file():
-            raise ConfigError(f"data.ffhq.prompts_file: file {spec['prompts_file']} does not exist")
+        if not Path(FFHQ_PROMPTS).is_file():
+            raise ConfigError(f"data.ffhq.prompts_file: file {FFHQ_PROMPTS} does not exist")
         if spec["image_size"] is not None and spec["image_size"] < spec["resolution"]:
             raise ConfigError(
                 f"data.ffhq.image_size {spec['image_size']} is smaller than data.ffhq.resolution "
@@ -156,31 +177,94 @@ def generator_seed(offset=0):
     return lambda wildcards: int(wildcards.seed) * SEED_STRIDE + offset
 
 
+def seed_work(name):
+    """params function: a trainer's resume folder `name` (its {wildcards} filled in) on the job's seed branch,
+    results/<run>/work/seed=<s>/<name>."""
+    return lambda wildcards: seed_dir("work", wildcards.seed) / name.format(**dict(wildcards.items()))
+
+
 def seed_dir(kind, seed):
     return RESULTS / kind / f"seed={seed}"
 
 
-# ---- launching trainers -------------------------------------------------------------------------------
-# A profile asks for GPUs through the `gpu` resource (profiles/slurm); rules that train declare `gpu=0` (CPU)
-# as their default. The launcher is chosen by the job's shell from resources.gpu rather than by a params
-# function: params are a rerun trigger, and moving a finished run from a laptop to a cluster must not retrain.
+# ---- how jobs run: the package, threads, GPUs, device --------------------------------------------------
+
+# Every command runs this workflow's own clipvqd (WORKFLOW_ROOT, set in the Snakefile), put first on
+# PYTHONPATH by the command itself: Snakemake clears PYTHONPATH for --use-conda jobs, the calling
+# environment may have another clipvqd installed or none (a workflow using this one as a module), and a
+# module's source may be read-only, so nothing is installed from it. The folder reaches the command through
+# the environment, not the command text: that text is a rerun trigger, and moving the checkout must not
+# retrain anything. SLURM jobs get it too (sbatch --export=ALL, and the job's Snakemake parses this file).
+os.environ["CLIPVQD_SOURCE"] = str(WORKFLOW_ROOT)
+
+
+envvars:
+    "CLIPVQD_SOURCE",
+
+
+WITH_SOURCE = 'export PYTHONPATH="$CLIPVQD_SOURCE${{PYTHONPATH:+:$PYTHONPATH}}"; '
+
+
+def clipvqd_command(arguments):
+    """Shell text that runs `python -m clipvqd <arguments>` from this workflow's own source."""
+    return f"{WITH_SOURCE}python -m clipvqd {arguments}"
+
+
+# Threads: Snakemake exports a job's threads as OMP_NUM_THREADS and caps them at --cores; the commands pass
+# them on to torch.set_num_threads (--threads). See torch_threads for the default.
+TORCH_THREADS_SHARE = 4
+
+
+def torch_threads(wildcards):
+    """threads.torch, else a quarter of --cores (at least 1): the DAG usually has about four torch jobs
+    ready at once (two CLIPs, tokenizer and oracle; then the diffusion models beside the two baselines), and
+    one thread per job on a small machine, where a second thread per job measured slower than a second job
+    (README, "On a workstation"). On SLURM the profile's set-threads decide."""
+    if config["threads"]["torch"]:
+        return config["threads"]["torch"]
+    try:
+        cores = workflow.cores
+    except WorkflowError:  # no --cores (a cluster executor): one thread unless set-threads says more
+        return 1
+    return max(1, cores // TORCH_THREADS_SHARE)
+
+
+def data_workers(wildcards):
+    """threads.data, else every core Snakemake was given: dataset preparation runs early and mostly alone."""
+    if config["threads"]["data"]:
+        return config["threads"]["data"]
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return 1
+
+
+# GPUs: with device cuda or auto, every rule that can compute on a GPU asks for the `gpu` resource (1, or
+# ddp_gpus for the DDP diffusion trainer), so `--resources gpu=N` on a workstation and the SLURM profile's
+# set-resources schedule them; with cpu they ask for none. The device itself is a resource, not a param:
+# params are a rerun trigger, and continuing a finished CPU run on a GPU (or the reverse) must not retrain.
+DEVICE = config["device"]
+GPU = 0 if DEVICE == "cpu" else 1
+DDP_GPUS = 0 if DEVICE == "cpu" else config["ddp_gpus"]
 
 
 def clipvqd_trainer(arguments, ddp):
     """Shell text that runs `python -m clipvqd <arguments>`, or, with ddp and a job's gpu resource > 1,
     `torchrun --standalone --nproc_per_node=<gpu> -m clipvqd <arguments>` (one DDP process per GPU).
-    A trainer without DDP refuses more than one GPU instead of silently leaving the others idle."""
+    A trainer without DDP refuses more than one GPU instead of silently leaving the others idle. The
+    launcher is chosen by the job's shell from resources.gpu rather than by a params function: params are a
+    rerun trigger, and moving a finished run from a laptop to a cluster must not retrain."""
     if ddp:
         launcher = (
-            "$(if [ {resources.gpu} -gt 1 ]; then echo torchrun --standalone --nnodes=1"
-            " --nproc_per_node={resources.gpu}; else echo python; fi) -m clipvqd "
+            "$(if [ {resources.gpu:q} -gt 1 ]; then echo torchrun --standalone --nnodes=1"
+            " --nproc_per_node={resources.gpu:q}; else echo python; fi) -m clipvqd "
         )
     else:
         launcher = (
-            "if [ {resources.gpu} -gt 1 ]; then echo 'resources.gpu={resources.gpu}, but this trainer"
+            "if [ {resources.gpu:q} -gt 1 ]; then echo 'resources.gpu={resources.gpu:q}, but this trainer"
             " runs as one process (no DDP support); request gpu=1' >&2; exit 1; fi; python -m clipvqd "
         )
-    return launcher + arguments
+    return f"{WITH_SOURCE}{launcher}{arguments}"
 
 
 # ---- methods and their variants ------------------------------------------------------------------------
@@ -276,16 +360,53 @@ def sample_manifest(method, variant, seed, evaluation_set):
     return seed_dir("samples", seed) / method / variant / evaluation_set / "manifest.csv"
 
 
-def sample_plan_arguments(wildcards):
-    """samples per prompt, and how many prompts get 16 for best-of-16 (the alignment set only)."""
-    if wildcards.set == "distribution":
-        return "--samples-per-prompt 1 --best-of-prompts 0"
-    spec = config["sampling"]
-    return f"--samples-per-prompt {spec['samples_per_prompt']} --best-of-prompts {spec['best_of_prompts']}"
+def plan_samples_per_prompt(wildcards):
+    """The sample rule's plan: samples per prompt (one per reference image in the distribution set)."""
+    return 1 if wildcards.set == "distribution" else config["sampling"]["samples_per_prompt"]
+
+
+def plan_best_of_prompts(wildcards):
+    """The sample rule's plan: how many first prompts get 16 samples for best-of-16 (the alignment set only)."""
+    return 0 if wildcards.set == "distribution" else config["sampling"]["best_of_prompts"]
+
+
+def set_sample_seed(seed, evaluation_set):
+    """The seed the `evaluation_set` of training seed `seed` is drawn from (the same for every method)."""
+    return int(seed) * SEED_STRIDE + SAMPLE_SEED_OFFSETS[evaluation_set]
 
 
 def sample_seed(wildcards):
-    return int(wildcards.seed) * SEED_STRIDE + SAMPLE_SEED_OFFSETS[wildcards.set]
+    return set_sample_seed(wildcards.seed, wildcards.set)
+
+
+# The plans every sample set holds (docs/design.md §3 and §6), as the metrics and report commands take them
+# (their prompt tables are inputs): the sample rule draws them; the metrics and report jobs refuse a set that
+# does not hold its plan exactly, and the report sets whose rows differ between methods.
+
+
+def metrics_plan_arguments():
+    """Every seed's alignment set (prompt table x samples_per_prompt, 16 for the first best_of_prompts) and
+    distribution set (one sample per row of its table), each drawn from its seed's sampling seed."""
+    spec = config["sampling"]
+    return " ".join(
+        [
+            f"--samples-per-prompt {spec['samples_per_prompt']} --best-of-prompts {spec['best_of_prompts']}",
+            "--sample-seeds",
+            *(str(set_sample_seed(seed, ALIGNMENT_SET)) for seed in SEEDS),
+            "--distribution-sample-seeds",
+            *(str(set_sample_seed(seed, "distribution")) for seed in SEEDS),
+        ]
+    )
+
+
+def report_plan_arguments():
+    """The plan of the report's sample grids: the first seed's alignment sets."""
+    spec = config["sampling"]
+    return (
+        f"--samples-per-prompt {spec['samples_per_prompt']} --best-of-prompts {spec['best_of_prompts']}"
+        f" --sample-seed {set_sample_seed(SEEDS[0], ALIGNMENT_SET)}"
+        f" --prompt-prefix={shlex.quote(config['data']['prompt_prefix'])}"
+    )
 
 
 # ---- paths --------------------------------------------------------------------------------------------
@@ -421,6 +542,131 @@ check_evaluation_config()
 FEATURE_CACHE = RESULTS / "work" / "feature-cache"
 
 
+# ---- model and training settings: the library's own dataclasses, built now --------------------------------
+# The schema bounds each number on its own; the dataclasses (the ones the jobs build) know the rules that
+# span keys (heads dividing widths, resolutions divisible by the downsampling, steps dividing T, ...). They
+# are built here, while Snakemake reads the Snakefile, so a bad value stops the run before any job, in one
+# line naming the key, instead of inside the job as a torch traceback. Their modules import no torch.
+
+
+def build_block(cls, values, key):
+    """`cls` from the config block at `key` (a dotted config path), or one ConfigError line naming it."""
+    from clipvqd.config_blocks import from_mapping
+
+    try:
+        return from_mapping(cls, values, key)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{key}: {error}") from None
+
+
+def data_resolution():
+    """(key, side in pixels) of the images every generator trains on."""
+    return f"data.{SOURCE}.resolution", config["data"][SOURCE]["resolution"]
+
+
+def training_images():
+    """How many images the generators train on, where the config alone says (worlds), else None."""
+    return config["data"]["world"]["sizes"]["train"] if IS_WORLD else None
+
+
+def check_resolution(key, resolution, resize_key):
+    data_key, side = data_resolution()
+    if resolution != side and not config_value(resize_key):
+        raise ConfigError(
+            f"{key} is {resolution} but {data_key} is {side}: the images would be refused; "
+            f"set them equal, or {resize_key}: true to resize the images"
+        )
+
+
+def check_batch(key, batch_size, count, what):
+    if count is not None and batch_size > count:
+        raise ConfigError(f"{key} is {batch_size}, more than the {count} {what} (data.world.sizes)")
+
+
+def config_value(key):
+    value = config
+    for part in key.split("."):
+        value = value[part]
+    return value
+
+
+def check_model_config():
+    from clipvqd.clip.standin_config import StandinClipConfig
+    from clipvqd.clip2latent import config as c2l
+    from clipvqd.diffusion.model_config import DenoiserConfig
+    from clipvqd.diffusion.train_config import DiffusionTrainConfig
+    from clipvqd.lafite.config import LafiteModelConfig, LafiteTrainConfig
+    from clipvqd.tokenizer.config import TokenizerConfig, TokenizerTrainConfig
+
+    images = training_images()
+    for role in STANDIN_ROLES:
+        key = f"clip.{role}.standin"
+        standin = build_block(StandinClipConfig, config["clip"][role]["standin"], key)
+        world = config["data"]["world"]
+        pairs = int(world["sizes"]["clip_pairs"] * (1 - world["clip_holdout_fraction"]))
+        check_batch(f"{key}.batch_size", standin.batch_size, pairs, "captioned pairs it trains on")
+    # The condition length comes from the CLIP: known for a stand-in, 512 (ViT-B/32) as a stand-in value else.
+    condition_dim = config["clip"]["conditioner"]["standin"]["embed_dim"] if "conditioner" in STANDIN_ROLES else 512
+
+    tokenizer = build_block(TokenizerConfig, config["tokenizer"]["model"], "tokenizer.model")
+    tokenizer_train = build_block(TokenizerTrainConfig, config["tokenizer"]["train"], "tokenizer.train")
+    check_resolution("tokenizer.model.resolution", tokenizer.resolution, "tokenizer.resize")
+    check_batch("tokenizer.train.batch_size", tokenizer_train.batch_size, images, "training images")
+
+    height, width = tokenizer.token_grid
+    denoiser = build_block(
+        DenoiserConfig,
+        dict(
+            config["diffusion"]["model"],
+            num_codes=tokenizer.codebook_size,
+            grid_height=height,
+            grid_width=width,
+            condition_dim=condition_dim,
+        ),
+        "diffusion.model",
+    )
+    for stage in ("pretrain", "finetune"):
+        train = build_block(DiffusionTrainConfig, config["diffusion"][stage], f"diffusion.{stage}")
+        check_batch(f"diffusion.{stage}.batch_size", train.batch_size, images, "training images")
+    for steps in config["sampling"]["steps"]:
+        if steps > denoiser.num_steps:
+            raise ConfigError(
+                f"sampling.steps {steps} is more than diffusion.model.num_steps {denoiser.num_steps} (T): "
+                "a sampler takes at most T reverse steps"
+            )
+
+    chosen = methods()
+    if "lafite" in chosen:
+        lafite = build_block(
+            LafiteModelConfig, dict(config["lafite"]["model"], condition_dim=condition_dim), "lafite.model"
+        )
+        lafite_train = build_block(LafiteTrainConfig, config["lafite"]["train"], "lafite.train")
+        check_resolution("lafite.model.resolution", lafite.resolution, "lafite.resize")
+        check_batch("lafite.train.batch_size", lafite_train.batch_size, images, "training images")
+    if "clip2latent" in chosen:
+        block = config["clip2latent"]
+        generator = build_block(c2l.GeneratorModelConfig, block["generator_model"], "clip2latent.generator_model")
+        generator_train = build_block(c2l.GeneratorTrainConfig, block["generator_train"], "clip2latent.generator_train")
+        build_block(c2l.PairsConfig, block["pairs"], "clip2latent.pairs")
+        prior = build_block(
+            c2l.PriorModelConfig,
+            dict(block["prior_model"], latent_dim=generator.w_dim, embed_dim=condition_dim),
+            "clip2latent.prior_model",
+        )
+        build_block(c2l.PriorTrainConfig, block["prior_train"], "clip2latent.prior_train")
+        sampling = build_block(c2l.PriorSamplingConfig, block["sampling"], "clip2latent.sampling")
+        check_resolution("clip2latent.generator_model.resolution", generator.resolution, "clip2latent.resize")
+        check_batch("clip2latent.generator_train.batch_size", generator_train.batch_size, images, "training images")
+        if prior.timesteps % sampling.steps:
+            raise ConfigError(
+                f"clip2latent.sampling.steps {sampling.steps} does not divide clip2latent.prior_model.timesteps "
+                f"{prior.timesteps} (the respaced schedule takes every T/steps-th timestep)"
+            )
+
+
+check_model_config()
+
+
 # ---- pretrained weights fetched by the workflow (weights.*; the rules are in data.smk) ---------------------
 # A path in the config wins; else a fetched, sha256-checked file; else none (the offline default).
 
@@ -491,7 +737,7 @@ def inception_arguments(wildcards, input):
     if not input.inception:
         return ""
     sha256 = inception_weights_sha256()
-    return f"--inception-weights {shlex.quote(str(input.inception))} --inception-sha256 {sha256}"
+    return f"--inception-weights {shlex.quote(str(input.inception))} --inception-sha256 {shlex.quote(sha256)}"
 
 
 def oracle_arguments(wildcards, input):
@@ -509,14 +755,14 @@ def report_sample_grids():
     return {method: sample_manifest(method, "default", SEEDS[0], ALIGNMENT_SET) for method in methods()}
 
 
-def distribution_prompt_arguments(wildcards, input):
-    """How the distribution set's prompt table is made: the world's held-out check, or FFHQ's generic prompt."""
-    parts = [f"--count {config['evaluation']['distribution_samples'] or 'none'}", f"--seed {run_seed()}"]
+def distribution_caption_arguments(wildcards, input):
+    """Where the distribution set's prompts come from, as a command-line fragment (each value quoted): the
+    world's summary (its held-out combinations are refused), or FFHQ's generic prompt; COCO: the captions."""
     if IS_WORLD:
-        parts.append(f"--world-summary {shlex.quote(str(input.summary))}")
-    elif SOURCE == "ffhq":
-        parts.append(f"--generic-prompt {shlex.quote(config['data']['ffhq']['distribution_prompt'])}")
-    return " ".join(parts)
+        return f"--world-summary {shlex.quote(str(input.summary))}"
+    if SOURCE == "ffhq":
+        return f"--generic-prompt {shlex.quote(config['data']['ffhq']['distribution_prompt'])}"
+    return ""
 
 
 def distribution_caption_source():

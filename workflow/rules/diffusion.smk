@@ -3,6 +3,7 @@
 
 
 rule diffusion_pretrain:
+    """CLIP-VQDiffusion's language-free pretraining at one α, on noisy CLIP image embeddings (resumable)."""
     input:
         tokens=TOKENS,
         embeddings=RESULTS / "embeddings" / "train_images.safetensors",
@@ -17,27 +18,26 @@ rule diffusion_pretrain:
     priority: 10
     conda:
         ENVS["train"]
+    threads: torch_threads
     resources:
-        gpu=0,  # CPU by default; a profile's set-resources asks for GPUs (profiles/slurm)
+        gpu=DDP_GPUS,
+        device=DEVICE,
     params:
         settings=diffusion_params("pretrain"),
-        work=lambda wildcards: RESULTS
-        / "work"
-        / f"seed={wildcards.seed}"
-        / f"diffusion-alpha={wildcards.alpha}-pretrain",
+        work=seed_work("diffusion-alpha={alpha}-pretrain"),
         seed=generator_seed(),
-        device=config["device"],
     shell:
         clipvqd_trainer(
             "diffusion train --mode language_free --params {params.settings:q}"
-            " --tokens {input.tokens} --embeddings {input.embeddings} --alpha {wildcards.alpha}"
-            " --work {params.work} --out {output.model} --curve {output.curve} --seed {params.seed}"
-            " --device {params.device} > {log} 2>&1",
+            " --tokens {input.tokens:q} --embeddings {input.embeddings:q} --alpha {wildcards.alpha:q}"
+            " --work {params.work:q} --out {output.model:q} --curve {output.curve:q} --seed {params.seed:q}"
+            " --device {resources.device:q} --threads {threads} > {log:q} 2>&1",
             ddp=True,
         )
 
 
 rule diffusion_cfg_finetune:
+    """The classifier-free guidance fine-tune of one α's pretrained model (learned null condition)."""
     input:
         pretrained=RESULTS / "models" / "seed={seed}" / "clip-vqdiffusion" / "alpha={alpha}" / "pretrain.safetensors",
         tokens=TOKENS,
@@ -53,24 +53,27 @@ rule diffusion_cfg_finetune:
     priority: 10
     conda:
         ENVS["train"]
+    threads: torch_threads
     resources:
-        gpu=0,  # CPU by default; a profile's set-resources asks for GPUs (profiles/slurm)
+        gpu=DDP_GPUS,
+        device=DEVICE,
     params:
         settings=diffusion_params("finetune"),
-        work=lambda wildcards: RESULTS / "work" / f"seed={wildcards.seed}" / f"diffusion-alpha={wildcards.alpha}-cfg",
+        work=seed_work("diffusion-alpha={alpha}-cfg"),
         seed=generator_seed(1),
-        device=config["device"],
     shell:
         clipvqd_trainer(
             "diffusion train --mode cfg_finetune --params {params.settings:q}"
-            " --tokens {input.tokens} --embeddings {input.embeddings} --alpha {wildcards.alpha}"
-            " --init {input.pretrained} --work {params.work} --out {output.model} --curve {output.curve}"
-            " --seed {params.seed} --device {params.device} > {log} 2>&1",
+            " --tokens {input.tokens:q} --embeddings {input.embeddings:q} --alpha {wildcards.alpha:q}"
+            " --init {input.pretrained:q} --work {params.work:q} --out {output.model:q} --curve {output.curve:q}"
+            " --seed {params.seed:q} --device {resources.device:q} --threads {threads} > {log:q} 2>&1",
             ddp=True,
         )
 
 
 rule diffusion_control:
+    """A bracketing control: paired (real captions' text embeddings, upper bound) or unconditional (lower bound)."""
+
     # paired: conditioned on CLIP text embeddings of the real captions (upper bound).
     # unconditional: only the null condition (lower bound); the image embeddings only size that condition.
     input:
@@ -91,17 +94,18 @@ rule diffusion_control:
         seed=r"\d+",
     conda:
         ENVS["train"]
+    threads: torch_threads
     resources:
-        gpu=0,  # CPU by default; a profile's set-resources asks for GPUs (profiles/slurm)
+        gpu=DDP_GPUS,
+        device=DEVICE,
     params:
         settings=diffusion_params("pretrain"),
-        work=lambda wildcards: RESULTS / "work" / f"seed={wildcards.seed}" / f"diffusion-{wildcards.control}",
+        work=seed_work("diffusion-{control}"),
         seed=generator_seed(),
-        device=config["device"],
     shell:
         clipvqd_trainer(
-            "diffusion train --mode {wildcards.control} --params {params.settings:q}"
-            " --tokens {input.tokens} --embeddings {input.embeddings} --work {params.work} --out {output.model}"
-            " --curve {output.curve} --seed {params.seed} --device {params.device} > {log} 2>&1",
+            "diffusion train --mode {wildcards.control:q} --params {params.settings:q}"
+            " --tokens {input.tokens:q} --embeddings {input.embeddings:q} --work {params.work:q} --out {output.model:q}"
+            " --curve {output.curve:q} --seed {params.seed:q} --device {resources.device:q} --threads {threads} > {log:q} 2>&1",
             ddp=True,
         )

@@ -2,8 +2,10 @@
 
 
 rule distribution_prompts:
-    # The distribution set's prompts: one per reference image (evaluation.distribution_samples of them), its
-    # own caption; a manifest of the reference images it pairs with (docs/design.md §6).
+    """The distribution set's prompt table: one row per reference image, prompted with its own caption."""
+
+    # evaluation.distribution_samples of them (all by default); a manifest of the reference images it pairs
+    # with (docs/design.md §6), written beside the reference manifest.
     input:
         reference=DATA / "reference.csv",
         summary=DATA / "world.json" if IS_WORLD else DATA / "dataset.json",
@@ -14,15 +16,22 @@ rule distribution_prompts:
     conda:
         ENVS["evaluation"]
     params:
-        options=distribution_prompt_arguments,
+        size=config["evaluation"]["distribution_samples"] or "none",
+        seed=run_seed(),
+        captions=distribution_caption_arguments,
     shell:
-        "python -m clipvqd evaluate distribution-prompts --reference {input.reference} --out {output.prompts}"
-        " {params.options} > {log} 2>&1"
+        clipvqd_command(
+            "evaluate distribution-prompts --reference {input.reference:q} --out {output.prompts:q}"
+            " --count {params.size:q} --seed {params.seed:q} {params.captions} > {log:q} 2>&1"
+        )
 
 
 rule sample:
+    """Sample one (method, variant, training seed, evaluation set): prompts in, PNGs and a manifest out."""
+
     # Every method, sweep point, training seed and evaluation set: its model files come from sample_inputs, its
-    # settings from sample_settings, its prompt table from the set, and one command picks the method's sampler.
+    # settings from sample_settings, its prompt table from the set, and one command picks the method's sampler;
+    # every method draws the same plan of prompts and seeds.
     input:
         unpack(sample_inputs),
     output:
@@ -37,21 +46,30 @@ rule sample:
         set="alignment|validation|distribution",
     conda:
         ENVS["train"]
+    threads: torch_threads
+    resources:
+        gpu=GPU,
+        device=DEVICE,
     params:
         models=sample_model_arguments,
         settings=sample_settings,
         prefix=config["data"]["prompt_prefix"],
-        plan=sample_plan_arguments,
+        samples_per_prompt=plan_samples_per_prompt,
+        best_of_prompts=plan_best_of_prompts,
         seed=sample_seed,
-        device=config["device"],
     shell:
-        "python -m clipvqd sample --method {wildcards.method} --variant {wildcards.variant} {params.models}"
-        " --settings {params.settings:q} --prompts {input.prompts} --prompt-embeddings {input.prompt_embeddings}"
-        " --prompt-prefix={params.prefix:q} {params.plan} --seed {params.seed}"
-        " --manifest {output.manifest} --device {params.device} > {log} 2>&1"
+        clipvqd_command(
+            "sample --method {wildcards.method:q} --variant {wildcards.variant:q} {params.models}"
+            " --settings {params.settings:q} --prompts {input.prompts:q} --prompt-embeddings {input.prompt_embeddings:q}"
+            " --prompt-prefix={params.prefix:q} --samples-per-prompt {params.samples_per_prompt:q}"
+            " --best-of-prompts {params.best_of_prompts:q} --seed {params.seed:q}"
+            " --manifest {output.manifest:q} --device {resources.device:q} --threads {threads} > {log:q} 2>&1"
+        )
 
 
 rule metrics:
+    """Metrics of one (method, variant) over its training seeds, with 95% intervals."""
+
     # One (method, variant) branch over its training seeds: CLIPscores and attribute accuracy on the alignment
     # sets, FID/KID/precision/recall and CMMD on the distribution sets against the matched reference images;
     # the mean over seeds with 95% intervals, the per-seed values, and the units and features the report's
@@ -82,38 +100,46 @@ rule metrics:
         variant=VARIANT_PATTERN,
     conda:
         ENVS["evaluation"]
+    threads: torch_threads
+    resources:
+        gpu=GPU,
+        device=DEVICE,
     params:
         oracle=oracle_arguments,
         inception=inception_arguments,
         cache=FEATURE_CACHE,
         reference_name=reference_name(),
-        seeds=" ".join(str(seed) for seed in SEEDS),
+        seeds=SEEDS,
         evaluation_set=ALIGNMENT_SET,
         prefix=config["data"]["prompt_prefix"],
         kid_subsets=config["evaluation"]["kid_subsets"],
         kid_subset_size=config["evaluation"]["kid_subset_size"],
         cross_check=config["evaluation"]["cross_check"],
-        bootstrap=(
-            f"--bootstrap-replicates {config['evaluation']['bootstrap']['replicates']}"
-            f" --bootstrap-seed {config['evaluation']['bootstrap']['seed']}"
-            f" --confidence {config['evaluation']['bootstrap']['confidence']}"
-        ),
+        bootstrap_replicates=config["evaluation"]["bootstrap"]["replicates"],
+        bootstrap_seed=config["evaluation"]["bootstrap"]["seed"],
+        confidence=config["evaluation"]["bootstrap"]["confidence"],
+        plan=metrics_plan_arguments(),
         seed=run_seed(),
-        device=config["device"],
     shell:
-        "python -m clipvqd evaluate metrics --samples {input.samples:q} --distribution-samples {input.distribution:q}"
-        " --seeds {params.seeds} --prompts {input.prompts} --evaluation-set {params.evaluation_set}"
-        " --distribution-prompts {input.distribution_prompts} --prompt-prefix={params.prefix:q}"
-        " --conditioner {input.conditioner} --judge {input.judge} {params.oracle}"
-        " {params.inception} --method {wildcards.method} --variant {wildcards.variant:q}"
-        " --cache-dir {params.cache} --kid-subsets {params.kid_subsets} --kid-subset-size {params.kid_subset_size}"
-        " --cross-check {params.cross_check} --reference-name {params.reference_name:q} {params.bootstrap}"
-        " --seed {params.seed} --out {output.table:q} --by-seed-out {output.by_seed:q} --units-out {output.units:q}"
-        " --features-out {output.features:q} --protocol-out {output.protocol:q} --candidates {output.best_of:q}"
-        " --device {params.device} > {log:q} 2>&1"
+        clipvqd_command(
+            "evaluate metrics --samples {input.samples:q} --distribution-samples {input.distribution:q}"
+            " --seeds {params.seeds:q} --prompts {input.prompts:q} --evaluation-set {params.evaluation_set:q}"
+            " --distribution-prompts {input.distribution_prompts:q} --prompt-prefix={params.prefix:q} {params.plan}"
+            " --conditioner {input.conditioner:q} --judge {input.judge:q} {params.oracle}"
+            " {params.inception} --method {wildcards.method:q} --variant {wildcards.variant:q}"
+            " --cache-dir {params.cache:q} --kid-subsets {params.kid_subsets:q} --kid-subset-size {params.kid_subset_size:q}"
+            " --cross-check {params.cross_check:q} --reference-name {params.reference_name:q}"
+            " --bootstrap-replicates {params.bootstrap_replicates:q} --bootstrap-seed {params.bootstrap_seed:q}"
+            " --confidence {params.confidence:q} --seed {params.seed:q} --out {output.table:q}"
+            " --by-seed-out {output.by_seed:q} --units-out {output.units:q} --features-out {output.features:q}"
+            " --protocol-out {output.protocol:q} --candidates {output.best_of:q}"
+            " --device {resources.device:q} --threads {threads} > {log:q} 2>&1"
+        )
 
 
 rule report:
+    """Merge every branch's metrics into reports/<run>/: the HTML comparison report, its tables and figures."""
+
     # Merges every branch's table, per-seed table and protocol; compares every method with CLIP-VQDiffusion
     # (paired bootstrap on the branches' units and features); renders reports/<run>/index.html. Run times come
     # from the benchmark files that exist when it runs (Snakemake writes them after each job), so they are read
@@ -128,8 +154,14 @@ rule report:
         calibration=oracle_calibration_files(),
         curves=list(training_curves().values()),
         samples=list(report_sample_grids().values()),
+        prompts=PROMPT_TABLES[ALIGNMENT_SET],
     output:
-        html=report(REPORT / "index.html", caption="../report/index.rst", category="Comparison report"),
+        # The whole folder (page, stylesheet, figures, sample assets), so that Snakemake's own report
+        # (snakemake --report report.zip) carries every file the page links to; its files below are outputs too.
+        site=report(
+            directory(REPORT), htmlindex="index.html", caption="../report/index.rst", category="Comparison report"
+        ),
+        html=REPORT / "index.html",
         metrics=report(REPORT / "metrics.csv", caption="../report/metrics.rst", category="Comparison report"),
         by_seed=REPORT / "metrics_by_seed.csv",
         significance=REPORT / "significance.csv",
@@ -155,19 +187,24 @@ rule report:
             f"--oracle-calibration {shlex.quote(str(input.calibration[0]))}" if input.calibration else ""
         ),
         design=as_json(evaluation_design()),
-        bootstrap=(
-            f"--bootstrap-replicates {config['evaluation']['bootstrap']['replicates']}"
-            f" --bootstrap-seed {config['evaluation']['bootstrap']['seed']}"
-            f" --confidence {config['evaluation']['bootstrap']['confidence']}"
-            f" --significance-level {config['evaluation']['significance_level']}"
-        ),
+        bootstrap_replicates=config["evaluation"]["bootstrap"]["replicates"],
+        bootstrap_seed=config["evaluation"]["bootstrap"]["seed"],
+        confidence=config["evaluation"]["bootstrap"]["confidence"],
+        significance_level=config["evaluation"]["significance_level"],
         benchmarks=BENCHMARKS,
         title=config["report"]["title"],
         run=config["run"],
+        plan=report_plan_arguments(),
     shell:
-        "python -m clipvqd evaluate report --tables {input.tables:q} --protocols {input.protocols:q}"
-        " --by-seed {input.by_seed:q} --units {input.units:q} --features {input.features:q}"
-        " --metrics-out {output.metrics} --by-seed-out {output.by_seed} --significance-out {output.significance}"
-        " --protocol-out {output.protocol} --out-dir {params.out_dir} --design {params.design:q} {params.bootstrap}"
-        " {params.calibration} --grids {params.grids:q} --curves {params.curves:q} --quality {params.quality:q}"
-        " --benchmarks-dir {params.benchmarks} --title {params.title:q} --run-name {params.run:q} > {log} 2>&1"
+        clipvqd_command(
+            "evaluate report --tables {input.tables:q} --protocols {input.protocols:q}"
+            " --by-seed {input.by_seed:q} --units {input.units:q} --features {input.features:q}"
+            " --metrics-out {output.metrics:q} --by-seed-out {output.by_seed:q}"
+            " --significance-out {output.significance:q} --protocol-out {output.protocol:q}"
+            " --out-dir {params.out_dir:q} --design {params.design:q}"
+            " --bootstrap-replicates {params.bootstrap_replicates:q} --bootstrap-seed {params.bootstrap_seed:q}"
+            " --confidence {params.confidence:q} --significance-level {params.significance_level:q}"
+            " {params.calibration} --grids {params.grids:q} --curves {params.curves:q} --quality {params.quality:q}"
+            " --benchmarks-dir {params.benchmarks:q} --title {params.title:q} --run-name {params.run:q}"
+            " --prompts {input.prompts:q} {params.plan} > {log:q} 2>&1"
+        )
