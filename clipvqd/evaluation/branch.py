@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 
 from clipvqd.evaluation.alignment import BEST_OF  # noqa: F401  (re-exported: the table's best-of-N)
 from clipvqd.evaluation.bootstrap import BootstrapSettings
+
+if TYPE_CHECKING:  # torch loads with the job, not with the command-line parser (`--help` stays light)
+    import torch
 
 CANDIDATE_COLUMNS = ("clipscore", "rank", "chosen")
 CROSS_CHECK = {"auto": None, "always": True, "never": False}  # None: only with Inception
@@ -34,6 +36,8 @@ class BranchError(ValueError):
 
 def _features_in_manifest_order(images, features: torch.Tensor, manifest) -> torch.Tensor:
     """An ImageSet's features come in its canonical (content) order; put them back in the manifest's order."""
+    import torch
+
     from clipvqd.manifest import absolute_paths, read_manifest
 
     position = {Path(path).resolve(): index for index, path in enumerate(images.paths)}

@@ -95,7 +95,7 @@ def cmd_report(args) -> None:
 def register(group: argparse.ArgumentParser) -> None:
     table = commands(group)
     met = add_command(table, "metrics", cmd_metrics,
-                      "every metric of one method/variant over its seeds, with 95% intervals")
+                      "every metric of one method/variant over its seeds, with bootstrap intervals")
     met.add_argument("--samples", nargs="+", required=True,
                      help="the alignment sets' sample manifests, one per seed (the prompt table's samples)")
     met.add_argument("--distribution-samples", nargs="+", required=True,
