@@ -212,3 +212,21 @@ def test_fid_gets_a_normal_interval_around_its_estimate(features):
     assert (low + high) / 2 == pytest.approx(value)
     assert high - low == pytest.approx(2 * 1.959964 * np.std(replicates, ddof=1), rel=1e-6)
     assert percentile_interval(replicates, 0.95)[0] > low
+
+
+def test_fid_interval_stops_at_zero():
+    """A normal interval around a small FID would reach below zero, which no squared distance can: the lower
+    end is 0, the upper end is the normal one."""
+    from clipvqd.evaluation.uncertainty import DistributionFeatures, branch_intervals
+
+    generator = torch.Generator().manual_seed(3)
+    reference = torch.nn.functional.normalize(torch.randn(20, 6, generator=generator), dim=1)
+    generated = reference[torch.randperm(20, generator=generator)]  # the same images in another order: FID ~ 0
+    features = DistributionFeatures([f"d{i:06d}" for i in range(20)],
+                                    {space: {"reference": reference, "generated": {0: generated}}
+                                     for space in ("fid", "clip")})
+    settings = BootstrapSettings(200, 0.95, 0)
+    value, unclipped_low, high = bootstrap_interval([fid_statistic(generated, reference)], [20], settings,
+                                                    kind="normal")
+    assert abs(value) < 1e-6 and unclipped_low < 0
+    assert branch_intervals(["fid"], None, features, settings)["fid"] == pytest.approx((0.0, high))

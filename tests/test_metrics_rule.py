@@ -399,3 +399,17 @@ def test_a_listed_path_outside_the_sample_folder_is_refused(setup, tmp_path, way
     manifest = _edited_copy(setup, f"escape-{way_out}", edit)
     message = _refused(setup, manifest, f"escape-{way_out}")
     assert str(manifest) in message and repr(listed) in message
+
+
+def test_a_distribution_set_that_does_not_hold_its_plan_is_refused(setup):
+    """One sample per row of the distribution prompt table, drawn from the distribution set's seed: a set
+    drawn from another seed, or missing a reference image, is refused before anything is measured."""
+    frame = pd.read_csv(setup["exact"], dtype={"prompt_id": str}, keep_default_na=False)
+    for name, edited in (("reseeded", frame.assign(seed=DISTRIBUTION_SEED + 1)), ("short", frame.drop(index=2))):
+        manifest = setup["exact"].with_name(f"{name}.csv")
+        edited.to_csv(manifest, index=False)
+        with pytest.raises(SystemExit) as error:
+            _run_metrics(setup, setup["matched"], manifest, "default", f"distribution-{name}")
+        message = str(error.value.code)
+        assert str(manifest) in message and "missing row" in message, message
+        assert not (setup["root"] / "metrics" / f"distribution-{name}.csv").exists()

@@ -52,6 +52,9 @@ MAX_FID_INTERVAL_COST = 5e8  # n * d^2; the default run's distribution set (1000
 # (on the default run the percentile interval of the paired control's FID 0.016 was [0.015, 0.023]); its
 # interval is the estimate -/+ z bootstrap standard errors. Every other metric gets the percentile interval.
 INTERVAL_KIND = {"fid": "normal"}
+# A normal interval can reach below what the metric can take; FID is a squared distance, so its lower end
+# stops at 0 (a small FID with a wide interval, e.g. 20 images, would otherwise report a negative bound).
+LOWER_BOUNDS = {"fid": 0.0}
 
 
 def interval_kind(metric: str) -> str:
@@ -232,7 +235,8 @@ def branch_intervals(metrics: Sequence[str], units: pd.DataFrame | None, feature
             continue
         replicates = joint_replicates([statistics.per_seed], statistics.units, settings)[0]
         estimate = point_estimate(statistics.per_seed, statistics.units)
-        intervals[metric] = interval(replicates, estimate, settings.confidence, interval_kind(metric))
+        low, high = interval(replicates, estimate, settings.confidence, interval_kind(metric))
+        intervals[metric] = (max(low, LOWER_BOUNDS.get(metric, low)), high)
     return intervals
 
 

@@ -822,8 +822,8 @@ def evaluation_design():
             "replicates": spec["bootstrap"]["replicates"],
             "confidence": spec["bootstrap"]["confidence"],
             "seed": spec["bootstrap"]["seed"],
-            "interval": "percentile; FID: the estimate -/+ z bootstrap standard errors (a resample holds about 63% "
-            "distinct images, which shifts FID's replicates upwards)",
+            "interval": "percentile; FID: the estimate -/+ z bootstrap standard errors, its lower end at 0 (a resample "
+            "holds about 63% distinct images, which shifts FID's replicates upwards)",
             "levels": "two: resample the seeds (with replacement), then the units of each drawn seed",
             "units": {
                 "alignment metrics": "prompts (samples of one prompt are correlated, so they are never resampled alone)",
