@@ -92,12 +92,13 @@ def _jobs(stdout: str) -> list[dict]:
 
 
 # Rules whose jobs compute with torch, on a world config: each takes the job's threads, and all but the
-# oracle and the CLIP evaluation (CPU-only) can use a GPU.
+# oracle's training and calibration and the CLIP evaluation (CPU-only) can use a GPU.
 TORCH_RULES = {"clip_train_standin", "clip_evaluate", "clip_embed", "clip_embed_captions", "oracle_train",
                "tokenizer_train", "tokenizer_evaluate", "tokenizer_tokenize", "diffusion_pretrain",
                "diffusion_cfg_finetune", "diffusion_control", "lafite_train", "clip2latent_generator_train",
-               "clip2latent_latent_sample", "clip2latent_prior_train", "sample", "metrics"}
-CPU_ONLY_RULES = {"oracle_train", "clip_evaluate"}
+               "clip2latent_latent_sample", "clip2latent_prior_train", "sample", "metrics", "clip_embed_prompts",
+               "oracle_calibrate"}
+CPU_ONLY_RULES = {"oracle_train", "clip_evaluate", "oracle_calibrate"}
 DDP_RULES = {"diffusion_pretrain", "diffusion_cfg_finetune", "diffusion_control"}
 
 
@@ -196,6 +197,14 @@ BAD_MODEL_SETTINGS = [
     ("diffusion:\n  finetune: {batch_size: 5000}\n",
      ["diffusion.finetune.batch_size is 5000, more than the 4000 training images"]),
     ("oracle: {batch_size: 0}\n", ["batch_size", "0 is less than the minimum of 1"]),
+    # protocol v2's keys: ranges in the schema, the rest across keys in common.smk
+    ("seeds: [0, 0]\n", ["seeds", "non-unique"]),
+    ("evaluation:\n  bootstrap: {replicates: 5}\n", ["replicates", "5 is less than the minimum of 10"]),
+    ("evaluation:\n  bootstrap: {confidence: 1.5}\n", ["confidence", "1.5"]),
+    ("evaluation: {distribution_samples: 5000}\n",
+     ["evaluation.distribution_samples is 5000, but data.world.sizes.reference is 1000"]),
+    ("sampling: {best_of_prompts: 500}\n", ["sampling.best_of_prompts is 500, more than the prompt table holds"]),
+    ("evaluation: {prompts: tuning}\n", ["prompts", "'tuning' is not one of"]),
 ]
 
 
