@@ -1,4 +1,5 @@
-# CLIP-VQDiffusion: language-free pretraining per α, CFG fine-tune, and the paired / unconditional controls.
+# CLIP-VQDiffusion: language-free pretraining per α, CFG fine-tune, and the paired / unconditional controls;
+# each once per training seed (seeds: in the config; results/<run>/models/seed=<s>/).
 
 
 rule diffusion_pretrain:
@@ -7,13 +8,13 @@ rule diffusion_pretrain:
         tokens=TOKENS,
         embeddings=RESULTS / "embeddings" / "train_images.safetensors",
     output:
-        model=RESULTS / "models" / "clip-vqdiffusion" / "alpha={alpha}" / "pretrain.safetensors",
-        sidecar=RESULTS / "models" / "clip-vqdiffusion" / "alpha={alpha}" / "pretrain.json",
-        curve=RESULTS / "models" / "clip-vqdiffusion" / "alpha={alpha}" / "pretrain_curve.csv",
+        model=RESULTS / "models" / "seed={seed}" / "clip-vqdiffusion" / "alpha={alpha}" / "pretrain.safetensors",
+        sidecar=RESULTS / "models" / "seed={seed}" / "clip-vqdiffusion" / "alpha={alpha}" / "pretrain.json",
+        curve=RESULTS / "models" / "seed={seed}" / "clip-vqdiffusion" / "alpha={alpha}" / "pretrain_curve.csv",
     log:
-        LOGS / "diffusion_pretrain_alpha={alpha}.log",
+        LOGS / "seed={seed}" / "diffusion_pretrain_alpha={alpha}.log",
     benchmark:
-        BENCHMARKS / "diffusion_pretrain_alpha={alpha}.tsv"
+        BENCHMARKS / "seed={seed}" / "diffusion_pretrain_alpha={alpha}.tsv"
     priority: 10
     conda:
         ENVS["train"]
@@ -23,8 +24,8 @@ rule diffusion_pretrain:
         device=DEVICE,
     params:
         settings=diffusion_params("pretrain"),
-        work=lambda wildcards: RESULTS / "work" / f"diffusion-alpha={wildcards.alpha}-pretrain",
-        seed=run_seed(),
+        work=seed_work("diffusion-alpha={alpha}-pretrain"),
+        seed=generator_seed(),
     shell:
         clipvqd_trainer(
             "diffusion train --mode language_free --params {params.settings:q}"
@@ -38,17 +39,17 @@ rule diffusion_pretrain:
 rule diffusion_cfg_finetune:
     """The classifier-free guidance fine-tune of one α's pretrained model (learned null condition)."""
     input:
-        pretrained=RESULTS / "models" / "clip-vqdiffusion" / "alpha={alpha}" / "pretrain.safetensors",
+        pretrained=RESULTS / "models" / "seed={seed}" / "clip-vqdiffusion" / "alpha={alpha}" / "pretrain.safetensors",
         tokens=TOKENS,
         embeddings=RESULTS / "embeddings" / "train_images.safetensors",
     output:
-        model=RESULTS / "models" / "clip-vqdiffusion" / "alpha={alpha}" / "cfg.safetensors",
-        sidecar=RESULTS / "models" / "clip-vqdiffusion" / "alpha={alpha}" / "cfg.json",
-        curve=RESULTS / "models" / "clip-vqdiffusion" / "alpha={alpha}" / "cfg_curve.csv",
+        model=RESULTS / "models" / "seed={seed}" / "clip-vqdiffusion" / "alpha={alpha}" / "cfg.safetensors",
+        sidecar=RESULTS / "models" / "seed={seed}" / "clip-vqdiffusion" / "alpha={alpha}" / "cfg.json",
+        curve=RESULTS / "models" / "seed={seed}" / "clip-vqdiffusion" / "alpha={alpha}" / "cfg_curve.csv",
     log:
-        LOGS / "diffusion_cfg_finetune_alpha={alpha}.log",
+        LOGS / "seed={seed}" / "diffusion_cfg_finetune_alpha={alpha}.log",
     benchmark:
-        BENCHMARKS / "diffusion_cfg_finetune_alpha={alpha}.tsv"
+        BENCHMARKS / "seed={seed}" / "diffusion_cfg_finetune_alpha={alpha}.tsv"
     priority: 10
     conda:
         ENVS["train"]
@@ -58,8 +59,8 @@ rule diffusion_cfg_finetune:
         device=DEVICE,
     params:
         settings=diffusion_params("finetune"),
-        work=lambda wildcards: RESULTS / "work" / f"diffusion-alpha={wildcards.alpha}-cfg",
-        seed=run_seed(1),
+        work=seed_work("diffusion-alpha={alpha}-cfg"),
+        seed=generator_seed(1),
     shell:
         clipvqd_trainer(
             "diffusion train --mode cfg_finetune --params {params.settings:q}"
@@ -81,15 +82,16 @@ rule diffusion_control:
         tokens=TOKENS,
         embeddings=control_embeddings,
     output:
-        model=RESULTS / "models" / "{control}" / "pretrain.safetensors",
-        sidecar=RESULTS / "models" / "{control}" / "pretrain.json",
-        curve=RESULTS / "models" / "{control}" / "pretrain_curve.csv",
+        model=RESULTS / "models" / "seed={seed}" / "{control}" / "pretrain.safetensors",
+        sidecar=RESULTS / "models" / "seed={seed}" / "{control}" / "pretrain.json",
+        curve=RESULTS / "models" / "seed={seed}" / "{control}" / "pretrain_curve.csv",
     log:
-        LOGS / "diffusion_{control}_pretrain.log",
+        LOGS / "seed={seed}" / "diffusion_{control}_pretrain.log",
     benchmark:
-        BENCHMARKS / "diffusion_{control}_pretrain.tsv"
+        BENCHMARKS / "seed={seed}" / "diffusion_{control}_pretrain.tsv"
     wildcard_constraints:
         control="paired|unconditional",
+        seed=r"\d+",
     conda:
         ENVS["train"]
     threads: torch_threads
@@ -98,8 +100,8 @@ rule diffusion_control:
         device=DEVICE,
     params:
         settings=diffusion_params("pretrain"),
-        work=lambda wildcards: RESULTS / "work" / f"diffusion-{wildcards.control}",
-        seed=run_seed(),
+        work=seed_work("diffusion-{control}"),
+        seed=generator_seed(),
     shell:
         clipvqd_trainer(
             "diffusion train --mode {wildcards.control:q} --params {params.settings:q}"
@@ -113,19 +115,20 @@ rule diffusion_control_finetune:
     """Stage 2 of a control, with the CFG fine-tune's settings: paired drops its caption like the method's fine-tune
     (mode paired_cfg_finetune); unconditional keeps training, so that it gets the same total steps."""
     input:
-        pretrained=RESULTS / "models" / "{control}" / "pretrain.safetensors",
+        pretrained=RESULTS / "models" / "seed={seed}" / "{control}" / "pretrain.safetensors",
         tokens=TOKENS,
         embeddings=control_embeddings,
     output:
-        model=RESULTS / "models" / "{control}" / "finetune.safetensors",
-        sidecar=RESULTS / "models" / "{control}" / "finetune.json",
-        curve=RESULTS / "models" / "{control}" / "finetune_curve.csv",
+        model=RESULTS / "models" / "seed={seed}" / "{control}" / "finetune.safetensors",
+        sidecar=RESULTS / "models" / "seed={seed}" / "{control}" / "finetune.json",
+        curve=RESULTS / "models" / "seed={seed}" / "{control}" / "finetune_curve.csv",
     log:
-        LOGS / "diffusion_{control}_finetune.log",
+        LOGS / "seed={seed}" / "diffusion_{control}_finetune.log",
     benchmark:
-        BENCHMARKS / "diffusion_{control}_finetune.tsv"
+        BENCHMARKS / "seed={seed}" / "diffusion_{control}_finetune.tsv"
     wildcard_constraints:
         control="paired|unconditional",
+        seed=r"\d+",
     conda:
         ENVS["train"]
     threads: torch_threads
@@ -135,8 +138,8 @@ rule diffusion_control_finetune:
     params:
         settings=diffusion_params("finetune"),
         mode=lambda wildcards: CONTROL_FINETUNE_MODES[wildcards.control],
-        work=lambda wildcards: RESULTS / "work" / f"diffusion-{wildcards.control}-finetune",
-        seed=run_seed(1),
+        work=seed_work("diffusion-{control}-finetune"),
+        seed=generator_seed(1),
     shell:
         clipvqd_trainer(
             "diffusion train --mode {params.mode:q} --params {params.settings:q}"
