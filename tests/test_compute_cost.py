@@ -49,5 +49,23 @@ def test_bad_files_are_named(tmp_path):
     (tmp_path / "x.safetensors").write_bytes(b"not a file")
     with pytest.raises(ComputeCostError, match="x.safetensors is not a safetensors file"):
         parameter_count(tmp_path / "x.safetensors")
-    with pytest.raises(ComputeCostError, match="lacks"):
-        methods_training_cost({"m": {"s": {"benchmark": "b"}}})
+    with pytest.raises(ComputeCostError, match="lacks its benchmark"):
+        methods_training_cost({"m": [{"s": {"sidecar": "b"}}]})
+
+
+def test_seeds_are_averaged_and_a_stage_without_weights_counts_its_time(tmp_path):
+    one = _stage(tmp_path, "one", 10.0, 11.0, 100, 4, [(6,)])
+    two = _stage(tmp_path, "two", 30.0, 33.0, 100, 4, [(6,)])
+    (tmp_path / "latents.tsv").write_text(HEADER + "5\tx\t1\t1\t1\t1\t0\t0\t1\t2\n")
+    spec = {"m": [{"gen": {"benchmark": one.benchmark, "sidecar": one.sidecar, "weights": one.weights},
+                   "latents": {"benchmark": tmp_path / "latents.tsv"}},
+                  {"gen": {"benchmark": two.benchmark, "sidecar": two.sidecar, "weights": two.weights},
+                   "latents": {"benchmark": tmp_path / "latents.tsv"}}]}
+    cost = methods_training_cost(spec)["m"]
+    assert cost["seeds"] == 2 and cost["cpu_s_per_seed"] == [12.0, 32.0] and cost["cpu_s"] == pytest.approx(22.0)
+    assert cost["parameters"] == 6 and cost["examples"] == 400
+    spec["m"][0]["latents"] |= {"sampled": True}  # no weights: ignored
+    spec["m"][0]["gen"] |= {"sampled": True}
+    spec["m"][0]["prior"] = {"benchmark": one.benchmark, "sidecar": one.sidecar, "weights": one.weights,
+                             "sampled": True}
+    assert methods_training_cost({"m": spec["m"][:1]})["m"]["parameters"] == 12  # generator and prior

@@ -111,6 +111,13 @@ def test_whole_dag_runs_to_the_report_and_rerun_does_nothing(workdir):
     protocol = json.loads((report / "protocol.json").read_text())
     assert set(protocol["design"]["sets"]) == {"alignment", "distribution"} and "judge_split" in protocol["design"]
     assert protocol["design"]["bootstrap"]["replicates"] == 50
+    # every method's training cost, from its jobs' benchmark files, sidecars and weights (issue: compute in the open)
+    cost = protocol["design"]["training_cost"]
+    assert set(cost) == {"clip-vqdiffusion", "paired", "unconditional", "lafite", "clip2latent"}
+    assert all(c["cpu_s"] > 0 and c["examples"] > 0 and c["parameters"] > 0 for c in cost.values())
+    assert [s["stage"] for s in cost["paired"]["stages"]] == ["tokenizer", "pretrain", "fine-tune"]
+    assert cost["paired"]["steps"] == cost["clip-vqdiffusion"]["steps"]  # matched controls
+    assert "training CPU-s" in (report / "index.html").read_text()
     assert "<img" in (report / "index.html").read_text()
     for log in ("tokenizer_train", "seed=0/diffusion_pretrain_alpha=0.5", "seed=0/diffusion_cfg_finetune_alpha=0.5",
                 "seed=0/diffusion_paired_pretrain", "seed=0/diffusion_paired_finetune",

@@ -69,6 +69,7 @@ def cmd_distribution_prompts(args) -> None:
 
 def cmd_report(args) -> None:
     from clipvqd.evaluation.bootstrap import BootstrapError, BootstrapSettings
+    from clipvqd.evaluation.compute import ComputeCostError
     from clipvqd.report import ReportError, build_report
     from clipvqd.samples import SamplePlan
 
@@ -86,8 +87,9 @@ def cmd_report(args) -> None:
                              oracle_calibration=args.oracle_calibration, sample_grids=args.grids,
                              training_curves=args.curves, quality_files=args.quality,
                              benchmark_files=args.benchmarks, benchmark_dirs=args.benchmarks_dir,
-                             paper_rows=args.paper_rows, title=args.title, run_name=args.run_name, plan=plan)
-    except (ReportError, BootstrapError) as error:
+                             paper_rows=args.paper_rows, title=args.title, run_name=args.run_name, plan=plan,
+                             training_stages=args.training_stages)
+    except (ReportError, BootstrapError, ComputeCostError) as error:
         raise SystemExit(str(error)) from None
     print(f"report written to {index}")
 
@@ -177,6 +179,9 @@ def register(group: argparse.ArgumentParser) -> None:
     rep.add_argument("--benchmarks", nargs="*", default=[], help="Snakemake benchmark TSVs")
     rep.add_argument("--benchmarks-dir", nargs="*", default=[],
                      help="folders whose *.tsv benchmark files (as they exist now) are read")
+    rep.add_argument("--training-stages", type=json_mapping, default={},
+                     help='{"method": [one {"stage": {"benchmark", "sidecar", "weights", "shared"}} per seed]}: '
+                          "each method's training cost (clipvqd.evaluation.compute)")
     rep.add_argument("--paper-rows", default=None,
                      help="JSON list of cited numbers (method, metric, value, source[, dataset, note])")
     rep.add_argument("--prompts", default=None, help="the sample plan the grids' manifests must hold: prompt table")

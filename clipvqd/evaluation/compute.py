@@ -3,7 +3,9 @@ wall-seconds), the trainers' sidecars (optimiser steps and batch) and the weight
 
 A method's training is a list of stages (e.g. CLIP-VQDiffusion: tokenizer, pretraining, CFG fine-tune). A stage
 shared with other methods (the tokenizer of the three diffusion methods) is counted in each of them and marked
-shared; the CLIPs, the embedding cache and the data, used by every method alike, are not counted.
+shared; the CLIPs, the embedding cache and the data, used by every method alike, are not counted. A stage that
+trains nothing (clip2latent's latent sampling) has a benchmark but no sidecar or weights. With several training
+seeds, each seed's cost is measured and the mean is reported (the cost of one training run).
 """
 
 from __future__ import annotations
@@ -26,18 +28,20 @@ class TrainingStage:
 
     label: str
     benchmark: Path
-    sidecar: Path
-    weights: Path
+    sidecar: Path | None = None
+    weights: Path | None = None
     shared: bool = False
     """True when other methods count the same job (the tokenizer)."""
+    sampled: bool = False
+    """True for the model(s) sampling uses (clip2latent: generator and prior); their parameters are the method's."""
 
     @classmethod
     def from_dict(cls, label: str, values: Mapping[str, Any]) -> "TrainingStage":
-        missing = {"benchmark", "sidecar", "weights"} - set(values)
-        if missing:
-            raise ComputeCostError(f"training stage '{label}' lacks {sorted(missing)}")
-        return cls(label, Path(values["benchmark"]), Path(values["sidecar"]), Path(values["weights"]),
-                   bool(values.get("shared", False)))
+        if "benchmark" not in values:
+            raise ComputeCostError(f"training stage '{label}' lacks its benchmark file")
+        optional = {key: Path(values[key]) if values.get(key) else None for key in ("sidecar", "weights")}
+        return cls(label, Path(values["benchmark"]), shared=bool(values.get("shared", False)),
+                   sampled=bool(values.get("sampled", False)), **optional)
 
 
 def benchmark_seconds(path: str | Path) -> tuple[float, float]:
@@ -98,28 +102,42 @@ def parameter_count(weights: str | Path) -> int:
 def training_cost(stages: Sequence[TrainingStage]) -> dict[str, Any]:
     """A method's cost summed over its stages, and each stage's own numbers.
 
-    `parameters` is the size of the last stage's model, the one sampled (for clip2latent, whose generator and
-    prior are both sampled, the caller lists the prior last and `parameters_all_stages` counts both)."""
+    `parameters` counts the models sampling uses (the stages marked `sampled`; without marks, the last trained
+    stage's model)."""
     if not stages:
         raise ComputeCostError("a method needs at least one training stage")
     rows = []
     for stage in stages:
         cpu, wall = benchmark_seconds(stage.benchmark)
-        steps, examples = optimiser_samples(stage.sidecar)
+        steps, examples = optimiser_samples(stage.sidecar) if stage.sidecar else (0, 0)
         rows.append({"stage": stage.label, "shared": stage.shared, "cpu_s": cpu, "wall_s": wall, "steps": steps,
-                     "examples": examples, "parameters": parameter_count(stage.weights)})
+                     "examples": examples,
+                     "parameters": parameter_count(stage.weights) if stage.weights else None})
+    trained = [row for row in rows if row["parameters"] is not None]
+    sampled = [row["parameters"] for row, stage in zip(rows, stages) if stage.sampled and stage.weights]
     return {
         "cpu_s": sum(row["cpu_s"] for row in rows),
         "wall_s": sum(row["wall_s"] for row in rows),
         "steps": sum(row["steps"] for row in rows),
         "examples": sum(row["examples"] for row in rows),
-        "parameters": rows[-1]["parameters"],
+        "parameters": sum(sampled) if sampled else (trained[-1]["parameters"] if trained else None),
         "stages": rows,
     }
 
 
-def methods_training_cost(spec: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> dict[str, dict[str, Any]]:
-    """{method: {stage label: {benchmark, sidecar, weights[, shared]}}} (stages in training order) -> the cost
-    of each method (training_cost)."""
-    return {method: training_cost([TrainingStage.from_dict(label, values) for label, values in stages.items()])
-            for method, stages in spec.items()}
+def methods_training_cost(spec: Mapping[str, Sequence[Mapping[str, Mapping[str, Any]]]]) -> dict[str, dict[str, Any]]:
+    """{method: [one {stage label: {benchmark[, sidecar, weights, shared]}} per training seed]} (stages in
+    training order) -> each method's cost (training_cost), averaged over its seeds, with the per-seed CPU-s."""
+    costs = {}
+    for method, seeds in spec.items():
+        if not seeds:
+            raise ComputeCostError(f"method '{method}' has no training seed to measure")
+        per_seed = [training_cost([TrainingStage.from_dict(label, values) for label, values in stages.items()])
+                    for stages in seeds]
+        mean = dict(per_seed[0])
+        for key in ("cpu_s", "wall_s", "steps", "examples"):
+            mean[key] = sum(cost[key] for cost in per_seed) / len(per_seed)
+        mean["seeds"] = len(per_seed)
+        mean["cpu_s_per_seed"] = [cost["cpu_s"] for cost in per_seed]
+        costs[method] = mean
+    return costs

@@ -28,7 +28,8 @@ def build_report(out_dir: str | Path, tables: Sequence[str | Path], protocols: S
                  quality_files: Mapping[str, str | Path] | None = None,
                  benchmark_files: Iterable[str | Path] = (), benchmark_dirs: Iterable[str | Path] = (),
                  paper_rows: str | Path | None = None, title: str = "clipvqd comparison report",
-                 run_name: str | None = None, plan=None) -> Path:
+                 run_name: str | None = None, plan=None,
+                 training_stages: Mapping[str, Sequence[Mapping]] | None = None) -> Path:
     """Write the merged metrics.csv, metrics_by_seed.csv, significance.csv and protocol.json, then
     `out_dir/index.html`; return its path.
 
@@ -36,7 +37,9 @@ def build_report(out_dir: str | Path, tables: Sequence[str | Path], protocols: S
     same order (each units table and feature file must have the sha256 its branch's protocol file records);
     `design` is protocol.json's description of the evaluation; `quality_files` maps a group label to a
     metrics.json of a tool (CLIP, oracle, tokenizer); `benchmark_dirs` are read as they are now; `plan` (a
-    `clipvqd.samples.SamplePlan`) is what every sample manifest of `sample_grids` must hold.
+    `clipvqd.samples.SamplePlan`) is what every sample manifest of `sample_grids` must hold; `training_stages`
+    lists each method's training jobs (`clipvqd.evaluation.compute.methods_training_cost`): their cost goes
+    into protocol.json's design and the main table.
     """
 
     from clipvqd.evaluation import merge_results
@@ -54,6 +57,10 @@ def build_report(out_dir: str | Path, tables: Sequence[str | Path], protocols: S
     quality = read_quality_numbers(quality_files or {})
     paper = read_paper_rows(paper_rows)
     calibration = read_oracle_calibration(oracle_calibration)
+    if training_stages:
+        from clipvqd.evaluation.compute import methods_training_cost
+
+        design = dict(design or {}, training_cost=methods_training_cost(training_stages))
     merged, record = merge_results(tables, protocols, metrics_out, protocol_out, by_seed_paths=by_seed,
                                    out_by_seed=by_seed_out if by_seed else None, design=design)
     settings = bootstrap or BootstrapSettings()

@@ -146,6 +146,20 @@ def _metric_table(metrics: pd.DataFrame, protocol: ProtocolRecord, columns: Sequ
     }
 
 
+def _add_training_cost(table: dict, costs: Mapping | None) -> None:
+    """Each headline row gains its method's training cost (protocol.json's design.training_cost)."""
+    table["cost"] = bool(costs)
+    for row in table["rows"]:
+        cost = (costs or {}).get(row["method"])
+        row["cost"] = None if cost is None else {
+            "cpu": f"{cost['cpu_s']:,.0f}",
+            "examples": f"{cost['examples']:,.0f}",
+            "parameters": "—" if cost.get("parameters") is None else f"{cost['parameters'] / 1e6:.2f}M",
+            "stages": "; ".join(f"{stage['stage']}{' (shared)' if stage['shared'] else ''} {stage['cpu_s']:,.0f} s"
+                                for stage in cost["stages"]),
+        }
+
+
 def comparison_tables(metrics: pd.DataFrame, protocol: ProtocolRecord, significance: pd.DataFrame | None = None) -> dict:
     """Headline (default variants), all variants, and per-attribute accuracy; shared footnotes. Headline cells of
     other methods carry a mark when they differ significantly from CLIP-VQDiffusion."""
@@ -444,6 +458,7 @@ def render_report(out_dir: str | Path, metrics_csv: str | Path, protocol_json: s
         shutil.rmtree(out_dir / stale, ignore_errors=True)
 
     tables = comparison_tables(metrics, protocol, significance)
+    _add_training_cost(tables["headline"], (protocol.design or {}).get("training_cost"))
     sweep = figures.sweep_figures(metrics, out_dir, protocol.entries)
     tradeoff = figures.tradeoff_figure(metrics, out_dir)
     training = figures.training_curve_figures(training_curves, out_dir)

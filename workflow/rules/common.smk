@@ -863,6 +863,73 @@ def judge_split():
     return None
 
 
+def training_stages():
+    """Each method's training jobs in order, once per training seed, as clipvqd.evaluation.compute reads them:
+    {method: [{stage: {benchmark, sidecar, weights, shared}} per seed]}. The tokenizer counts for each diffusion
+    method (shared); the data, CLIPs and embedding cache serve every method alike and are not counted."""
+    tokenizer = {
+        "tokenizer": {
+            "benchmark": BENCHMARKS / "tokenizer_train.tsv",
+            "sidecar": RESULTS / "tokenizer" / "model.json",
+            "weights": RESULTS / "tokenizer" / "model.safetensors",
+            "shared": True,
+        }
+    }
+
+    def job(seed, benchmark, model):
+        model = seed_dir("models", seed) / model
+        return {
+            "benchmark": BENCHMARKS / f"seed={seed}" / f"{benchmark}.tsv",
+            "sidecar": model.with_suffix(".json"),
+            "weights": model.with_suffix(".safetensors"),
+        }
+
+    def chain(seed, method):
+        if method == "clip-vqdiffusion":
+            alpha = HEADLINE["alpha"]
+            stages = {"pretrain": job(seed, f"diffusion_pretrain_alpha={alpha}", f"{method}/alpha={alpha}/pretrain")}
+            if HEADLINE["cfg"]:
+                stages["cfg fine-tune"] = job(
+                    seed, f"diffusion_cfg_finetune_alpha={alpha}", f"{method}/alpha={alpha}/cfg"
+                )
+            list(stages.values())[-1]["sampled"] = True
+            return tokenizer | stages
+        if method in ("paired", "unconditional"):
+            stages = {"pretrain": job(seed, f"diffusion_{method}_pretrain", f"{method}/pretrain")}
+            if HEADLINE["cfg"]:
+                stages["fine-tune"] = job(seed, f"diffusion_{method}_finetune", f"{method}/finetune")
+            list(stages.values())[-1]["sampled"] = True
+            return tokenizer | stages
+        if method == "lafite":
+            return {"generator": job(seed, "lafite_train", "lafite/generator") | {"sampled": True}}
+        return {
+            "generator": job(seed, "clip2latent_generator_train", "clip2latent/generator") | {"sampled": True},
+            "latent pairs": {"benchmark": BENCHMARKS / f"seed={seed}" / "clip2latent_latent_sample.tsv"},
+            "prior": job(seed, "clip2latent_prior_train", "clip2latent/prior") | {"sampled": True},
+        }
+
+    return {method: [chain(seed, method) for seed in SEEDS] for method in methods()}
+
+
+def training_stages_json():
+    """training_stages() for the report command, stages in training order (as_json would sort them)."""
+    return json.dumps(training_stages(), default=str)
+
+
+def training_stage_files():
+    """The sidecars and weights of training_stages(): the report waits for them (and so for their benchmarks)."""
+    return sorted(
+        {
+            str(stage[key])
+            for seeds in training_stages().values()
+            for stages in seeds
+            for stage in stages.values()
+            for key in ("sidecar", "weights")
+            if key in stage
+        }
+    )
+
+
 def training_curves():
     """Every training-curve CSV the DAG writes, as {label: path}; the report plots each one (the generators'
     of every seed, labelled with their seed when there are several)."""

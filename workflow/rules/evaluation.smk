@@ -153,6 +153,7 @@ rule report:
         quality=quality_files(),
         calibration=oracle_calibration_files(),
         curves=list(training_curves().values()),
+        trained=training_stage_files(),
         samples=list(report_sample_grids().values()),
         prompts=PROMPT_TABLES[ALIGNMENT_SET],
     output:
@@ -192,6 +193,7 @@ rule report:
         confidence=config["evaluation"]["bootstrap"]["confidence"],
         significance_level=config["evaluation"]["significance_level"],
         benchmarks=BENCHMARKS,
+        training_stages=training_stages_json(),
         title=config["report"]["title"],
         run=config["run"],
         plan=report_plan_arguments(),
@@ -205,6 +207,6 @@ rule report:
             " --bootstrap-replicates {params.bootstrap_replicates:q} --bootstrap-seed {params.bootstrap_seed:q}"
             " --confidence {params.confidence:q} --significance-level {params.significance_level:q}"
             " {params.calibration} --grids {params.grids:q} --curves {params.curves:q} --quality {params.quality:q}"
-            " --benchmarks-dir {params.benchmarks:q} --title {params.title:q} --run-name {params.run:q}"
+            " --benchmarks-dir {params.benchmarks:q} --training-stages {params.training_stages:q} --title {params.title:q} --run-name {params.run:q}"
             " --prompts {input.prompts:q} {params.plan} > {log:q} 2>&1"
         )
