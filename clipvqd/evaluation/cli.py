@@ -179,7 +179,7 @@ def register(group: argparse.ArgumentParser) -> None:
     rep.add_argument("--benchmarks", nargs="*", default=[], help="Snakemake benchmark TSVs")
     rep.add_argument("--benchmarks-dir", nargs="*", default=[],
                      help="folders whose *.tsv benchmark files (as they exist now) are read")
-    rep.add_argument("--training-stages", type=json_mapping, default={},
+    rep.add_argument("--training-stages", type=json_object, default={},
                      help='{"method": [one {"stage": {"benchmark", "sidecar", "weights", "shared"}} per seed]}: '
                           "each method's training cost (clipvqd.evaluation.compute)")
     rep.add_argument("--paper-rows", default=None,
