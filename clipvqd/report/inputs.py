@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from clipvqd.report.render import ReportError
+from clipvqd.report.errors import ReportError
 
 
 def _with_chance(value, chance) -> str:
