@@ -11,8 +11,8 @@ step indices, they must end in the same state: each section also records whether
 trainer, the EMA weights and the importance sampler) are bit-identical, with their sha256.
 
 sections
-  diffusion_train   one optimiser step of `clipvqd.diffusion.train` in the language-free and the paired mode
-                    (the paired mode draws the null-condition coin): drawing the batch's noise (old: each
+  diffusion_train   one optimiser step of `clipvqd.diffusion.train` in the language-free and the paired CFG
+                    fine-tune mode (which draws the null-condition coin): drawing the batch's noise (old: each
                     sample drawn and transformed on its own; new: raw draws per sample from the same streams,
                     arithmetic once per batch), forward, loss, backward, clip, AdamW (old: PyTorch's CPU
                     default single-tensor loop; new: the multi-tensor form), importance-sampler update, EMA
@@ -86,11 +86,11 @@ def old_draw_training_batch(x0, embeddings, global_positions, step, seed, mode, 
         noised.append(schedule.q_sample(x0[row : row + 1], t, generator))
         if mode in (TrainingMode.LANGUAGE_FREE, TrainingMode.CFG_FINETUNE):
             condition = noisy_image_condition(embeddings[row : row + 1], train_cfg.condition_noise_alpha, generator)
-        elif mode is TrainingMode.PAIRED:
+        elif mode.uses_text_condition:
             condition = l2_normalize(embeddings[row : row + 1])
         else:
             condition = torch.zeros(1, condition_dim)
-        if mode in (TrainingMode.CFG_FINETUNE, TrainingMode.PAIRED):
+        if mode.drops_condition:
             use_null = draw_null_mask(1, train_cfg.null_condition_probability, generator)
         else:
             use_null = torch.full((1,), mode is TrainingMode.UNCONDITIONAL)
@@ -203,8 +203,7 @@ class TrainerForm:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.parts = DenoiserAndNullCondition(model_cfg)
-        self.parts.null_condition.vector.requires_grad_(mode in (TrainingMode.PAIRED, TrainingMode.UNCONDITIONAL,
-                                                                  TrainingMode.CFG_FINETUNE))
+        self.parts.null_condition.vector.requires_grad_(mode.drops_condition or mode is TrainingMode.UNCONDITIONAL)
         device = torch.device("cpu")
         if form == "old":
             old_conv_weights(self.parts)
@@ -252,7 +251,7 @@ class TrainerForm:
 
 def bench_diffusion_train(args, model_cfg: DenoiserConfig, tokens, conditions) -> dict[str, Any]:
     out = {}
-    for mode in (TrainingMode.LANGUAGE_FREE, TrainingMode.PAIRED):
+    for mode in (TrainingMode.LANGUAGE_FREE, TrainingMode.PAIRED_CFG_FINETUNE):
         train_cfg = DiffusionTrainConfig(batch_size=args.train_batch, steps=1600)
         forms = {name: TrainerForm(name, mode, model_cfg, train_cfg, tokens, conditions, args.seed)
                  for name in ("old", "new")}
