@@ -80,7 +80,7 @@ def test_train_steps_cpu_benchmark_quick_path(tmp_path):
     """Old and new forms of the trainer and sampler steps run alternately, and end bit-identical."""
     payload = run_benchmark("train_steps_cpu.py", ["--quick"], tmp_path / "train_steps_cpu.json", timeout=180)
     assert payload["environment"]["torch_threads"] == 1 and isinstance(payload["environment"]["contended"], bool)
-    assert set(payload["diffusion_train"]) == {"language_free", "paired"}
+    assert set(payload["diffusion_train"]) == {"language_free", "paired_cfg_finetune"}
     for section in [*payload["diffusion_train"].values(), payload["diffusion_sample"]]:
         assert section["bit_identical"] is True, section["sha256"]
         assert len(section["cpu_s"]["old"]) == len(section["cpu_s"]["new"]) == 2
