@@ -192,3 +192,33 @@ def test_two_process_gloo_ddp_matches_one_process(tmp_path):
     for a, b in zip(ddp_curve, one_curve):
         assert float(a["loss"]) == pytest.approx(float(b["loss"]), rel=1e-4)
     assert load_denoiser(tmp_path / "ddp" / "weights.safetensors")[2]["world_size"] == 2
+
+
+@pytest.mark.parametrize("mode", ["language_free", "cfg_finetune", "paired", "unconditional"])
+def test_a_sample_draws_the_same_noise_in_any_batch(mode):
+    """Each sample's noise comes from its own (seed, step, position) stream: drawing a batch gives, bit for bit,
+    what drawing each of its samples alone gives, in every mode (so the batched arithmetic changes nothing)."""
+    from clipvqd.diffusion import TimestepSampler, TrainingMode
+    from clipvqd.diffusion.train import _draw_training_batch
+
+    tokens, conditions = make_data()
+    x0, embeddings = tokens[:8].reshape(8, -1), conditions[:8]
+    schedule = MaskAndReplace(MODEL.num_codes, MODEL.num_steps)
+    sampler = TimestepSampler(MODEL.num_steps, min_samples_per_step=1)
+    sampler.update(torch.arange(MODEL.num_steps), torch.linspace(1.0, 3.0, MODEL.num_steps))  # non-uniform p(t)
+    train = dataclasses.replace(TRAIN, null_condition_probability=0.5)
+    positions = [3, 4, 5, 6, 7, 8, 9, 10]
+
+    def draw(rows: slice, where: list[int]):
+        return _draw_training_batch(x0[rows], embeddings[rows], where, 7, 3, TrainingMode(mode), schedule, sampler,
+                                    train, MODEL.condition_dim)
+
+    batch = draw(slice(0, 8), positions)
+    alone = [draw(slice(i, i + 1), [p]) for i, p in enumerate(positions)]
+    for index, part in enumerate(batch):
+        assert torch.equal(part, torch.cat([single[index] for single in alone])), index
+    noised, t, weight, condition, use_null = batch
+    assert noised.dtype == torch.int64 and t.dtype == torch.int64 and weight.dtype == torch.float32
+    assert condition.dtype == torch.float32 and use_null.dtype == torch.bool
+    assert len(set(t.tolist())) > 1
+    assert bool(use_null.all()) if mode == "unconditional" else not bool(use_null.all())

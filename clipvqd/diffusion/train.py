@@ -33,7 +33,7 @@ from clipvqd.hashing import sha256_file
 from clipvqd.training import (Distributed, ExponentialMovingAverage, TrainingRun, generator_for, seeded_global_rng,
                               tensor_sha256, warmup_cosine, without_bookkeeping)
 
-from .condition import NullCondition, draw_null_mask, l2_normalize, noisy_image_condition, substitute_null
+from .condition import NullCondition, condition_from_noise, l2_normalize, substitute_null
 from .loss import TimestepSampler, diffusion_loss
 from .mask_and_replace import MaskAndReplace
 from .train_config import DiffusionTrainConfig, TrainingMode
@@ -113,28 +113,54 @@ def _draw_training_batch(
     train_cfg: DiffusionTrainConfig,
     condition_dim: int,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Per-sample noise on CPU, each sample from its own (seed, step, position-in-global-batch) stream."""
-    timesteps, weights, noised, condition_rows, null_flags = [], [], [], [], []
+    """Per-sample noise on CPU, each sample from its own (seed, step, position-in-global-batch) stream.
+
+    Each sample's generator makes the same draws in the same order as a one-sample batch would (its step
+    index, the uniforms and replacement codes of `MaskAndReplace.q_sample`, the condition noise of
+    `noisy_image_condition`, the null-condition coin of `draw_null_mask`); only the raw draws are made per
+    sample, the arithmetic on them runs once on the whole batch. The result is bit-identical to drawing
+    and transforming each sample on its own (benchmarks/train_steps_cpu.py keeps that form and checks it)."""
+    batch, tokens = x0.shape
+    noisy = mode in (TrainingMode.LANGUAGE_FREE, TrainingMode.CFG_FINETUNE)
+    dropout = mode.drops_condition
+    probabilities = timestep_sampler.probabilities()
+    timesteps = torch.empty(batch, dtype=torch.int64)
+    uniform = torch.empty(batch, tokens, dtype=torch.float64)
+    random_codes = torch.empty(batch, tokens, dtype=torch.int64)
+    noise = torch.empty(batch, condition_dim) if noisy else None
+    coins = torch.empty(batch) if dropout else None
     for row, position in enumerate(global_positions):
         generator = generator_for(seed, _STREAM_SAMPLE_NOISE, step, position)
-        t, weight = timestep_sampler.sample(1, generator)
-        noised.append(schedule.q_sample(x0[row : row + 1], t, generator))
-        if mode in (TrainingMode.LANGUAGE_FREE, TrainingMode.CFG_FINETUNE):
-            condition = noisy_image_condition(embeddings[row : row + 1], train_cfg.condition_noise_alpha, generator)
-        elif mode.uses_text_condition:
-            condition = l2_normalize(embeddings[row : row + 1])
-        else:
-            condition = torch.zeros(1, condition_dim)
-        if mode.drops_condition:
-            use_null = draw_null_mask(1, train_cfg.null_condition_probability, generator)
-        else:
-            use_null = torch.full((1,), mode is TrainingMode.UNCONDITIONAL)
-        timesteps.append(t)
-        weights.append(weight)
-        condition_rows.append(condition.float())
-        null_flags.append(use_null)
-    return (torch.cat(noised), torch.cat(timesteps), torch.cat(weights), torch.cat(condition_rows),
-            torch.cat(null_flags))
+        torch.multinomial(probabilities, 1, replacement=True, generator=generator, out=timesteps[row : row + 1])
+        torch.rand((1, tokens), generator=generator, dtype=torch.float64, out=uniform[row : row + 1])
+        torch.randint(schedule.num_codes, (1, tokens), generator=generator, out=random_codes[row : row + 1])
+        if noisy:
+            torch.randn((1, condition_dim), generator=generator, out=noise[row : row + 1])
+        if dropout:
+            torch.rand(1, generator=generator, out=coins[row : row + 1])
+    weights = timestep_sampler.importance_weights(probabilities, timesteps)
+    noised = schedule.q_sample_from_draws(x0, timesteps, uniform, random_codes)
+    if noisy:
+        conditions = condition_from_noise(embeddings, train_cfg.condition_noise_alpha, noise)
+    elif mode.uses_text_condition:
+        conditions = l2_normalize(embeddings).float()
+    else:
+        conditions = torch.zeros(batch, condition_dim)
+    if dropout:
+        use_null = coins < train_cfg.null_condition_probability
+    else:
+        use_null = torch.full((batch,), mode is TrainingMode.UNCONDITIONAL)
+    return noised, timesteps, weights, conditions, use_null
+
+
+def build_optimizer(trained: list[Tensor], train_cfg: DiffusionTrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """The trainer's AdamW. Fused on CUDA: one kernel for all parameters (benchmarks/diffusion_gpu.py's bf16
+    configurations). On CPU the multi-tensor (foreach) form: per tensor the same arithmetic as PyTorch's CPU
+    default, so the weights are bit-identical (benchmarks/train_steps_cpu.py checks it), in a few calls instead
+    of about ten per tensor."""
+    return torch.optim.AdamW(trained, lr=train_cfg.learning_rate, betas=tuple(train_cfg.adam_betas),
+                             weight_decay=train_cfg.weight_decay,
+                             **({"fused": True} if device.type == "cuda" else {"foreach": True}))
 
 
 def train_diffusion(
@@ -214,9 +240,7 @@ def _train(
 
     schedule = MaskAndReplace(model_cfg.num_codes, model_cfg.num_steps).to(device)
     ema = ExponentialMovingAverage(parts, train_cfg.ema_decay)
-    # Fused AdamW on CUDA: one kernel for all parameters (benchmarks/diffusion_gpu.py's bf16 configurations).
-    optimizer = torch.optim.AdamW(trained, lr=train_cfg.learning_rate, betas=tuple(train_cfg.adam_betas),
-                                  weight_decay=train_cfg.weight_decay, fused=True if device.type == "cuda" else None)
+    optimizer = build_optimizer(trained, train_cfg, device)
     lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(
         step, train_cfg.steps, train_cfg.warmup_steps, train_cfg.final_lr_fraction))
     timestep_sampler = TimestepSampler(model_cfg.num_steps, train_cfg.importance_min_samples,
