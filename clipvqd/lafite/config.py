@@ -14,6 +14,8 @@ from clipvqd.config_blocks import check_fields as _check
 from clipvqd.config_blocks import from_mapping as _from_dict
 
 CONTRASTIVE_FORMS = ("official", "infonce")
+PROJECTION_REDUCTIONS = ("batch", "sample")
+AUGMENT_POLICIES = ("color", "translation", "cutout")
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,11 @@ class LafiteModelConfig:
     mbstd_group_size: int = 4
     """Minibatch standard-deviation group size in the discriminator epilogue (official: min(batch, 4));
     0 disables it."""
+    projection_reduction: str = "sample"
+    """How the discriminator's projection term <proj(phi(x)), h'> enters its logits. 'batch': every
+    image's logit gets the same term, summed over the batch, as the released code computes it
+    (training/networks.py DiscriminatorEpilogue.forward, `x + (d_fts * fts).sum()`); 'sample': each
+    image gets its own, as in a projection discriminator (Miyato & Koyama 2018)."""
 
     def __post_init__(self) -> None:
         r = self.resolution
@@ -63,6 +70,7 @@ class LafiteModelConfig:
             "channel_base": self.channel_base >= 1,
             "channel_max": self.channel_max >= 1,
             "mbstd_group_size": self.mbstd_group_size >= 0,
+            "projection_reduction": self.projection_reduction in PROJECTION_REDUCTIONS,
         }, self)
 
     def channels(self, resolution: int) -> int:
@@ -81,7 +89,8 @@ class LafiteModelConfig:
     def paper(cls) -> "LafiteModelConfig":
         """The official 256 px network (train.py 'auto' config with fmap=1, map_num=8, f_dim=512)."""
         return cls(resolution=256, condition_dim=512, z_dim=512, w_dim=512, mapping_layers=8,
-                   condition_hidden=512, channel_base=32768, channel_max=512, use_noise=True)
+                   condition_hidden=512, channel_base=32768, channel_max=512, use_noise=True,
+                   projection_reduction="batch")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,6 +125,12 @@ class LafiteTrainConfig:
     README's language-free example uses 20)."""
     itc_weight: float = 10.0
     """Weight of the contrastive loss between CLIP(G(z, h')) and h' (official --itc=10; README example 20)."""
+    iic_weight: float = 0.0
+    """Weight of the contrastive loss between CLIP(G(z, h')) and the *clean* CLIP image embedding h of the
+    real image whose h' conditioned G (official --iic, default 0: `img_img_c` in training/loss.py)."""
+    iid_weight: float = 0.0
+    """Weight of the contrastive loss between the discriminator features of G(z, h') and of the real image
+    whose h' conditioned G (official --iid, default 0: `img_img_d` in training/loss.py)."""
     contrastive_lambda: float = 0.0
     """Mix of the two softmax directions: 0 normalises over the images for each condition (official
     --lam default 0), 1 over the conditions for each image."""
@@ -132,6 +147,10 @@ class LafiteTrainConfig:
     """Half-life of the generator EMA in images (official ema_kimg = batch * 10 / 32 = 5 kimg)."""
     ema_rampup: float = 0.05
     """The EMA half-life is capped at this fraction of the images seen so far (official: 0.05); 0 = off."""
+    augment: tuple[str, ...] = ()
+    """DiffAugment policies applied to every image the discriminator sees, real and generated, in both
+    updates (`clipvqd.lafite.augment`): any of 'color', 'translation', 'cutout', applied in the order
+    listed. Official: none (train.py: aug='noaug')."""
     snapshot_interval: int = 200
     """Steps between resume snapshots in the work folder."""
     log_interval: int = 20
@@ -147,12 +166,15 @@ class LafiteTrainConfig:
             "temperature": self.temperature > 0,
             "itd_weight": self.itd_weight >= 0,
             "itc_weight": self.itc_weight >= 0,
+            "iic_weight": self.iic_weight >= 0,
+            "iid_weight": self.iid_weight >= 0,
             "contrastive_lambda": 0.0 <= self.contrastive_lambda <= 1.0,
             "contrastive_form": self.contrastive_form in CONTRASTIVE_FORMS,
             "r1_gamma": self.r1_gamma >= 0,
             "r1_interval": self.r1_interval >= 1,
             "ema_half_life_images": self.ema_half_life_images >= 0,
             "ema_rampup": self.ema_rampup >= 0,
+            "augment": all(p in AUGMENT_POLICIES for p in self.augment) and len(set(self.augment)) == len(self.augment),
             "snapshot_interval": self.snapshot_interval >= 1,
             "log_interval": self.log_interval >= 1,
         }, self)
@@ -166,6 +188,7 @@ class LafiteTrainConfig:
     def to_dict(self) -> dict[str, Any]:
         values = asdict(self)
         values["adam_betas"] = list(self.adam_betas)
+        values["augment"] = list(self.augment)
         return values
 
     @classmethod
