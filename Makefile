@@ -15,12 +15,17 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 # The whole DAG on config.yaml. --keep-going: every stage that can run does, even where another fails.
+# After an interrupted run: the lock it left is removed when no Snakemake of this folder is alive
+# (clipvqd/stale_lock.py says so), and --rerun-incomplete redoes the jobs it left half done (trainers
+# resume from their snapshots).
 run: setup
-	snakemake --cores $(CORES) --keep-going --printshellcmds $(SNAKEMAKE_ARGS)
+	python -m clipvqd.stale_lock
+	snakemake --cores $(CORES) --keep-going --rerun-incomplete --printshellcmds $(SNAKEMAKE_ARGS)
 
 # Only the stages built so far (data, CLIPs, embedding cache, oracle).
 foundation: setup
-	snakemake foundation --cores $(CORES) $(SNAKEMAKE_ARGS)
+	python -m clipvqd.stale_lock
+	snakemake foundation --cores $(CORES) --rerun-incomplete $(SNAKEMAKE_ARGS)
 
 test: setup
 	pytest -q

@@ -7,7 +7,7 @@ Measures, in one process and one run (so the ratios compare like with like):
 training
   trainer     `clipvqd.diffusion.train_diffusion` itself (language-free mode, per-sample noise drawn
               on CPU, EMA, importance sampler, loss curve) for warm-up + N steps; steps/s and tokens/s
-              over the N timed steps, read from the loss curve's `elapsed_s` column (log_interval=1),
+              over the N timed steps, read from the loss curve's `elapsed_s` column (log_every=1),
               so model construction and the final checkpoint write are excluded.
   core step   the same step rebuilt from the library's public pieces on one pre-drawn batch:
               `DenoiserAndNullCondition` forward, `diffusion_loss`, backward, grad clip, AdamW. The
@@ -130,7 +130,7 @@ def bench_trainer(cfg: DenoiserConfig, args: argparse.Namespace, work: Path) -> 
     tokens = torch.randint(0, cfg.num_codes, (maps, cfg.grid_height, cfg.grid_width), generator=generator)
     conditions = torch.randn(maps, cfg.condition_dim, generator=generator)
     train_cfg = DiffusionTrainConfig(steps=total, batch_size=args.train_batch, warmup_steps=min(100, total),
-                                     log_interval=1, snapshot_interval=total + 1)
+                                     log_every=1, snapshot_every=total + 1)
     curve = work / "curve.csv"
     wall, _ = benchlib.timed(lambda: train_diffusion(
         tokens, conditions, cfg, train_cfg, "language_free", work / "work", work / "model.safetensors", curve,

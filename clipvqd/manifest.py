@@ -3,12 +3,18 @@
 Columns: `path` (relative to the manifest's folder), `sha256`, one column per attribute (worlds), and
 `caption` where the split has captions. Every reader checks that a file exists and has the recorded hash
 before using it, so a damaged or swapped image is named instead of silently trained on.
+
+The one rule for every reader of a manifest (or of any file that names other files by a relative path):
+a listed path must stay inside the manifest's folder. `resolve_listed` refuses absolute paths, and paths
+that leave the folder through `..` or through a symbolic link pointing out of it; `read_manifest` applies
+it to every row, so no reader can be handed /etc/passwd by an edited manifest.
 """
 
 from __future__ import annotations
 
 import io
-from pathlib import Path
+import os
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 import pandas as pd
@@ -24,19 +30,63 @@ class ManifestError(ValueError):
     pass
 
 
+class _ListedPaths:
+    """Resolves the paths one listing names (see `resolve_listed`), caching the real location of each
+    folder so that a manifest of many thousand files costs one `lstat` per file."""
+
+    def __init__(self, listing: str | Path, root: str | Path | None = None):
+        self.listing = Path(listing)
+        self.root = Path(root) if root is not None else self.listing.parent
+        self.real_root = os.path.realpath(self.root)
+        self._real_dirs: dict[Path, str] = {}
+
+    def __call__(self, relative: str) -> Path:
+        text = str(relative)
+        if not text.strip():
+            raise ManifestError(f"{self.listing} lists an empty path")
+        if (PurePosixPath(text).is_absolute() or PureWindowsPath(text).is_absolute()
+                or PureWindowsPath(text).drive or text.startswith("~")):
+            raise ManifestError(f"{self.listing} lists the absolute path {text!r}; listed paths must be relative "
+                                f"to {self.root} and stay inside it")
+        file = self.root / text
+        if os.path.islink(file):
+            real = os.path.realpath(file)
+        else:
+            folder = self._real_dirs.get(file.parent)
+            if folder is None:
+                folder = self._real_dirs[file.parent] = os.path.realpath(file.parent)
+            real = os.path.join(folder, file.name)
+        if os.path.commonpath([self.real_root, real]) != self.real_root:
+            how = "through '..'" if ".." in PurePosixPath(text).parts else "through a symbolic link"
+            raise ManifestError(f"{self.listing} lists {text!r}, which leaves {self.root} {how} (it resolves to "
+                                f"{real}); listed paths must stay inside that folder")
+        return file
+
+
+def resolve_listed(listing: str | Path, relative: str, root: str | Path | None = None) -> Path:
+    """The file that `listing` (a manifest, or any file naming others relative to its folder) means by
+    `relative`, as `<root>/<relative>` (root: the listing's folder). Refused, naming the listing and the
+    path: an empty or absolute path, and one whose real location (`..` and symbolic links resolved) is
+    outside the root's real location."""
+    return _ListedPaths(listing, root)(relative)
+
+
 def read_manifest(path: str | Path, verify: bool = True, exist_only: bool = False) -> pd.DataFrame:
-    """Read a manifest; with `verify`, check every file exists and matches its sha256 (only that it exists
-    with `exist_only`, for readers that check each file's hash as they read it)."""
+    """Read a manifest; every listed path must stay inside the manifest's folder (`resolve_listed`). With
+    `verify`, check every file exists and matches its sha256 (only that it exists with `exist_only`, for
+    readers that check each file's hash as they read it, see `read_listed_bytes`)."""
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"manifest not found: {path}")
-    frame = pd.read_csv(path, keep_default_na=False, dtype={"path": str, "sha256": str})
+    text_columns = {"path": str, "sha256": str, "prompt_id": str, "prompt": str}  # ids like "0001" stay text
+    frame = pd.read_csv(path, keep_default_na=False, dtype=text_columns)
     for column in REQUIRED_COLUMNS:
         if column not in frame.columns:
             raise ManifestError(f"manifest {path} has no '{column}' column")
+    resolve = _ListedPaths(path)
+    files = [resolve(relative) for relative in frame["path"]]
     if verify:
-        for relative, expected in zip(frame["path"], frame["sha256"]):
-            file = path.parent / relative
+        for file, expected in zip(files, frame["sha256"]):
             if not file.is_file():
                 raise ManifestError(f"manifest {path} lists {file}, which does not exist")
             if exist_only:
@@ -50,9 +100,22 @@ def _check_hash(manifest: Path, file: Path, actual: str, expected: str) -> None:
         raise ManifestError(f"file {file} has sha256 {actual}, but manifest {manifest} records {expected}")
 
 
+def read_listed_bytes(manifest_path: str | Path, relative: str, expected_sha256: str) -> bytes:
+    """The bytes of one file a manifest lists, read once: its path checked by `resolve_listed`, its
+    content by the recorded sha256 (for readers that use a few files of a manifest, such as the report)."""
+    manifest_path = Path(manifest_path)
+    file = resolve_listed(manifest_path, relative)
+    if not file.is_file():
+        raise ManifestError(f"manifest {manifest_path} lists {file}, which does not exist")
+    data = file.read_bytes()
+    _check_hash(manifest_path, file, sha256_bytes(data), str(expected_sha256))
+    return data
+
+
 def absolute_paths(manifest_path: str | Path, frame: pd.DataFrame) -> list[Path]:
-    base = Path(manifest_path).parent
-    return [base / relative for relative in frame["path"]]
+    """Where the rows of `frame` (read from `manifest_path`) point; each checked by `resolve_listed`."""
+    resolve = _ListedPaths(manifest_path)
+    return [resolve(relative) for relative in frame["path"]]
 
 
 def load_rgb(path: str | Path, resolution: int | None = None, resize: bool = False,

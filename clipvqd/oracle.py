@@ -7,7 +7,6 @@ soft images generators produce; its held-out accuracy is recorded so a weak orac
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,12 +16,13 @@ import pandas as pd
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from clipvqd.checkpoint import load_meta, load_weights, save_weights
 from clipvqd.manifest import ManifestImages, read_manifest
-from clipvqd.resume import resume_training
+from clipvqd.training import TrainingRun, generator_for, seeded_global_rng, tensor_sha256, warmup_cosine
 from clipvqd.worlds import get_world
+
+_STREAM_INIT, _STREAM_DATA_ORDER, _STREAM_AUGMENT = 71, 72, 73
 
 
 @dataclass
@@ -88,46 +88,45 @@ def _labels(frame: pd.DataFrame, world_name: str) -> torch.Tensor:
 
 def train_oracle(manifest: str | Path, world_name: str, cfg: OracleConfig, work_dir: str | Path, out: str | Path,
                  curve_csv: str | Path, seed: int = 0, progress: bool = True) -> None:
-    torch.manual_seed(seed)
+    """Train on the `fold == train` renders of `manifest`; write the oracle to `out` (+ JSON sidecar) and the
+    loss curve to `curve_csv`. Resumable from the snapshot taken after each epoch in `work_dir`."""
     world = get_world(world_name)
     dataset = ManifestImages(manifest)
     train_index = [i for i, fold in enumerate(dataset.frame["fold"]) if fold == "train"]
     images = torch.stack([dataset[i] for i in train_index])
     labels = _labels(dataset.frame.iloc[train_index], world_name)
-    model = AttributeOracle([len(a.values) for a in world.attributes], images.shape[-1], cfg.width)
+    with seeded_global_rng(seed, _STREAM_INIT):
+        model = AttributeOracle([len(a.values) for a in world.attributes], images.shape[-1], cfg.width)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    generator = torch.Generator().manual_seed(seed)
     steps_per_epoch = max(1, math.ceil(len(images) / cfg.batch_size))
     total = cfg.epochs * steps_per_epoch
-    objects = {"model": model, "optimizer": optimizer, "generator": generator}
-    state, step = resume_training(work_dir, objects, curve_csv, "step,loss,lr")
+    run = TrainingRun(
+        "attribute oracle", work_dir=work_dir, curve_csv=curve_csv, curve_fields=["step", "loss", "lr"],
+        total_steps=total, snapshot_every=steps_per_epoch, progress=progress,
+        settings={"world": world_name, "config": asdict(cfg), "seed": seed, "images": tensor_sha256(images),
+                  "labels": tensor_sha256(labels)},
+        state={"model": model, "optimizer": optimizer})
     model.train()
-    permutation = None
-    with tqdm(total=total, initial=step, desc="attribute oracle", disable=not progress) as bar:
-        while step < total:
-            position = step % steps_per_epoch
-            if permutation is None or position == 0:
-                permutation = torch.randperm(len(images), generator=generator)
-            batch = permutation[position * cfg.batch_size:(position + 1) * cfg.batch_size]
-            lr = cfg.learning_rate * 0.5 * (1 + math.cos(math.pi * step / total))
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            logits = model(_augment(images[batch], cfg, generator))
-            loss = sum(F.cross_entropy(head, labels[batch, i]) for i, head in enumerate(logits))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            with open(curve_csv, "a", newline="") as handle:
-                csv.writer(handle).writerow([step, f"{loss.item():.5f}", f"{lr:.6g}"])
-            bar.update(1)
-            if step % steps_per_epoch == 0 and step < total:
-                state.save(step, objects)
-    save_weights(out, model.state_dict(), {
+    for step in range(run.start(), total):
+        epoch, position = divmod(step, steps_per_epoch)
+        order = torch.randperm(len(images), generator=generator_for(seed, _STREAM_DATA_ORDER, epoch))
+        batch = order[position * cfg.batch_size:(position + 1) * cfg.batch_size]
+        lr = cfg.learning_rate * warmup_cosine(step, total, warmup_steps=0)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        logits = model(_augment(images[batch], cfg, generator_for(seed, _STREAM_AUGMENT, step)))
+        loss = sum(F.cross_entropy(head, labels[batch, i]) for i, head in enumerate(logits))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        run.log({"step": step + 1, "loss": f"{loss.item():.5f}", "lr": f"{lr:.6g}"})
+        run.step_done(step + 1, loss=loss)
+    run.finish(lambda: save_weights(out, model.state_dict(), {
         "world": world_name, "resolution": images.shape[-1], "config": asdict(cfg), "steps": total, "seed": seed,
         # A list of pairs, not a mapping: the sidecar's JSON keys are sorted, but the heads' order matters.
         "attributes": [[a.name, list(a.values)] for a in world.attributes],
-    })
+        **run.provenance(),
+    }))
 
 
 class Oracle:

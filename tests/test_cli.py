@@ -1,11 +1,18 @@
-"""The command line the rules call: tokenizer glue end to end on a tiny model, stage stubs fail loudly."""
+"""The command line the rules call: its assembly (every group, every command a rule calls, cheap help),
+and the tokenizer glue end to end on a tiny model."""
 
+import ast
+import inspect
 import json
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from clipvqd.cli import main
+from clipvqd.cli import GROUPS, build_parser, main
+from conftest import REPO
 
 TINY_TOKENIZER = {
     "resize": False,
@@ -41,3 +48,171 @@ def test_unknown_tokenizer_key_is_named(small_faces, tmp_path):
         main(["tokenizer", "train", "--params", json.dumps(params), "--train", str(small_faces / "train.csv"),
               "--work", str(tmp_path / "w"), "--out", str(tmp_path / "m.safetensors"),
               "--curve", str(tmp_path / "c.csv"), "--codebook", str(tmp_path / "cb.json")])
+
+
+# ---- assembly -------------------------------------------------------------------------------------------
+
+def _commands(parser) -> dict[str, object]:
+    """{"group command": parser} of every command (a group without sub-commands is itself the command)."""
+    found = {}
+    for group_name, group in parser._subparsers._group_actions[0].choices.items():
+        tables = [a for a in group._actions if a.__class__.__name__ == "_SubParsersAction"]
+        if not tables:
+            found[group_name] = group
+        for name, command in (tables[0].choices.items() if tables else ()):
+            found[f"{group_name} {name}"] = command
+    return found
+
+
+def test_cli_module_only_assembles():
+    """Handlers and their logic live in the packages: clipvqd/cli.py defines the parser and main only."""
+    tree = ast.parse((REPO / "clipvqd" / "cli.py").read_text())
+    functions = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+    assert functions == {"build_parser", "main"}, functions
+
+
+def test_every_group_registers_through_one_signature():
+    import importlib
+
+    for name, (module, _) in GROUPS.items():
+        register = importlib.import_module(module).register
+        assert list(inspect.signature(register).parameters) == ["group"], (name, module)
+
+
+def test_every_command_a_rule_calls_exists():
+    commands = _commands(build_parser())
+    called = set()
+    for smk in (REPO / "workflow" / "rules").glob("*.smk"):
+        text = smk.read_text()
+        # `clipvqd_command("<group> [<command>] ...")`, and the trainers' `clipvqd_trainer("<group> <command> ...")`
+        for group, command in re.findall(r'clipvqd_(?:command|trainer)\(\s*"([a-z0-9]+)(?: ([a-z][a-z0-9-]*))?', text):
+            called.add(group if group == "sample" else f"{group} {command}")
+    assert len(called) >= 23, sorted(called)
+    missing = called - set(commands)
+    assert not missing, f"rules call commands the CLI does not have: {sorted(missing)}"
+
+
+def test_every_torch_command_takes_threads():
+    """Every command that computes with torch (it takes --device, or is a trainer) takes --threads, so the
+    workflow can hand it the job's share of the cores."""
+    lacking = [name for name, command in _commands(build_parser()).items()
+               if {"--device", "--work"} & set(command._option_string_actions)
+               and "--threads" not in command._option_string_actions]
+    assert not lacking, f"commands without --threads: {lacking}"
+
+
+def test_threads_reach_torch_before_the_command_runs(monkeypatch, tmp_path):
+    import torch
+
+    import clipvqd.oracle_cli
+
+    seen = []
+    monkeypatch.setattr(clipvqd.oracle_cli, "cmd_train", lambda args: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    try:
+        for threads in (3, 1):
+            main(["oracle", "train", "--params", "{}", "--world", "faces", "--manifest", "m.csv", "--reference", "r.csv",
+                  "--work", str(tmp_path), "--out", "o", "--curve", "c", "--metrics", "x", "--threads", str(threads)])
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [3, 1]
+    with pytest.raises(SystemExit):
+        main(["oracle", "train", "--params", "{}", "--world", "faces", "--manifest", "m", "--reference", "r",
+              "--work", "w", "--out", "o", "--curve", "c", "--metrics", "x", "--threads", "0"])
+
+
+def test_help_of_the_cli_and_of_every_group(capsys):
+    for argv in [["--help"]] + [[group, "--help"] for group in GROUPS]:
+        with pytest.raises(SystemExit) as stop:
+            main(argv)
+        assert stop.value.code == 0, argv
+    text = capsys.readouterr().out
+    assert all(group in text for group in GROUPS)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["data", "download", "--help"], ["sample", "--help"],
+                                  ["evaluate", "metrics", "--help"], ["clip2latent", "--help"]])
+def test_help_does_not_load_torch(argv):
+    """A group's stack is imported when it runs, not to build the parser."""
+    code = ("import sys\nfrom clipvqd.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "print('TORCH' if 'torch' in sys.modules else 'NO TORCH', file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
+    assert result.stderr.strip().endswith("NO TORCH"), (argv, result.stderr[-2000:])
+    assert "usage: clipvqd" in result.stdout
+
+
+def test_sample_refuses_model_files_its_method_does_not_read(tmp_path):
+    with pytest.raises(SystemExit, match="method 'lafite' reads model, clip; not read by it: tokenizer"):
+        main(["sample", "--method", "lafite", "--model", str(tmp_path / "g.safetensors"), "--tokenizer",
+              str(tmp_path / "t.safetensors"), "--prompts", str(tmp_path / "p.csv"), "--prompt-embeddings",
+              str(tmp_path / "e.safetensors"), "--manifest", str(tmp_path / "m.csv")])
+    with pytest.raises(SystemExit, match="missing: tokenizer, codebook"):
+        main(["sample", "--method", "paired", "--model", str(tmp_path / "d.safetensors"), "--prompts",
+              str(tmp_path / "p.csv"), "--prompt-embeddings", str(tmp_path / "e.safetensors"),
+              "--manifest", str(tmp_path / "m.csv")])
+
+
+# ---- outputs that cannot be written stop a command before it computes -------------------------------------
+
+
+@pytest.fixture()
+def unwritable_folder(tmp_path):
+    """A folder no process can create files in: read-only mode, made immutable where the test runs as root
+    (root ignores permission bits); skipped where neither holds."""
+    import os
+    import shutil
+
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    immutable = False
+    if os.access(folder, os.W_OK):  # root
+        immutable = shutil.which("chattr") and subprocess.run(["chattr", "+i", str(folder)],
+                                                              capture_output=True).returncode == 0
+    try:
+        (folder / "probe").touch()
+        (folder / "probe").unlink()
+        pytest.skip("no way to make a folder unwritable here")
+    except OSError:
+        pass
+    yield folder
+    if immutable:
+        subprocess.run(["chattr", "-i", str(folder)], check=False)
+    folder.chmod(0o755)
+
+
+@pytest.mark.parametrize("where", ["read-only folder", "under a file"])
+def test_an_unwritable_output_stops_a_trainer_before_it_trains(small_faces, tmp_path, where, request):
+    if where == "read-only folder":
+        out = request.getfixturevalue("unwritable_folder") / "sub" / "model.safetensors"
+    else:
+        (tmp_path / "a-file").write_text("")
+        out = tmp_path / "a-file" / "model.safetensors"
+    work = tmp_path / "work"
+    with pytest.raises(SystemExit) as error:
+        main(["tokenizer", "train", "--params", json.dumps(TINY_TOKENIZER), "--train", str(small_faces / "train.csv"),
+              "--work", str(work), "--out", str(out), "--curve", str(tmp_path / "c.csv"),
+              "--codebook", str(tmp_path / "cb.json")])
+    message = str(error.value.code)
+    assert message.startswith(f"--out {out}: ") and "nothing was computed" in message
+    assert not work.exists()  # not one step trained
+
+
+def test_an_unwritable_output_stops_the_metrics_job_before_it_loads_anything(unwritable_folder, tmp_path):
+    with pytest.raises(SystemExit, match=r"--protocol-out .*read-only.*cannot be written"):
+        main(["evaluate", "metrics", "--samples", "no-such.csv", "--reference", "r.csv", "--prompts", "p.csv",
+              "--conditioner", "c", "--judge", "j", "--method", "lafite", "--cache-dir", str(tmp_path / "cache"),
+              "--out", str(tmp_path / "m.csv"), "--protocol-out", str(unwritable_folder / "m.protocol.json"),
+              "--samples-per-prompt", "1", "--sample-seed", "0"])
+
+
+def test_an_empty_prompt_is_refused_naming_the_file_and_line(tmp_path):
+    from clipvqd.clip.embed import embed_text_column
+    from clipvqd.samples import read_prompts
+
+    table = tmp_path / "prompts.csv"
+    table.write_text("prompt_id,prompt,ood\np0000,a face with glasses,0\np0001,  ,0\n")
+    with pytest.raises(ValueError, match=rf"prompt table {table} has an empty prompt on line\(s\) \[3\]"):
+        read_prompts(table)
+    with pytest.raises(ValueError, match=rf"{table} has an empty prompt on line\(s\) \[3\]"):
+        embed_text_column(None, table, "prompt", tmp_path / "out.safetensors")

@@ -20,15 +20,15 @@ from clipvqd.clip2latent.network import PriorNetwork
 from clipvqd.clip2latent.prior import DiffusionPrior
 from clipvqd.clip2latent.schedule import GaussianSchedule, cosine_betas
 from clipvqd.clip2latent.train import load_prior, train_prior
-from clipvqd.diffusion.seeding import generator_for
-from clipvqd.resume import ResumeState
+from clipvqd.training import generator_for
+from clipvqd.training import ResumeState
 from conftest import REPO
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 LATENT, EMBED = 6, 10
 MODEL = PriorModelConfig(latent_dim=LATENT, embed_dim=EMBED, dim=32, depth=2, heads=2, dim_head=16, timesteps=100)
-TRAIN = PriorTrainConfig(steps=6, batch_size=4, snapshot_interval=3, log_interval=3, ema_beta=0.9)
+TRAIN = PriorTrainConfig(steps=6, batch_size=4, snapshot_every=3, log_every=3, ema_decay=0.9)
 
 
 class Killed(RuntimeError):
@@ -167,7 +167,7 @@ def test_prior_overfits_a_tiny_set_of_pairs(tmp_path):
     pairs = _pairs(n=8)
     # No dropout: a dropped row cannot tell which of the 8 targets it is, which would floor the loss.
     cfg = dataclasses.replace(TRAIN, steps=300, batch_size=8, learning_rate=2e-3, embed_noise_scale=0.0,
-                              cond_drop_prob=0.0, ema_beta=0.9, snapshot_interval=1000, log_interval=50)
+                              cond_drop_prob=0.0, ema_decay=0.9, snapshot_every=1000, log_every=50)
     model = dataclasses.replace(MODEL, dim=32, depth=2)
     train_prior(pairs, model, cfg, tmp_path / "work", tmp_path / "prior.safetensors", tmp_path / "curve.csv",
                 progress=False)
@@ -238,10 +238,10 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, monkeypatch):
 
 GEN_PARAMS = {
     "generator_model": {"z_dim": 8, "w_dim": 8, "mapping_layers": 1, "channel_base": 64, "channel_max": 4},
-    "generator_train": {"steps": 2, "batch_size": 8, "r1_interval": 2, "snapshot_interval": 1, "log_interval": 1},
+    "generator_train": {"steps": 2, "batch_size": 8, "r1_interval": 2, "snapshot_every": 1, "log_every": 1},
     "pairs": {"count": 40, "batch_size": 16, "stats_count": 40},
     "prior_model": {"dim": 16, "depth": 1, "heads": 2, "dim_head": 8, "timesteps": 20},
-    "prior_train": {"steps": 3, "batch_size": 8, "snapshot_interval": 2, "log_interval": 1},
+    "prior_train": {"steps": 3, "batch_size": 8, "snapshot_every": 2, "log_every": 1},
 }
 
 
@@ -283,7 +283,7 @@ def test_cli_chain_on_a_tiny_world(small_faces, tmp_path):
 
     def sample(name):
         manifest = tmp_path / name / "manifest.csv"
-        main(["clip2latent", "sample", "--model", str(prior), "--generator", str(gen), "--clip", str(clip),
+        main(["sample", "--method", "clip2latent", "--model", str(prior), "--generator", str(gen), "--clip", str(clip),
               "--settings", json.dumps({"steps": 4, "guidance_scale": 2.0}), "--prompts", str(small_faces / "prompts.csv"),
               "--prompt-embeddings", str(tmp_path / "prompts.safetensors"), "--samples-per-prompt", "2",
               "--seed", "1", "--manifest", str(manifest)])

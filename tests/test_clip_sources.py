@@ -61,3 +61,34 @@ def test_local_weights_file_is_checked(checkpoint, tmp_path):
         sources.import_weights_file(NAME, checkpoint["path"], "1" * 64, tmp_path / "a.safetensors")
     sources.import_weights_file(NAME, checkpoint["path"], checkpoint["sha256"], tmp_path / "b.safetensors")
     assert json.loads((tmp_path / "b.json").read_text())["source"]["sha256"] == checkpoint["sha256"]
+
+
+def test_a_clip_file_copied_over_another_is_named(checkpoint, tmp_path):
+    from clipvqd.checkpoint import CheckpointMismatch
+
+    sources.import_weights_file(NAME, checkpoint["path"], checkpoint["sha256"], tmp_path / "conditioner.safetensors")
+    torch.manual_seed(1)
+    other = tmp_path / "other.pt"
+    torch.save(open_clip.create_model(NAME, pretrained=None).state_dict(), other)
+    sources.import_weights_file(NAME, other, sha256_file(other), tmp_path / "judge.safetensors")
+    (tmp_path / "conditioner.safetensors").write_bytes((tmp_path / "judge.safetensors").read_bytes())
+    with pytest.raises(CheckpointMismatch, match=f"checkpoint {tmp_path / 'conditioner.safetensors'} has sha256"):
+        ClipEncoder.load(tmp_path / "conditioner.safetensors")
+    assert ClipEncoder.load(tmp_path / "judge.safetensors").identity == sha256_file(tmp_path / "judge.safetensors")
+
+
+def test_loading_a_clip_file_does_not_claim_random_weights(checkpoint, tmp_path, caplog):
+    """open_clip warns that a model built without a pretrained tag is initialised randomly; reading a CLIP
+    file loads its weights right after, so that warning is not shown there (and only that one)."""
+    import logging
+
+    out = tmp_path / "clip.safetensors"
+    sources.import_weights_file(NAME, checkpoint["path"], checkpoint["sha256"], out)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        ClipEncoder.load(out)
+        assert not [r for r in caplog.records if "initialized randomly" in r.getMessage()]
+        logging.warning("another warning")
+        open_clip.create_model(NAME, pretrained=None)  # outside the loader the library's warning still shows
+    messages = [r.getMessage() for r in caplog.records]
+    assert "another warning" in messages and any("initialized randomly" in m for m in messages)

@@ -3,6 +3,7 @@
 import copy
 import dataclasses
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -50,13 +51,111 @@ def test_schema_rejects_and_names_the_key(mutate, named):
     assert named in str(error.value)
 
 
-def test_typo_stops_snakemake_before_any_job(tmp_path):
+@pytest.mark.parametrize("overlay, expected", [
+    ("data:\n  world:\n    resolutoin: 64\n", "unknown key 'resolutoin' in data.world; did you mean 'resolution'?"),
+    ("sampeling: {steps: [10]}\n", "unknown key 'sampeling' at the top level; did you mean 'sampling'?"),
+    ("diffusion:\n  pretrain: {stpes: 5}\n", "unknown key 'stpes' in diffusion.pretrain; did you mean 'steps'?"),
+    ("data:\n  world:\n    sizes: {train: 3}\n", "data.world.sizes.train: 3 is less than the minimum of"),
+])
+def test_config_error_names_the_key_its_place_and_the_closest_valid_one(tmp_path, overlay, expected):
+    """A bad key stops Snakemake before any job in a few lines (not the schema and config dumped), naming the
+    key, where it sits in the config and, for a misspelt key, the valid key it was probably meant to be."""
     bad = tmp_path / "bad.yaml"
-    bad.write_text("data:\n  world:\n    resolutoin: 64\n")
+    bad.write_text(overlay)
     result = _snakemake("-n", "--cores", "1", "--configfile", str(bad))
+    output = result.stderr + result.stdout
     assert result.returncode != 0
-    assert "resolutoin" in result.stderr + result.stdout
+    assert expected in output, output[-3000:]
     assert "Job stats" not in result.stdout
+    assert len(output.splitlines()) <= 10, output
+
+
+def _jobs(stdout: str) -> list[dict]:
+    """The jobs of a `snakemake -n -p` plan: rule, threads, resources and shell command of each."""
+    jobs = []
+    for block in re.split(r"^\[.*\]$", stdout, flags=re.MULTILINE)[1:]:
+        rule = re.search(r"^(?:local)?rule (\w+):", block, re.MULTILINE)
+        if not rule:
+            continue
+        threads = re.search(r"^\s+threads: (\d+)$", block, re.MULTILINE)
+        resources = re.search(r"^\s+resources: (.*)$", block, re.MULTILINE)
+        command = re.search(r"^Shell command: (.*)$", block, re.MULTILINE)
+        jobs.append({"rule": rule.group(1), "threads": int(threads.group(1)) if threads else 1,
+                     "resources": dict(item.split("=", 1) for item in resources.group(1).split(", ")) if resources else {},
+                     "command": command.group(1) if command else ""})
+    return jobs
+
+
+# Rules whose jobs compute with torch, on a world config: each takes the job's threads, and all but the
+# oracle and the CLIP evaluation (CPU-only) can use a GPU.
+TORCH_RULES = {"clip_train_standin", "clip_evaluate", "clip_embed", "clip_embed_captions", "oracle_train",
+               "tokenizer_train", "tokenizer_evaluate", "tokenizer_tokenize", "diffusion_pretrain",
+               "diffusion_cfg_finetune", "diffusion_control", "lafite_train", "clip2latent_generator_train",
+               "clip2latent_latent_sample", "clip2latent_prior_train", "sample", "metrics"}
+CPU_ONLY_RULES = {"oracle_train", "clip_evaluate"}
+DDP_RULES = {"diffusion_pretrain", "diffusion_cfg_finetune", "diffusion_control"}
+
+
+@pytest.mark.parametrize("cores, overlay, threads", [("8", "", 2), ("2", "", 1), ("8", "threads: {torch: 3}", 3)])
+def test_torch_jobs_get_a_share_of_the_cores_and_pass_it_to_torch(tmp_path, cores, overlay, threads):
+    """`threads:` on every torch rule (default: a quarter of --cores, at least 1; or threads.torch), and the
+    command hands it to torch (--threads), whatever OMP_NUM_THREADS says."""
+    (tmp_path / "threads.yaml").write_text(overlay or "run: tiny")
+    result = _snakemake("-n", "-p", "--forceall", "--cores", cores, "--configfile", "tests/configs/tiny.yaml",
+                        str(tmp_path / "threads.yaml"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = _jobs(result.stdout)
+    assert {job["rule"] for job in jobs} >= TORCH_RULES
+    for job in jobs:
+        if job["rule"] in TORCH_RULES:
+            assert job["threads"] == threads and f"--threads {threads} " in job["command"], job
+        else:
+            assert "--threads" not in job["command"], job
+
+
+@pytest.mark.parametrize("device, gpus, ddp_gpus", [("cpu", 0, 0), ("auto", 1, 1), ("cuda", 1, 2)])
+def test_gpu_rules_ask_for_gpus_when_the_device_is_a_gpu(device, gpus, ddp_gpus):
+    """With device cuda or auto every rule that can use a GPU asks for the `gpu` resource (ddp_gpus for the
+    DDP trainer), so `--resources gpu=N` and a cluster profile schedule them; the device is a resource too,
+    not a param (params are a rerun trigger)."""
+    settings = [f"device={device}"] + (["ddp_gpus=2"] if ddp_gpus == 2 else [])
+    result = _snakemake("-n", "-p", "--forceall", "--cores", "2", "--configfile", "tests/configs/tiny.yaml",
+                        "--config", *settings)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for job in _jobs(result.stdout):
+        if job["rule"] in TORCH_RULES - CPU_ONLY_RULES:
+            expected = ddp_gpus if job["rule"] in DDP_RULES else gpus
+            assert job["resources"].get("gpu") == str(expected), job
+            assert job["resources"].get("device") == device and f"--device {device} " in job["command"], job
+        else:
+            assert job["resources"].get("gpu", "0") == "0" and "--device" not in job["command"], job
+    # the device never enters the params, which Snakemake compares to decide reruns
+    for smk in (REPO / "workflow" / "rules").glob("*.smk"):
+        assert "params.device" not in smk.read_text() and 'device=config["device"]' not in smk.read_text(), smk
+
+
+def test_every_rule_has_a_docstring():
+    """`snakemake --list-rules` shows one line of documentation for every rule, under every data source."""
+    listed = {}
+    for configfile in ("config.yaml", "configs/coco.yaml", "configs/ffhq.yaml"):
+        result = _snakemake("--list-rules", "--configfile", configfile)
+        assert result.returncode == 0, result.stderr[-3000:]
+        for line in result.stdout.splitlines():
+            match = re.match(r"^(\w+)(?: \((.+)\))?$", line.strip())
+            if match:
+                listed.setdefault(match.group(1), match.group(2))
+    assert {"world_generate", "dataset_download", "ffhq_validate", "weights_download", "clip_get", "report"} <= set(listed)
+    undocumented = sorted(name for name, doc in listed.items() if not doc)
+    assert not undocumented, f"rules without a docstring: {undocumented}"
+
+
+def test_download_rules_run_on_the_submit_host():
+    """Rules that fetch from the internet are local rules: on a cluster they run where the network is."""
+    for smk, rules in (("data.smk", ("dataset_download", "weights_download")), ("clip.smk", ("clip_get",))):
+        text = (REPO / "workflow" / "rules" / smk).read_text()
+        for rule in rules:
+            for body in re.findall(rf"rule {rule}:\n(.*?)(?=\n\s*rule |\Z)", text, re.S):
+                assert re.search(r"^\s+localrule: True", body, re.MULTILINE), (smk, rule)
 
 
 def test_cross_key_check_names_the_keys(tmp_path):
@@ -65,6 +164,49 @@ def test_cross_key_check_names_the_keys(tmp_path):
     result = _snakemake("-n", "--cores", "1", "--configfile", str(bad))
     assert result.returncode != 0
     assert "clip.conditioner.source is 'standin'" in result.stderr + result.stdout
+
+
+# Model and training settings: ranges in the schema, rules across keys in the library's dataclasses, built
+# by common.smk while the Snakefile is read. Each bad value stops `snakemake -n` before any job, in a few
+# lines naming the config key.
+BAD_MODEL_SETTINGS = [
+    ("tokenizer:\n  model: {channels: -8}\n", ["channels", "-8 is less than the minimum of 1"]),
+    ("diffusion:\n  pretrain: {steps: 0}\n", ["steps", "0 is less than the minimum of 1"]),
+    ("diffusion:\n  model: {num_heads: 3, hidden_dim: 32}\n",
+     ["diffusion.model: DenoiserConfig.hidden_dim (32) must be divisible by num_heads (3)"]),
+    ("tokenizer:\n  model: {resolution: 100000}\n", ["resolution", "100000 is greater than the maximum"]),
+    ("tokenizer:\n  model: {resolution: 64}\n",
+     ["tokenizer.model.resolution is 64 but data.world.resolution is 32", "tokenizer.resize"]),
+    ("tokenizer:\n  model: {channel_multipliers: [1, 2, 2, 2, 2, 2, 2]}\n",
+     ["tokenizer.model: TokenizerConfig.resolution=32 is not divisible by the downsampling factor 64"]),
+    ("tokenizer:\n  train: {temperature_start: 0.01, temperature_end: 0.9}\n",
+     ["tokenizer.train: TokenizerConfig needs 0 < temperature_end <= temperature_start".replace("Config", "TrainConfig")]),
+    ("lafite:\n  model: {resolution: 48}\n", ["resolution", "48 is not one of"]),
+    ("clip2latent:\n  sampling: {steps: 7}\n",
+     ["clip2latent.sampling.steps 7 does not divide clip2latent.prior_model.timesteps 1000"]),
+    ("clip2latent:\n  prior_model: {dim_head: 15}\n", ["clip2latent.prior_model: PriorModelConfig: invalid dim_head=15"]),
+    ("clip:\n  conditioner:\n    source: standin\n    standin: {text_width: 30, text_heads: 4}\n",
+     ["clip.conditioner.standin: standin.text_width=30 is not divisible by standin.text_heads=4"]),
+    ("sampling:\n  steps: [200]\n", ["sampling.steps 200 is more than diffusion.model.num_steps 100"]),
+    ("diffusion:\n  finetune: {batch_size: 5000}\n",
+     ["diffusion.finetune.batch_size is 5000, more than the 4000 training images"]),
+    ("oracle: {batch_size: 0}\n", ["batch_size", "0 is less than the minimum of 1"]),
+]
+
+
+@pytest.mark.parametrize("overlay, named", BAD_MODEL_SETTINGS, ids=[o.split(":")[0] + str(i) for i, (o, _) in
+                                                                    enumerate(BAD_MODEL_SETTINGS)])
+def test_bad_model_settings_stop_snakemake_before_any_job(tmp_path, overlay, named):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(overlay)
+    result = _snakemake("-n", "--cores", "1", "--configfile", str(bad))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "Job stats" not in result.stdout
+    for text in named:
+        assert text in output, output[-2000:]
+    # A few lines (Snakemake's own schema message quotes the key's schema entry), never a traceback from a job.
+    assert "Traceback" not in output and len(output.strip().splitlines()) <= 25, output
 
 
 def _job_counts(stdout):
@@ -86,7 +228,7 @@ def test_paper_overlays_plan_the_complete_dag(overlay, alphas):
     for stage in ("dataset_download", "dataset_prepare", "clip_get", "clip_embed", "tokenizer_train",
                   "tokenizer_tokenize", "diffusion_pretrain", "diffusion_cfg_finetune", "diffusion_control",
                   "lafite_train", "clip2latent_generator_train", "clip2latent_latent_sample",
-                  "clip2latent_prior_train", "sample", "sample_baseline", "metrics", "report"):
+                  "clip2latent_prior_train", "sample", "metrics", "report"):
         assert counts.get(stage, 0) >= 1, f"{overlay}: no {stage} job planned"
     assert counts["diffusion_cfg_finetune"] == alphas
     assert counts["clip_get"] == 2
@@ -102,17 +244,24 @@ def test_default_dag_lists_every_stage():
     for stage in ("world_generate", "clip_train_standin", "clip_evaluate", "clip_embed", "clip_embed_captions",
                   "oracle_train", "tokenizer_train", "tokenizer_evaluate", "tokenizer_tokenize",
                   "diffusion_pretrain", "diffusion_cfg_finetune", "diffusion_control", "sample", "metrics", "report",
-                  "lafite_train", "sample_lafite", "clip2latent_generator_train", "clip2latent_latent_sample",
-                  "clip2latent_prior_train", "sample_baseline"):
+                  "lafite_train", "clip2latent_generator_train", "clip2latent_latent_sample",
+                  "clip2latent_prior_train"):
         assert counts.get(stage, 0) >= 1, f"no {stage} job planned"
-    # Three diffusion-based methods at the headline settings plus the two baselines at their own.
-    assert counts["diffusion_control"] == 2 and counts["sample"] == 3 and counts["metrics"] == 5
-    assert counts["sample_lafite"] == 1 and counts["sample_baseline"] == 1
+    # Three diffusion-based methods at the headline settings plus the two baselines at their own, all
+    # sampled by the one sample rule.
+    assert counts["diffusion_control"] == 2 and counts["sample"] == 5 and counts["metrics"] == 5
 
 
 def test_lint_is_clean():
     result = _snakemake("--lint", "--cores", "1")
     assert "Congratulations" in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+def test_workflow_files_are_snakefmt_formatted():
+    """snakefmt, the Snakemake ecosystem's formatter (settings in pyproject.toml), would change nothing."""
+    result = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "--diff", "Snakefile", "workflow/rules"],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
 def _schema_block(*keys):
@@ -180,8 +329,35 @@ def test_paper_overlays_use_the_library_paper_presets(overlay):
     sizes = {"num_codes": 4096, "grid_height": 16, "grid_width": 16, "condition_dim": 512}
     assert DenoiserConfig.from_dict({**config["diffusion"]["model"], **sizes}) == DenoiserConfig.paper()
     alpha = {"condition_noise_alpha": DiffusionTrainConfig().condition_noise_alpha}
-    assert DiffusionTrainConfig.from_dict({**config["diffusion"]["pretrain"], **alpha}) == DiffusionTrainConfig.paper_pretrain()
-    assert DiffusionTrainConfig.from_dict({**config["diffusion"]["finetune"], **alpha}) == DiffusionTrainConfig.paper_finetune()
+    for stage, preset in (("pretrain", DiffusionTrainConfig.paper_pretrain()),
+                          ("finetune", DiffusionTrainConfig.paper_finetune())):
+        expected = dataclasses.replace(preset, **RELEASED_BEHAVIOUR, grad_clip_steps=preset.steps,
+                                       **RELEASED_COCO_SOLVER[stage] if overlay == "coco" else {})
+        assert DiffusionTrainConfig.from_dict({**config["diffusion"][stage], **alpha}) == expected, stage
+
+
+# Where the overlays follow what the released CLIPVQDiffusion code does rather than the library presets
+# (docs/deviations.md): the loss on its scale (diffusion_transformer.py `kl_loss / pt`), the gradient clip
+# at every step (engine/clip_grad_norm.py clips whenever iteration >= start_iteration = 0, so
+# grad_clip_steps = steps), and uniform timesteps until every step has more than 10 samples (`Lt_count > 10`).
+RELEASED_BEHAVIOUR = {"loss_over_steps": "sum", "importance_min_samples": 11}
+# The released COCO solvers differ from the FFHQ ones the presets hold (configs/coco_base_train.yaml and
+# coco_finetune.yaml: warm-up to 1.5e-5 over 30 000 steps in both stages, fine-tune batch 32).
+RELEASED_COCO_SOLVER = {"pretrain": {"learning_rate": 1.5e-5, "warmup_steps": 30_000},
+                        "finetune": {"learning_rate": 1.5e-5, "warmup_steps": 30_000, "batch_size": 32}}
+
+
+@pytest.mark.parametrize("overlay, alpha, guidance, truncation", [("ffhq", 0.5, 1.2, 0.85), ("coco", 0.25, 3.0, 0.9)])
+def test_paper_overlay_headlines_are_the_released_values(overlay, alpha, guidance, truncation):
+    """Headline α, guidance s, truncation r and steps as released: lafite_alpha and guidance_scale of the
+    *_finetune.yaml configs, truncation of demo.ipynb (FFHQ 0.85, COCO 0.9; the configs validate with 0.85),
+    and all 100 steps without the purity prior (prior_rule 0)."""
+    config = yaml.safe_load((REPO / "configs" / f"{overlay}.yaml").read_text())
+    assert config["diffusion"]["alpha"][0] == alpha
+    assert config["sampling"]["guidance_scale"][0] == guidance
+    assert config["sampling"]["truncation_r"][0] == truncation
+    assert config["sampling"]["steps"][0] == 100 and config["sampling"]["purity"][0] is False
+    assert config["sampling"]["null_condition"] == "raw"
 
 
 @pytest.mark.parametrize("path, expected, skip", [

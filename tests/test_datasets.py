@@ -207,7 +207,8 @@ def _coco_config(server, archives, run="coco-test", **coco):
                    "size": len(archives[name])} for key, name in names.items()}
     return {"run": run, "data": {"source": "coco", "downloads": "dl",
                                  "coco": {"resolution": 16, "archives": specs, **coco}},
-            "clip": _EXTERNAL_CLIPS, "baselines": {"lafite": False, "clip2latent": False}}
+            "clip": _EXTERNAL_CLIPS, "baselines": {"lafite": False, "clip2latent": False},
+            "tokenizer": {"resize": True}}  # the data stages only: the tokenizer may read these at its own size
 
 
 def test_coco_rules_download_resume_and_prepare(tmp_path):
@@ -257,7 +258,8 @@ def test_ffhq_rules_validate_a_local_copy_and_stop_early_on_a_bad_path(tmp_path)
     prompts_file = str(REPO / "clipvqd" / "data" / "clip2latent-face-test.txt")
     config = {"run": "ffhq-test", "data": {"source": "ffhq", "ffhq": {
         "path": str(root), "resolution": 16, "expected_count": 5, "image_size": 24, "prompts_file": prompts_file}},
-        "clip": _EXTERNAL_CLIPS, "baselines": {"lafite": False, "clip2latent": False, "paired": False}}
+        "clip": _EXTERNAL_CLIPS, "baselines": {"lafite": False, "clip2latent": False, "paired": False},
+        "tokenizer": {"resize": True}}
     result = _snakemake(work, config, *[f"results/ffhq-test/data/{name}" for name in _DATA_FILES[:3]])
     assert result.returncode == 0, result.stderr[-4000:]
     data_dir = work / "results" / "ffhq-test" / "data"
@@ -293,7 +295,7 @@ def test_fetched_weights_reach_the_jobs_as_paths(tmp_path):
     work = _workflow_copy(tmp_path)
     config = {"run": "w", "data": {"source": "coco", "downloads": "dl"}, "clip": _EXTERNAL_CLIPS,
               "baselines": {"lafite": False, "clip2latent": False}, "sampling": {"samples_per_prompt": 1},
-              "weights": {"inception": {"fetch": True}, "lpips": {"fetch": True}}}
+              "tokenizer": {"resize": True}, "weights": {"inception": {"fetch": True}, "lpips": {"fetch": True}}}
     result = _snakemake(work, config, "-n", "-p", "--forceall")
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
@@ -333,3 +335,51 @@ def test_data_and_weights_schema_blocks_are_closed_and_described():
 
     walk(schema["properties"]["data"], "data")
     walk(schema["properties"]["weights"], "weights")
+
+
+def test_config_values_reach_the_shell_quoted(tmp_path):
+    """data.downloads with a space and a command substitution: the weights rules download and convert into
+    exactly that folder, and nothing in the value is run by the shell (each value reaches the command
+    line through Snakemake's :q or shlex.quote)."""
+    import io
+
+    import torch
+
+    files = {}
+    for name in ("vgg", "linear"):
+        buffer = io.BytesIO()
+        torch.save({f"{name}.weight": torch.arange(6.0).reshape(2, 3)}, buffer)
+        files[f"/{name}.pth"] = buffer.getvalue()
+    work = _workflow_copy(tmp_path)
+    downloads = "dl x$(touch marker)`touch marker2`;touch marker3"
+    with LocalFiles(files) as server:
+        lpips = {name: {"url": server.url(f"/{name}.pth"), "sha256": hashlib.sha256(data).hexdigest(),
+                        "size": len(data)} for name, data in (("vgg", files["/vgg.pth"]), ("linear", files["/linear.pth"]))}
+        config = {"run": "quoted", "data": {"downloads": downloads}, "weights": {"lpips": {"fetch": True, **lpips}}}
+        targets = [f"{downloads}/weights/lpips_vgg.safetensors", f"{downloads}/weights/lpips_linear.safetensors"]
+        result = _snakemake(work, config, *targets)
+    assert result.returncode == 0, result.stderr[-4000:]
+    for target in targets:
+        assert (work / target).is_file()
+    assert not list(work.rglob("marker*")) and not list(Path.cwd().glob("marker*")), "the shell ran part of a value"
+
+
+# Params that hold ready-made command-line fragments, each built with shlex.quote in common.smk or the rule.
+COMMAND_FRAGMENTS = {"params.resize", "params.source", "params.models", "params.oracle", "params.inception",
+                     "params.plan"}
+
+
+def test_every_value_in_a_shell_command_is_quoted():
+    """Each {input.*}, {output.*}, {params.*}, {wildcards.*}, {resources.*} and {log} of every rule's shell command carries
+    :q, except the fragments above; a new unquoted value fails here before it can reach a shell."""
+    import re
+
+    unquoted = []
+    for path in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            if line.lstrip().startswith(("work=", "oracle=")):  # Python f-strings, not shell text
+                continue
+            for name in re.findall(r"\{((?:input|output|params|wildcards|resources)\.\w+|log)\}", line):
+                if name not in COMMAND_FRAGMENTS:
+                    unquoted.append(f"{path.name}:{number}: {{{name}}}")
+    assert not unquoted, "unquoted in a shell command:\n" + "\n".join(unquoted)

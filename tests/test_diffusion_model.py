@@ -303,3 +303,155 @@ def test_reverse_step_counts():
     assert reverse_step_counts(100, num_steps=4) == [100, 75, 50, 25, 0]
     with pytest.raises(ValueError, match="not both"):
         reverse_step_counts(100, num_steps=4, step_stride=2)
+
+
+# ------------------------------------------------------------------- fidelity options (docs/deviations.md)
+def test_loss_over_steps_sum_is_exactly_T_times_mean():
+    """"sum" is the released scale (kl_loss / pt): T times "mean" (kl_loss / (pt T)) for the same draw; the
+    per-sample bound terms the timestep sampler learns from do not change."""
+    model = tiny_model()
+    schedule = MaskAndReplace(TINY.num_codes, TINY.num_steps)
+    generator = torch.Generator().manual_seed(4)
+    x0 = torch.randint(0, TINY.num_codes, (6, 16), generator=generator)
+    t = torch.tensor([0, 1, 5, 10, 18, 19])
+    xt = schedule.q_sample(x0, t, generator)
+    weight = torch.tensor([1.0, 0.5, 2.0, 1.5, 0.8, 1.2])
+    with torch.no_grad():
+        logits = model(xt, t, torch.randn(6, 8, generator=generator))
+    mean = diffusion_loss(schedule, logits, x0, xt, t, weight)
+    total = diffusion_loss(schedule, logits, x0, xt, t, weight, loss_over_steps="sum")
+    assert float(total.loss) == pytest.approx(TINY.num_steps * float(mean.loss), rel=1e-6)
+    assert torch.allclose(total.weighted, TINY.num_steps * mean.weighted, rtol=1e-6)
+    assert torch.equal(total.vlb, mean.vlb) and torch.equal(total.x0_nll, mean.x0_nll)
+    with pytest.raises(ValueError, match="loss_over_steps"):
+        diffusion_loss(schedule, logits, x0, xt, t, weight, loss_over_steps="total")
+
+
+def test_train_config_checks_loss_over_steps():
+    from clipvqd.diffusion import DiffusionTrainConfig
+
+    assert DiffusionTrainConfig().loss_over_steps == "mean"
+    assert DiffusionTrainConfig.from_dict({"loss_over_steps": "sum"}).loss_over_steps == "sum"
+    with pytest.raises(ValueError, match="loss_over_steps='total'"):
+        DiffusionTrainConfig(loss_over_steps="total")
+
+
+class RecordingModel(nn.Module):
+    """The tiny denoiser, remembering every condition batch it was given."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner = tiny_model()
+        self.config = TINY
+        self.conditions: list[torch.Tensor] = []
+
+    def forward(self, x_t, t, condition):
+        self.conditions.append(condition.detach().clone())
+        return self.inner(x_t, t, condition)
+
+
+@pytest.mark.parametrize("form", ["normalized", "raw"])
+def test_guidance_feeds_the_null_vector_raw_or_normalised(form):
+    null = NullCondition(8)
+    with torch.no_grad():
+        null.vector.copy_(torch.nn.functional.normalize(null.vector, dim=0) * 5.0)  # |vector| = 5
+    model = RecordingModel()
+    schedule = MaskAndReplace(TINY.num_codes, TINY.num_steps)
+    condition = text_condition(torch.randn(3, 8, generator=torch.Generator().manual_seed(5)))
+    sample(model, schedule, condition, guidance_scale=2.0, null_condition=null, null_condition_form=form,
+           num_steps=2, seed=0)
+    assert len(model.conditions) == 2  # one batched conditional + null forward per reverse step
+    for batch in model.conditions:
+        assert torch.allclose(batch[:3], condition, atol=1e-6)
+        expected = null.vector.detach() if form == "raw" else null.vector.detach() / 5.0
+        assert torch.allclose(batch[3:], expected.expand(3, -1), atol=1e-6)
+        assert torch.allclose(batch[3:].norm(dim=1), torch.full((3,), 5.0 if form == "raw" else 1.0), atol=1e-5)
+
+
+class LinearConditionModel(nn.Module):
+    """Logits linear in the condition, the same at every position: the null vector's scale shows directly."""
+
+    def __init__(self):
+        super().__init__()
+        self.config = TINY
+        self.project = nn.Linear(8, TINY.num_codes, bias=False)
+        torch.nn.init.normal_(self.project.weight, generator=torch.Generator().manual_seed(7))
+
+    def forward(self, x_t, t, condition):
+        return self.project(condition).unsqueeze(2).expand(-1, -1, TINY.num_tokens)
+
+
+def test_raw_and_normalised_null_differ_only_off_the_unit_sphere():
+    model = LinearConditionModel()
+    schedule = MaskAndReplace(TINY.num_codes, TINY.num_steps)
+    condition = text_condition(torch.randn(4, 8, generator=torch.Generator().manual_seed(6)))
+    null = NullCondition(8)
+
+    def draw(form):
+        return sample(model, schedule, condition, guidance_scale=3.0, null_condition=null, null_condition_form=form,
+                      num_steps=5, seed=3)
+
+    with torch.no_grad():
+        null.vector.copy_(torch.nn.functional.normalize(null.vector, dim=0))
+    assert torch.equal(draw("raw"), draw("normalized"))  # a unit vector is its own normalisation
+    with torch.no_grad():
+        null.vector.mul_(20.0)
+    assert not torch.equal(draw("raw"), draw("normalized"))
+    with pytest.raises(ValueError, match="null_condition_form"):
+        sample(model, schedule, condition, guidance_scale=3.0, null_condition=null, null_condition_form="scaled")
+
+
+def test_generate_images_feeds_the_null_vector_as_the_model_config_says(monkeypatch):
+    from clipvqd.diffusion import generate
+
+    seen = {}
+
+    def fake_sample(model, schedule, condition, **options):
+        seen.update(options, condition=condition)
+        return torch.zeros(condition.shape[0], TINY.grid_height, TINY.grid_width, dtype=torch.int64)
+
+    class Tokenizer:
+        def decode_codes(self, codes):
+            return torch.zeros(codes.shape[0], 3, 8, 8)
+
+    class Mapping:
+        vocab_size = TINY.num_codes
+
+        def expand(self, codes):
+            return codes
+
+    monkeypatch.setattr(generate, "sample", fake_sample)
+    null = NullCondition(8)
+    prompts = torch.randn(2, 8)
+    denoiser = Denoiser(TINY)
+    for form in ("normalized", "raw"):
+        generate.generate_images(denoiser, null, Tokenizer(), Mapping(), prompts,
+                                 generate.SamplingSettings(guidance_scale=1.2, null_condition=form), seed=0,
+                                 progress=False)
+        assert seen["null_condition_form"] == form and seen["guidance_scale"] == 1.2
+    # the unconditional control is always conditioned on the normalised vector it was trained with
+    generate.generate_images(denoiser, null, Tokenizer(), Mapping(), prompts,
+                             generate.SamplingSettings(unconditional=True), seed=0, progress=False)
+    assert torch.allclose(seen["condition"], null.normalized().detach().expand(2, -1))
+    assert seen["guidance_scale"] == 1.0
+
+
+def test_convmlp_activation_options():
+    from clipvqd.diffusion.transformer import ConvMLP, quick_gelu
+
+    x = torch.linspace(-4, 4, 101)
+    assert torch.allclose(quick_gelu(x), x * torch.sigmoid(1.702 * x))
+    assert (quick_gelu(x) - torch.nn.functional.gelu(x)).abs().max() < 0.03  # an approximation of GELU
+    torch.manual_seed(0)
+    exact = ConvMLP(8, 2, 4, 4, "gelu")
+    quick = ConvMLP(8, 2, 4, 4, "quick_gelu")
+    quick.load_state_dict(exact.state_dict())
+    tokens = torch.randn(2, 16, 8)
+    grid = tokens.view(2, 4, 4, 8).permute(0, 3, 1, 2)
+    expected = quick.contract(quick_gelu(quick.expand(grid))).permute(0, 2, 3, 1).reshape(2, 16, 8)
+    assert torch.allclose(quick(tokens), expected, atol=1e-6)
+    assert not torch.allclose(quick(tokens), exact(tokens), atol=1e-6)
+    paper = DenoiserConfig.paper()
+    assert paper.mlp_activation == "quick_gelu" and DenoiserConfig().mlp_activation == "gelu"
+    with pytest.raises(ValueError, match="mlp_activation"):
+        DenoiserConfig(mlp_activation="relu")

@@ -16,14 +16,14 @@ from safetensors.torch import load_file
 
 from clipvqd.diffusion import DenoiserConfig, DiffusionTrainConfig, MaskAndReplace, load_denoiser, sample, train_diffusion
 from clipvqd.diffusion.train import _build_model
-from clipvqd.resume import ResumeState
+from clipvqd.training import ResumeState
 
 # T = 5 and importance_min_samples = 1: importance sampling is active within a few steps, so the resume
 # test also covers the timestep sampler's saved state.
 MODEL = DenoiserConfig(num_codes=16, grid_height=4, grid_width=4, condition_dim=8, hidden_dim=32,
                        num_layers=2, num_heads=4, mlp_ratio=2, num_steps=5)
 TRAIN = DiffusionTrainConfig(steps=8, batch_size=8, learning_rate=1e-3, warmup_steps=2, final_lr_fraction=0.5,
-                             grad_clip_steps=4, ema_update_interval=2, snapshot_interval=4, log_interval=2,
+                             grad_clip_steps=4, ema_update_every=2, snapshot_every=4, log_every=2,
                              importance_min_samples=1)
 
 DDP_TRAIN = dataclasses.replace(TRAIN, steps=4)
@@ -102,8 +102,8 @@ def test_checkpoint_loads_with_null_vector_and_meta(tmp_path):
 def test_cfg_finetune_trains_the_null_vector_from_pretrained_weights(tmp_path):
     pretrained = run(tmp_path, "pretrain")
     finetune = DiffusionTrainConfig(steps=4, batch_size=8, learning_rate=1e-2, warmup_steps=0,
-                                    null_condition_probability=0.5, snapshot_interval=100, log_interval=2,
-                                    ema_decay=0.0, ema_update_interval=1)
+                                    null_condition_probability=0.5, snapshot_every=100, log_every=2,
+                                    ema_decay=0.0, ema_update_every=1)
     tuned = run(tmp_path, "finetune", mode="cfg_finetune", train=finetune, init_weights=pretrained)
     before, after = load_file(str(pretrained)), load_file(str(tuned))
     # language-free pretraining leaves the null vector at its initial value; fine-tuning moves it

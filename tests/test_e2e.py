@@ -1,16 +1,21 @@
-"""The DAG end to end on a tiny config, in a scratch copy of the workflow."""
+"""The DAG end to end on a tiny config, in a scratch copy of the workflow (its package included: the rules
+run the workflow's own source)."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import zipfile
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 import yaml
 
 from conftest import REPO
+from test_report import chromium_page  # noqa: F401 (the headless Chromium fixture)
 
 pytestmark = pytest.mark.e2e
 
@@ -29,13 +34,34 @@ def workdir(tmp_path_factory):
         shutil.copy(REPO / item, work / item)
     shutil.copytree(REPO / "workflow", work / "workflow")
     shutil.copytree(REPO / "envs", work / "envs")
+    shutil.copytree(REPO / "clipvqd", work / "clipvqd", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "tests" / "configs" / "tiny.yaml", work / "tiny.yaml")
     return work
 
 
+def _job_times(output: str) -> list[tuple[str, datetime, datetime]]:
+    """(rule, start, end) of every job Snakemake ran, from its log (one-second resolution)."""
+    stamp = r"^\[(\w{3} \w{3} +\d+ [\d:]+ \d{4})\]$"
+    started, jobs = {}, []
+    for when, rule, jobid in re.findall(stamp + r"\n(?:local)?rule (\w+):\n(?:    .*\n)*?    jobid: (\d+)$", output,
+                                        re.MULTILINE):
+        started[jobid] = (rule, datetime.strptime(when, "%a %b %d %H:%M:%S %Y"))
+    for when, jobid in re.findall(stamp + r"\nFinished jobid: (\d+)", output, re.MULTILINE):
+        rule, start = started[jobid]
+        jobs.append((rule, start, datetime.strptime(when, "%a %b %d %H:%M:%S %Y")))
+    return jobs
+
+
 def test_foundation_stages_run_and_rerun_does_nothing(workdir):
-    first = _snakemake(workdir, "foundation")
+    # device auto (here: no GPU, so the jobs compute on CPU) makes every GPU-capable rule ask for one GPU;
+    # with one GPU to give, no two of them may run at once, while the second core still takes other work.
+    first = _snakemake(workdir, "foundation", "--config", "device=auto", "--resources", "gpu=1")
     assert first.returncode == 0, first.stderr[-4000:]
+    gpu_jobs = sorted((start, end, rule) for rule, start, end in _job_times(first.stderr)
+                      if rule in ("clip_train_standin", "clip_embed", "clip_embed_captions"))
+    assert len(gpu_jobs) == 4, first.stderr[-4000:]
+    for (_, end, rule), (start, _, later) in zip(gpu_jobs, gpu_jobs[1:]):
+        assert start >= end, f"{later} started at {start} while {rule} ran until {end}"
     results = workdir / "results" / "tiny"
     for path in ("data/train.csv", "data/prompts.csv", "clip/conditioner/model.safetensors",
                  "clip/judge/model.safetensors", "clip/conditioner/metrics.json", "oracle/metrics.json",
@@ -45,10 +71,11 @@ def test_foundation_stages_run_and_rerun_does_nothing(workdir):
         assert (results / path).is_file(), path
     conditioner = json.loads((results / "clip/conditioner/model.json").read_text())
     judge = json.loads((results / "clip/judge/model.json").read_text())
-    assert conditioner["sha256"] != judge["sha256"]
+    assert conditioner["weights_sha256"] != judge["weights_sha256"]
     assert conditioner["source"]["kind"] == "standin"
 
-    # The embedding cache (and everything else) is reused, not recomputed.
+    # The embedding cache (and everything else) is reused, not recomputed; back on device cpu too (the device
+    # is not a rerun trigger).
     again = _snakemake(workdir, "foundation", "-n")
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr
@@ -76,11 +103,12 @@ def test_whole_dag_runs_to_the_report_and_rerun_does_nothing(workdir):
     again = _snakemake(workdir, "-n")
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr
-
-    # Snakemake's own report bundles the captioned outputs (the reconstructions, tables and figures).
-    bundled = _snakemake(workdir, "--report", "snakemake-report.zip")
-    assert bundled.returncode == 0, bundled.stderr[-3000:]
-    assert (workdir / "snakemake-report.zip").stat().st_size > 10_000
+    # The foundation was built with device auto, the rest with cpu: nothing reran, and moving the finished
+    # run to a GPU (device cuda, or auto) would retrain nothing either.
+    assert not {"world_generate", "clip_train_standin", "clip_embed"} & {r for r, _, _ in _job_times(first.stderr)}
+    for device in ("auto", "cuda"):
+        moved = _snakemake(workdir, "-n", "--config", f"device={device}")
+        assert moved.returncode == 0 and "Nothing to be done" in moved.stdout + moved.stderr, moved.stdout[-3000:]
 
 
 def test_new_sweep_value_runs_only_its_branch(workdir):
@@ -123,3 +151,24 @@ def test_changed_clip_invalidates_its_embeddings(workdir):
     os.utime(clip)
     plan = _snakemake(workdir, "foundation", "-n")
     assert "clip_embed" in plan.stdout
+
+
+def test_snakemake_report_zip_holds_the_whole_comparison_report(workdir, chromium_page, tmp_path):
+    """`snakemake --report report.zip` carries the comparison report with every file its page links to (the
+    stylesheet, figures, sample grids), so the page opened from the unzipped bundle loads completely."""
+    bundled = _snakemake(workdir, "--report", "snakemake-report.zip")
+    assert bundled.returncode == 0, bundled.stderr[-3000:]
+    with zipfile.ZipFile(workdir / "snakemake-report.zip") as bundle:
+        bundle.extractall(tmp_path / "unzipped")
+    pages = [page for page in (tmp_path / "unzipped").rglob("index.html") if (page.parent / "report.css").is_file()]
+    assert len(pages) == 1, sorted(str(p) for p in (tmp_path / "unzipped").rglob("*"))[:50]
+    chromium_page.load(pages[0].as_uri())
+    images = chromium_page.image_states()
+    assert len(images) >= 10, images  # sample grids of five methods, training curves, run times
+    broken = [image["src"] for image in images if not (image["complete"] and image["width"] > 0)]
+    assert not broken, f"images missing from the bundle: {broken}"
+    assert chromium_page.problems() == []  # a missing stylesheet would be a failed load
+    # ... and the stylesheet applies (report.css paints the page #fbfcfd; a browser's default is transparent).
+    background = chromium_page.call("Runtime.evaluate", returnByValue=True,
+                                    expression="getComputedStyle(document.body).backgroundColor")
+    assert background["result"]["value"] == "rgb(251, 252, 253)", background

@@ -1,8 +1,11 @@
 """The conda environments of `--use-conda` (envs/*.yaml), checked without conda (it cannot run here):
 
-- each file parses, pins every package to the version pyproject.toml pins, and installs the project
-  package (Snakemake keeps PYTHONPATH out of conda jobs) through its post-deploy script;
+- each file parses and pins every package to the version pyproject.toml pins; the project package is not
+  installed into them: every rule's command runs the workflow's own source (PYTHONPATH set by the command,
+  since Snakemake keeps PYTHONPATH out of conda jobs);
 - every rule names one of them;
+- pyproject.toml declares every distribution the package imports, and imports (or otherwise uses) every one
+  it declares; its licence is the LICENSE file's;
 - each family's environment holds every distribution that the package code its rules run imports
   (found by walking the imports of the package source, function-level ones included).
 """
@@ -24,23 +27,24 @@ from conftest import REPO
 ENVS = REPO / "envs"
 FAMILIES = ("data", "clip", "train", "evaluation", "report")
 
-# The package modules each family's CLI commands import (see clipvqd/cli.py, cmd_*); every command also
-# goes through the CLI itself, which imports the `data` command group and resolves --device with torch.
+# The command modules of each family's rules (every handler's imports count, function-level ones included;
+# "module:f" counts only handler f, for a group whose commands run in two families), plus library modules
+# the family's rules reach by other routes. Every command also goes through the CLI assembler, which
+# imports only the group it runs, and resolves --device with torch.
 ENTRY_MODULES = {
-    "data": ["clipvqd.worlds.generate", "clipvqd.datasets"],
-    "clip": ["clipvqd.clip.sources", "clipvqd.clip.standin", "clipvqd.clip.evaluate", "clipvqd.clip.embed",
-             "clipvqd.clip.encoder"],
-    "train": ["clipvqd.oracle", "clipvqd.tokenizer", "clipvqd.manifest", "clipvqd.diffusion",
-              "clipvqd.diffusion.generate", "clipvqd.lafite", "clipvqd.clip.encoder", "clipvqd.clip.embed",
-              "clipvqd.samples", "clipvqd.clip2latent"],
-    "evaluation": ["clipvqd.evaluation", "clipvqd.evaluation.features", "clipvqd.evaluation.protocol",
-                   "clipvqd.evaluation.table", "clipvqd.clip.encoder", "clipvqd.oracle", "clipvqd.manifest"],
-    "report": ["clipvqd.evaluation", "clipvqd.report"],
+    "data": ["clipvqd.worlds.cli", "clipvqd.datasets.cli", "clipvqd.worlds.generate", "clipvqd.datasets"],
+    "clip": ["clipvqd.clip.cli", "clipvqd.clip.sources", "clipvqd.clip.standin", "clipvqd.clip.evaluate",
+             "clipvqd.clip.embed", "clipvqd.clip.encoder"],
+    "train": ["clipvqd.oracle_cli", "clipvqd.tokenizer.cli", "clipvqd.diffusion.cli", "clipvqd.lafite.cli",
+              "clipvqd.clip2latent.cli", "clipvqd.sampling_cli", "clipvqd.sampling", "clipvqd.oracle",
+              "clipvqd.tokenizer", "clipvqd.manifest", "clipvqd.diffusion", "clipvqd.diffusion.generate",
+              "clipvqd.lafite", "clipvqd.clip.encoder", "clipvqd.clip.embed", "clipvqd.samples", "clipvqd.clip2latent"],
+    "evaluation": ["clipvqd.evaluation.cli:cmd_metrics,register", "clipvqd.evaluation", "clipvqd.evaluation.features",
+                   "clipvqd.evaluation.protocol", "clipvqd.evaluation.table", "clipvqd.clip.encoder", "clipvqd.oracle",
+                   "clipvqd.manifest"],
+    "report": ["clipvqd.evaluation.cli:cmd_report,register", "clipvqd.evaluation", "clipvqd.report"],
 }
-COMMON_ENTRIES = ["clipvqd.cli", "clipvqd.datasets.cli", "clipvqd.device"]
-# Of the CLI itself only what every command runs counts: its module level, the parser and main (each cmd_*
-# imports its own family's modules, listed above).
-CLI_SHARED_FUNCTIONS = {"build_parser", "main"}
+COMMON_ENTRIES = ["clipvqd.cli", "clipvqd.cli_args", "clipvqd.device"]
 
 
 def _requirement_name(spec: str) -> str:
@@ -80,13 +84,20 @@ def test_every_environment_parses_and_pins_what_pyproject_pins():
                 f"envs/{family}.yaml pins {spec!r} but pyproject.toml pins {pins[name]!r}")
 
 
-def test_every_environment_installs_the_project_package():
-    for family in FAMILIES:
-        script = ENVS / f"{family}.post-deploy.sh"
-        assert script.is_file(), f"{script} is missing: Snakemake runs it after creating envs/{family}.yaml"
-        text = script.read_text()
-        assert "pip install --no-deps" in text and "-e" in text, script
-        assert "CLIPVQD_SOURCE" in text, script
+def test_every_command_runs_the_workflows_own_source():
+    """No environment installs the package (a module's source may be read-only, a conda prefix may be shared
+    between checkouts): every rule runs `python -m clipvqd` through clipvqd_command or clipvqd_trainer, which
+    put the workflow's own source (CLIPVQD_SOURCE, set from the Snakefile's folder) first on PYTHONPATH."""
+    assert not list(ENVS.glob("*.post-deploy.sh"))
+    common = (REPO / "workflow" / "rules" / "common.smk").read_text()
+    assert 'os.environ["CLIPVQD_SOURCE"] = str(WORKFLOW_ROOT)' in common
+    assert re.search(r"""WITH_SOURCE = 'export PYTHONPATH="\$CLIPVQD_SOURCE""", common)
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        text = smk.read_text()
+        if smk.name != "common.smk":
+            assert "python -m clipvqd" not in text and "-m clipvqd" not in text, smk
+        shells = re.findall(r"^\s+shell:\n\s+(\S+)", text, re.MULTILINE)
+        assert all(s.startswith(("clipvqd_command(", "clipvqd_trainer(")) for s in shells), (smk, shells)
 
 
 def test_every_rule_uses_one_of_the_environments():
@@ -122,17 +133,19 @@ def _module_file(module: str) -> Path | None:
     return None
 
 
-def _imports(module: str) -> tuple[set[str], set[str]]:
-    """(package modules, top-level outside modules) that `module`'s source imports anywhere."""
+def _imports(entry: str) -> tuple[set[str], set[str]]:
+    """(package modules, top-level outside modules) that `entry`'s source imports anywhere. An entry
+    "module:f,g" counts the module level and the functions f and g only (the handlers a family runs)."""
+    module, _, functions = entry.partition(":")
     source = _module_file(module)
     inner, outer = set(), set()
     if source is None:
         return inner, outer
     package = module if source.name == "__init__.py" else module.rsplit(".", 1)[0]
     tree = ast.parse(source.read_text())
-    if module == "clipvqd.cli":
-        tree.body = [node for node in tree.body if not isinstance(node, ast.FunctionDef)
-                     or node.name in CLI_SHARED_FUNCTIONS]
+    if functions:
+        keep = set(functions.split(","))
+        tree.body = [node for node in tree.body if not isinstance(node, ast.FunctionDef) or node.name in keep]
     for node in ast.walk(tree):
         names = []
         if isinstance(node, ast.Import):
@@ -165,7 +178,7 @@ def _outside_modules(entries: list[str]) -> set[str]:
         outer |= found
         todo.extend(inner - seen)
         # a submodule import runs its parents' __init__ too
-        parts = module.split(".")
+        parts = module.partition(":")[0].split(".")
         todo.extend(".".join(parts[:i]) for i in range(2, len(parts)) if ".".join(parts[:i]) not in seen)
     return outer
 
@@ -204,3 +217,43 @@ def test_each_environment_has_what_its_rules_import(family):
     missing = needed - _installed_closure(declared)
     assert not missing, (f"envs/{family}.yaml lacks {sorted(missing)}, which the package code of its rules "
                          f"imports (entry modules {ENTRY_MODULES[family]})")
+
+
+def test_every_command_group_belongs_to_a_family():
+    from clipvqd.cli import GROUPS
+
+    listed = {entry.partition(":")[0] for entries in ENTRY_MODULES.values() for entry in entries}
+    missing = {group: module for group, (module, _) in GROUPS.items() if module not in listed}
+    assert not missing, f"command groups whose module no family's ENTRY_MODULES lists: {missing}"
+
+
+# ---- pyproject.toml: what the package imports, what it declares -------------------------------------------
+
+# Declared without a direct import in clipvqd/, each for a stated reason.
+DECLARED_WITHOUT_IMPORT = {
+    "snakemake-executor-plugin-slurm": "profiles/slurm (executor: slurm)",
+}
+
+
+def test_pyproject_declares_every_imported_distribution_and_nothing_unused():
+    """Every third-party distribution imported anywhere in clipvqd/ (function-level imports included) is a
+    dependency in pyproject.toml, and every dependency is imported (or listed above with its use)."""
+    modules = set()
+    for source in (REPO / "clipvqd").rglob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.Import):
+                modules |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                modules.add(node.module.split(".")[0])
+    imported = _distributions(modules - {"clipvqd"})
+    declared = set(_pyproject_pins())
+    assert not imported - declared, f"imported but not declared in pyproject.toml: {sorted(imported - declared)}"
+    unused = declared - imported - set(DECLARED_WITHOUT_IMPORT)
+    assert not unused, f"declared in pyproject.toml but never imported by clipvqd/: {sorted(unused)}"
+
+
+def test_licence_file_matches_pyproject():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["license"] == {"text": "MIT"}
+    text = (REPO / "LICENSE").read_text()
+    assert text.startswith("MIT License\n") and "Permission is hereby granted, free of charge" in text

@@ -24,7 +24,7 @@ from safetensors.torch import save_file
 
 from clipvqd.checkpoint import CheckpointMismatch, load_meta, load_weights, save_weights
 from clipvqd.diffusion import DenoiserConfig, DiffusionTrainConfig, train_diffusion
-from clipvqd.resume import CorruptResumeState
+from clipvqd.training import CorruptResumeState
 from clipvqd.tokenizer import CodeMapping, GumbelVQGAN, TokenizerConfig
 from conftest import REPO
 
@@ -40,7 +40,7 @@ def _train_data(count: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _train(folder: Path, steps: int) -> dict:
     tokens, conditions = _train_data()
-    config = DiffusionTrainConfig(steps=steps, batch_size=4, warmup_steps=1, snapshot_interval=2, log_interval=2)
+    config = DiffusionTrainConfig(steps=steps, batch_size=4, warmup_steps=1, snapshot_every=2, log_every=2)
     return train_diffusion(tokens, conditions, MODEL, config, "language_free", folder / "work",
                            folder / "model.safetensors", folder / "curve.csv", progress=False, seed=1)
 
@@ -81,6 +81,10 @@ def test_damaged_final_checkpoint_or_sidecar_is_named(tmp_path):
     with pytest.raises(CheckpointMismatch, match=str(path)):
         load_weights(path, module)
     path.write_bytes(b"\x80\x04not safetensors at all")  # e.g. a pickle put in its place
+    with pytest.raises(CheckpointMismatch, match=r"has sha256 [0-9a-f]{64}, but its sidecar .* records"):
+        load_weights(path, module)
+    sidecar = json.loads(path.with_suffix(".json").read_text())  # even with a sidecar that vouches for it
+    path.with_suffix(".json").write_text(json.dumps({**sidecar, "weights_sha256": _sha256(path)}))
     with pytest.raises(CheckpointMismatch, match="cannot be read as safetensors"):
         load_weights(path, module)
     path.write_bytes(good)
@@ -114,14 +118,55 @@ def test_sample_command_names_a_damaged_model(sampling_kit, tmp_path):
     damaged.with_suffix(".json").write_text(sampling_kit["model"].with_suffix(".json").read_text())
     result = _sample(sampling_kit, tmp_path / "out", model=damaged)
     assert result.returncode != 0
-    assert f"checkpoint {damaged} cannot be read as safetensors" in result.stderr
+    assert f"checkpoint {damaged} has sha256" in result.stderr
+
+
+def test_weights_copied_over_another_checkpoint_are_named(tmp_path):
+    """The sidecar records the sha256 of the weights written beside it: another checkpoint of the same
+    architecture copied over the file (pretrain.safetensors over cfg.safetensors) is refused, naming the file
+    and both hashes, where shapes alone would have accepted it."""
+    first, second = tmp_path / "pretrain.safetensors", tmp_path / "cfg.safetensors"
+    torch.manual_seed(0)
+    recorded_first = save_weights(first, torch.nn.Linear(3, 2).state_dict(), {"stage": "pretrain"})
+    recorded_second = save_weights(second, torch.nn.Linear(3, 2).state_dict(), {"stage": "cfg"})
+    assert json.loads(second.with_suffix(".json").read_text())["weights_sha256"] == recorded_second == _sha256(second)
+    second.write_bytes(first.read_bytes())
+    with pytest.raises(CheckpointMismatch) as error:
+        load_weights(second, torch.nn.Linear(3, 2))
+    assert str(second) in str(error.value) and recorded_first in str(error.value) and recorded_second in str(error.value)
+
+
+def test_sample_command_names_a_swapped_model_and_tokenizer(sampling_kit, tmp_path):
+    import shutil
+
+    from clipvqd.tokenizer import load_tokenizer
+
+    # A second denoiser of the same architecture (other weights) copied over the kit's, its sidecar kept.
+    swapped = tmp_path / "cfg.safetensors"
+    shutil.copy(sampling_kit["model"], swapped)
+    shutil.copy(sampling_kit["model"].with_suffix(".json"), swapped.with_suffix(".json"))
+    other = _train(tmp_path / "other", steps=2)
+    assert other["step"] == 2
+    swapped.write_bytes((tmp_path / "other" / "model.safetensors").read_bytes())
+    result = _sample(sampling_kit, tmp_path / "out", model=swapped)
+    assert result.returncode != 0 and f"checkpoint {swapped} has sha256" in result.stderr
+
+    tokenizer = tmp_path / "tokenizer.safetensors"
+    shutil.copy(sampling_kit["tokenizer"].with_suffix(".json"), tokenizer.with_suffix(".json"))
+    config = TokenizerConfig(resolution=8, channels=8, channel_multipliers=(1, 2), z_channels=4, embed_dim=4,
+                             codebook_size=16, norm_groups=4)
+    torch.manual_seed(1)
+    save_weights(tmp_path / "other-tokenizer.safetensors", GumbelVQGAN(config).state_dict(), {"model_config": config.to_dict()})
+    tokenizer.write_bytes((tmp_path / "other-tokenizer.safetensors").read_bytes())
+    with pytest.raises(CheckpointMismatch, match=f"checkpoint {tokenizer} has sha256"):
+        load_tokenizer(tokenizer)
 
 
 # ---- determinism ----------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def sampling_kit(tmp_path_factory):
-    """Everything `diffusion sample` reads: a briefly trained denoiser, a tokenizer, its code mapping, prompts
+    """Everything `sample` reads for a diffusion method: a briefly trained denoiser, a tokenizer, its code mapping, prompts
     and their embeddings."""
     folder = tmp_path_factory.mktemp("kit")
     _train(folder, steps=4)
@@ -140,7 +185,7 @@ def sampling_kit(tmp_path_factory):
 
 
 def _sample(kit, out: Path, model: Path | None = None, seed: int = 5) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "clipvqd", "diffusion", "sample", "--model", str(model or kit["model"]),
+    command = [sys.executable, "-m", "clipvqd", "sample", "--model", str(model or kit["model"]),
                "--tokenizer", str(kit["tokenizer"]), "--codebook", str(kit["codebook"]), "--prompts", str(kit["prompts"]),
                "--prompt-embeddings", str(kit["embeddings"]), "--method", "clip-vqdiffusion", "--variant", "default",
                "--settings", json.dumps({"s": 1.0, "r": 0.9, "steps": 4}), "--samples-per-prompt", "2",

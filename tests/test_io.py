@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from clipvqd.checkpoint import CheckpointMismatch, load_weights, save_weights
-from clipvqd.hashing import ChecksumMismatch, verify_sha256
+from clipvqd.hashing import ChecksumMismatch, sha256_file, verify_sha256
 from clipvqd.manifest import ManifestError, ManifestImages, load_rgb, read_manifest
-from clipvqd.resume import CorruptResumeState, ResumeState
+from clipvqd.training import CorruptResumeState, ResumeState
 
 
 def _copy_world(small_faces, tmp_path):
@@ -52,7 +52,8 @@ def test_checkpoint_from_other_config_names_the_key(tmp_path):
     save_weights(tmp_path / "m.safetensors", torch.nn.Linear(4, 3).state_dict(), {"step": 1})
     with pytest.raises(CheckpointMismatch, match=r"'weight' has shape \(3, 4\) in the checkpoint but \(5, 4\)"):
         load_weights(tmp_path / "m.safetensors", torch.nn.Linear(4, 5))
-    assert load_weights(tmp_path / "m.safetensors", torch.nn.Linear(4, 3)) == {"step": 1}
+    meta = load_weights(tmp_path / "m.safetensors", torch.nn.Linear(4, 3))
+    assert meta == {"step": 1, "weights_sha256": sha256_file(tmp_path / "m.safetensors")}
 
 
 def test_resume_restores_exactly_and_names_a_damaged_snapshot(tmp_path):
@@ -79,3 +80,47 @@ def test_resume_restores_exactly_and_names_a_damaged_snapshot(tmp_path):
     with pytest.raises(CorruptResumeState, match=r"state-000000030\.pt is damaged.*state-000000010\.pt is intact"):
         state.restore({"model": fresh_model, "optimizer": fresh_optimizer, "generator": fresh_generator})
     assert (tmp_path / "work" / "state-000000010.pt").exists()
+
+
+# ---- a listed path never leaves its manifest's folder ----------------------------------------------------
+
+
+@pytest.mark.parametrize("way_out", ["dotdot", "dotdot-inside-first", "absolute", "symlink", "symlinked-folder",
+                                     "empty"])
+def test_a_manifest_path_leaving_its_folder_is_refused(small_faces, tmp_path, way_out):
+    """Every reader goes through read_manifest, which refuses the row (with the file's true hash, so only the
+    path rule can stop it), naming the manifest and the path."""
+    import os
+
+    import pandas as pd
+
+    world = _copy_world(small_faces, tmp_path)
+    secret = tmp_path / "secret.png"
+    shutil.copy(world / "train" / "000001.png", secret)
+    listed = {"dotdot": os.path.relpath(secret, world), "dotdot-inside-first": "train/../../secret.png",
+              "absolute": str(secret), "symlink": "train/link.png", "symlinked-folder": "elsewhere/secret.png",
+              "empty": " "}[way_out]
+    if way_out == "symlink":
+        (world / "train" / "link.png").symlink_to(secret)
+    if way_out == "symlinked-folder":
+        (world / "elsewhere").symlink_to(tmp_path, target_is_directory=True)
+    frame = pd.read_csv(world / "train.csv", dtype=str, keep_default_na=False)
+    frame.loc[0, "path"], frame.loc[0, "sha256"] = listed, sha256_file(secret)
+    frame.to_csv(world / "train.csv", index=False)
+    for read in (lambda: read_manifest(world / "train.csv"), lambda: read_manifest(world / "train.csv", verify=False),
+                 lambda: ManifestImages(world / "train.csv", verify_on_read=True)):
+        with pytest.raises(ManifestError) as error:
+            read()
+        assert str(world / "train.csv") in str(error.value)
+        assert (repr(listed) in str(error.value)) or way_out == "empty"
+
+
+def test_a_symlink_that_stays_inside_the_folder_is_accepted(small_faces, tmp_path):
+    import pandas as pd
+
+    world = _copy_world(small_faces, tmp_path)
+    (world / "train" / "link.png").symlink_to(world / "train" / "000001.png")
+    frame = pd.read_csv(world / "train.csv", dtype=str, keep_default_na=False)
+    frame.loc[0, "path"], frame.loc[0, "sha256"] = "train/link.png", sha256_file(world / "train" / "000001.png")
+    frame.to_csv(world / "train.csv", index=False)
+    assert len(read_manifest(world / "train.csv")) == len(frame)

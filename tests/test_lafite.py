@@ -19,14 +19,14 @@ from clipvqd.lafite import (Discriminator, Generator, LafiteModelConfig, LafiteT
                             generate_images, load_generator, pseudo_text_feature, train_lafite)
 from clipvqd.lafite.clip_features import clip_image_features, freeze
 from clipvqd.manifest import ManifestImages, read_manifest
-from clipvqd.resume import ResumeState
+from clipvqd.training import ResumeState
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 EMBED = 16
 MODEL = LafiteModelConfig(resolution=32, condition_dim=EMBED, z_dim=8, w_dim=8, mapping_layers=1, condition_hidden=8,
                           channel_base=128, channel_max=8)
-TRAIN = LafiteTrainConfig(steps=4, batch_size=8, r1_interval=2, snapshot_interval=2, log_interval=2)
+TRAIN = LafiteTrainConfig(steps=4, batch_size=8, r1_interval=2, snapshot_every=2, log_every=2)
 
 
 @pytest.fixture(scope="module")
@@ -247,7 +247,7 @@ def test_cli_train_then_sample_writes_a_valid_deterministic_manifest(world, tmp_
 
     def sample(name, seed):
         manifest = tmp_path / name / "manifest.csv"
-        main(["lafite", "sample", "--model", str(model), "--clip", str(world["clip"]),
+        main(["sample", "--method", "lafite", "--model", str(model), "--clip", str(world["clip"]),
               "--prompts", str(faces / "prompts.csv"), "--prompt-embeddings", str(root / "prompts.safetensors"),
               "--samples-per-prompt", "2", "--batch-size", "5", "--seed", str(seed), "--manifest", str(manifest)])
         return read_manifest(manifest, verify=True)

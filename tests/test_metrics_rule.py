@@ -7,6 +7,7 @@ its prompt). Also: the shared feature cache survives metrics jobs writing it at 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import warnings
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from clipvqd.oracle import OracleConfig, train_oracle
 from clipvqd.worlds import get_world
 
 SAMPLES_PER_PROMPT = 16
+SAMPLE_SEED = 7  # every image of a sample set is drawn from the run's sampling seed (its own stream per image)
 SETTINGS = {"alpha": 0.5, "s": 1.2, "r": 0.85, "steps": 100, "purity": False}
 TINY_CLIP = dict(embed_dim=16, text_width=32, text_layers=1, text_heads=2, epochs=1, batch_size=100)
 
@@ -49,6 +51,7 @@ def setup(small_faces, tmp_path_factory, single_thread):
     # Two in-distribution and two held-out-combination prompts, 16 renders each showing what they ask for.
     chosen = pd.concat([prompts[prompts["ood"] == "0"].head(2), prompts[prompts["ood"] == "1"].head(2)])
     assert len(chosen) == 4
+    chosen.to_csv(root / "prompts.csv", index=False)  # the prompt table these sample sets were planned from
     texts = dict(zip(prompts["prompt_id"], prompts["prompt"]))
     samples = root / "samples"
     samples.mkdir()
@@ -61,7 +64,7 @@ def setup(small_faces, tmp_path_factory, single_thread):
             name = f"{prompt['prompt_id']}_{index:02d}.png"
             world.render(attributes, rng, 32).save(samples / name)
             records.append({"path": name, "sha256": sha256_file(samples / name), "prompt_id": prompt["prompt_id"],
-                            "sample_index": index, "seed": 100 + index, "attributes": attributes,
+                            "sample_index": index, "seed": SAMPLE_SEED, "attributes": attributes,
                             "prompts": texts})
 
     # The oracle is trained on these very renders (no augmentation, enough steps to know them all), so it
@@ -90,17 +93,19 @@ def setup(small_faces, tmp_path_factory, single_thread):
     shifted = [r for r in records if r["sample_index"] < 4]
     wrong_ids = [order[(order.index(r["prompt_id"]) + 1) % len(order)] for r in shifted]
     mismatched = _write_samples(samples, shifted, wrong_ids, "alpha=0.25")
-    return {"root": root, "world": small_faces, "oracle": oracle, "clips": clips, "matched": matched,
+    return {"root": root, "world": small_faces, "prompts_csv": root / "prompts.csv", "oracle": oracle, "clips": clips,
+            "matched": matched,
             "mismatched": mismatched, "records": records, "shifted": shifted, "wrong_ids": wrong_ids,
             "prompts": prompts.set_index("prompt_id"), "cache": root / "feature-cache"}
 
 
-def _run_metrics(setup, manifest, variant, name):
+def _run_metrics(setup, manifest, variant, name, samples_per_prompt=SAMPLES_PER_PROMPT):
     out = setup["root"] / "metrics" / f"{name}.csv"
     protocol = setup["root"] / "metrics" / f"{name}.protocol.json"
     candidates = setup["root"] / "metrics" / f"{name}.best16.csv"
     main(["evaluate", "metrics", "--samples", str(manifest), "--reference", str(setup["world"] / "reference.csv"),
-          "--prompts", str(setup["world"] / "prompts.csv"), "--conditioner", str(setup["clips"]["conditioner"]),
+          "--prompts", str(setup["prompts_csv"]), "--samples-per-prompt", str(samples_per_prompt),
+          "--sample-seed", str(SAMPLE_SEED), "--conditioner", str(setup["clips"]["conditioner"]),
           "--judge", str(setup["clips"]["judge"]), "--oracle", str(setup["oracle"]), "--method", "clip-vqdiffusion",
           "--variant", variant, "--cache-dir", str(setup["cache"]), "--kid-subsets", "10",
           "--reference-name", "faces world, reference split", "--out", str(out), "--protocol-out", str(protocol),
@@ -157,7 +162,7 @@ def test_metrics_of_renders_that_show_the_prompted_attributes(setup):
 
 def test_metrics_of_renders_under_the_wrong_prompts(setup):
     before = {p.name for p in setup["cache"].glob("*.safetensors")}  # reference + matched set, if that ran
-    table, record, candidates = _run_metrics(setup, setup["mismatched"], "alpha=0.25", "mismatched")
+    table, record, candidates = _run_metrics(setup, setup["mismatched"], "alpha=0.25", "mismatched", samples_per_prompt=4)
     values = dict(zip(table["metric"], table["value"]))
     # A generator that ignores its prompt: accuracy falls to the chance agreement of the renders.
     expected_in = _expected_accuracy(setup, setup["shifted"], setup["wrong_ids"], "0")
@@ -286,3 +291,63 @@ def test_inception_weights_are_a_checked_declared_input(tmp_path):
     assert "--kid-subset-size 50" in command and "--cross-check always" in command and "--oracle " in command
     job = planned.stdout.split("rule metrics:")[1].split("Shell command")[0]
     assert str(weights) in job.split("output:")[0]  # an input of the job: changing the file reruns it
+
+
+# ------------------------------------------------------------------------------------------------
+# A sample set must hold its plan, and list only files inside its folder
+# ------------------------------------------------------------------------------------------------
+
+
+def _edited_copy(setup, name, edit):
+    """The matched sample set's manifest, edited, written beside it (same folder, same images)."""
+    frame = pd.read_csv(setup["matched"], dtype={"prompt_id": str}, keep_default_na=False)
+    manifest = setup["matched"].with_name(f"{name}.csv")
+    edit(frame).to_csv(manifest, index=False)
+    return manifest
+
+
+def _refused(setup, manifest, name):
+    with pytest.raises(SystemExit) as error:
+        _run_metrics(setup, manifest, "default", name)
+    assert not (setup["root"] / "metrics" / f"{name}.csv").exists()
+    return str(error.value.code)
+
+
+def test_a_deleted_or_repeated_row_is_refused_naming_the_file_and_the_row(setup):
+    deleted = _edited_copy(setup, "deleted", lambda frame: frame.drop(index=5))
+    row = pd.read_csv(setup["matched"], dtype={"prompt_id": str}).iloc[5]
+    message = _refused(setup, deleted, "deleted")
+    assert str(deleted) in message and "1 missing row" in message
+    assert f"prompt_id {row['prompt_id']}, sample_index {row['sample_index']}, seed {SAMPLE_SEED}" in message
+
+    repeated = _edited_copy(setup, "repeated", lambda frame: pd.concat([frame, frame.iloc[[3]]]))
+    message = _refused(setup, repeated, "repeated")
+    assert str(repeated) in message and "1 extra or repeated row" in message
+
+    reseeded = _edited_copy(setup, "reseeded", lambda frame: frame.assign(seed=SAMPLE_SEED + 1))
+    message = _refused(setup, reseeded, "reseeded")
+    assert "64 missing row(s)" in message and f"seed {SAMPLE_SEED + 1}" in message
+
+
+@pytest.mark.parametrize("way_out", ["dotdot", "absolute", "symlink"])
+def test_a_listed_path_outside_the_sample_folder_is_refused(setup, tmp_path, way_out):
+    secret = tmp_path / "secret.png"
+    secret.write_bytes((setup["matched"].parent / setup["records"][0]["path"]).read_bytes())
+    folder = setup["matched"].parent
+    if way_out == "dotdot":
+        listed = os.path.relpath(secret, folder)
+    elif way_out == "absolute":
+        listed = str(secret)
+    else:
+        link = folder / f"link-{way_out}.png"
+        link.unlink(missing_ok=True)
+        link.symlink_to(secret)
+        listed = link.name
+
+    def edit(frame):
+        frame.loc[0, "path"] = listed
+        return frame
+
+    manifest = _edited_copy(setup, f"escape-{way_out}", edit)
+    message = _refused(setup, manifest, f"escape-{way_out}")
+    assert str(manifest) in message and repr(listed) in message

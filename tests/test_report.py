@@ -482,3 +482,15 @@ def test_report_loads_in_headless_chromium(rendered, chromium_page, tmp_path):
     broken = [i["src"] for i in chromium_page.image_states() if not (i["complete"] and i["width"] > 0)]
     assert broken == [victim]
     assert any("ERR_FILE_NOT_FOUND" in problem for problem in chromium_page.problems())
+
+
+def test_quality_numbers_flatten_with_their_chance_levels():
+    from clipvqd.report import flatten_numbers
+
+    nested = {"text_to_image": {"recall@1": 0.36, "recall@1_chance": 0.01, "count": 100},
+              "zero_shot_attributes": {"hat": {"accuracy": 0.8, "chance": 0.5}}, "clip_sha256": "ab12",
+              "flag": True}
+    assert flatten_numbers(nested) == {
+        "text_to_image.recall@1": "0.36 (chance 0.01)", "text_to_image.count": 100,
+        "zero_shot_attributes.hat": "0.8 (chance 0.5)", "clip_sha256": "ab12", "flag": True}
+    assert flatten_numbers(0.5) == {"value": 0.5}

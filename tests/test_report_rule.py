@@ -6,6 +6,7 @@ quality numbers; plus the report rule's inputs as the workflow plans them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -42,6 +43,9 @@ def _branch(root: Path, method: str, variant: str, fid: float, clipscore: float)
     return table, protocol
 
 
+SAMPLE_SEED = 5
+
+
 def _samples(root: Path, world: Path, method: str) -> Path:
     """A sample folder in the sample rule's layout, from a few reference renders."""
     reference = pd.read_csv(world / "reference.csv", dtype=str).head(6)
@@ -52,8 +56,8 @@ def _samples(root: Path, world: Path, method: str) -> Path:
         name = f"{index:04d}.png"
         shutil.copyfile(world / row["path"], folder / name)
         rows.append({"path": name, "sha256": row["sha256"], "prompt_id": f"p{index // 2:04d}",
-                     "prompt": f"prompt {index // 2}", "sample_index": index % 2, "seed": index, "method": method,
-                     "variant": "default"})
+                     "prompt": f"prompt {index // 2}", "sample_index": index % 2, "seed": SAMPLE_SEED,
+                     "method": method, "variant": "default"})
     pd.DataFrame(rows).to_csv(folder / "manifest.csv", index=False)
     return folder / "manifest.csv"
 
@@ -63,6 +67,10 @@ def inputs(tmp_path, small_faces):
     branches = [_branch(tmp_path, "clip-vqdiffusion", "default", 12.0, 0.31),
                 _branch(tmp_path, "lafite", "default", 18.0, 0.27)]
     grids = {m: str(_samples(tmp_path, small_faces, m)) for m in ("clip-vqdiffusion", "lafite")}
+    prompts = tmp_path / "results" / "data" / "prompts.csv"
+    prompts.parent.mkdir(parents=True)
+    pd.DataFrame({"prompt_id": [f"p{k:04d}" for k in range(3)], "prompt": [f"prompt {k}" for k in range(3)],
+                  "ood": "0"}).to_csv(prompts, index=False)
     curve = tmp_path / "results" / "tokenizer" / "curve.csv"
     curve.parent.mkdir(parents=True)
     pd.DataFrame({"step": range(1, 21), "loss": [1 / s for s in range(1, 21)]}).to_csv(curve, index=False)
@@ -75,7 +83,8 @@ def inputs(tmp_path, small_faces):
     quality.write_text(json.dumps({"clip_sha256": "ab" * 32, "text_to_image": {"recall@1": 0.36, "recall@1_chance": 0.01},
                                    "zero_shot_attributes": {"hat": {"accuracy": 0.8, "chance": 0.5}}}))
     return {"branches": branches, "grids": grids, "curves": {"tokenizer": str(curve)}, "benchmarks": benchmarks,
-            "quality": {"CLIP judge (stand-in)": str(quality)}, "report": tmp_path / "reports" / "run"}
+            "quality": {"CLIP judge (stand-in)": str(quality)}, "report": tmp_path / "reports" / "run",
+            "prompts": prompts}
 
 
 def _report(inputs, tables=None, protocols=None):
@@ -86,7 +95,8 @@ def _report(inputs, tables=None, protocols=None):
           "--metrics-out", str(report / "metrics.csv"), "--protocol-out", str(report / "protocol.json"),
           "--out-dir", str(report), "--grids", json.dumps(inputs["grids"]), "--curves", json.dumps(inputs["curves"]),
           "--quality", json.dumps(inputs["quality"]), "--benchmarks-dir", str(inputs["benchmarks"]),
-          "--title", "tiny comparison", "--run-name", "run"])
+          "--title", "tiny comparison", "--run-name", "run", "--prompts", str(inputs["prompts"]),
+          "--samples-per-prompt", "2", "--sample-seed", str(SAMPLE_SEED)])
     return report
 
 
@@ -130,6 +140,83 @@ def test_report_refuses_inconsistent_branches(inputs, tmp_path):
     assert not (inputs["report"] / "index.html").exists()
 
 
+# ---- what the report copies is what the manifests name, checked ----------------------------------------
+
+
+def _edit_grid(inputs, method, edit):
+    manifest = Path(inputs["grids"][method])
+    frame = pd.read_csv(manifest, dtype={"prompt_id": str}, keep_default_na=False)
+    edit(frame, manifest.parent).to_csv(manifest, index=False)
+    return manifest
+
+
+def _refused_report(inputs):
+    with pytest.raises(SystemExit) as error:
+        _report(inputs)
+    assert not (inputs["report"] / "index.html").exists()
+    return str(error.value.code)
+
+
+@pytest.mark.parametrize("way_out", ["etc-passwd", "dotdot", "absolute", "symlink", "symlinked-folder"])
+def test_report_refuses_a_listed_path_outside_the_sample_folder(inputs, tmp_path, way_out):
+    """A manifest row naming a file outside its folder (with that file's true sha256, so only the path rule
+    can stop it) is refused, naming the manifest and the path; nothing of it reaches the report."""
+    secret = Path("/etc/passwd") if way_out == "etc-passwd" else tmp_path / "secret.png"
+    if not secret.exists():
+        secret.write_bytes(b"not part of any sample set")
+
+    def edit(frame, folder):
+        if way_out in ("etc-passwd", "dotdot"):
+            listed = os.path.relpath(secret, folder)
+        elif way_out == "absolute":
+            listed = str(secret)
+        elif way_out == "symlink":
+            (folder / "link.png").symlink_to(secret)
+            listed = "link.png"
+        else:
+            (folder / "elsewhere").symlink_to(secret.parent, target_is_directory=True)
+            listed = f"elsewhere/{secret.name}"
+        frame.loc[0, "path"] = listed
+        frame.loc[0, "sha256"] = hashlib.sha256(secret.read_bytes()).hexdigest()
+        return frame
+
+    manifest = _edit_grid(inputs, "lafite", edit)
+    message = _refused_report(inputs)
+    assert str(manifest) in message
+    copied = [p for p in inputs["report"].rglob("*") if p.is_file()]
+    assert all(p.read_bytes() != secret.read_bytes() for p in copied)
+
+
+def test_report_refuses_a_swapped_image_naming_both_hashes(inputs):
+    manifest = Path(inputs["grids"]["clip-vqdiffusion"])
+    frame = pd.read_csv(manifest)
+    first, second = (manifest.parent / frame.loc[0, "path"]), (manifest.parent / frame.loc[1, "path"])
+    first.write_bytes(second.read_bytes())
+    message = _refused_report(inputs)
+    assert str(first) in message and frame.loc[0, "sha256"] in message and frame.loc[1, "sha256"] in message
+
+
+def test_report_refuses_sample_sets_that_do_not_hold_the_plan(inputs):
+    manifest = _edit_grid(inputs, "lafite", lambda frame, folder: frame.drop(index=3))
+    message = _refused_report(inputs)
+    assert str(manifest) in message and "1 missing row" in message
+    assert f"prompt_id p0001, sample_index 1, seed {SAMPLE_SEED}" in message
+
+
+def test_report_refuses_methods_drawn_from_different_plans(inputs):
+    """Without a stated plan the grids must still agree with each other: a method sampled with another seed
+    is not shown beside the others."""
+    manifest = _edit_grid(inputs, "lafite", lambda frame, folder: frame.assign(seed=SAMPLE_SEED + 1))
+    report = inputs["report"]
+    with pytest.raises(SystemExit) as error:
+        main(["evaluate", "report", "--tables", *[str(b[0]) for b in inputs["branches"]],
+              "--protocols", *[str(b[1]) for b in inputs["branches"]],
+              "--metrics-out", str(report / "metrics.csv"), "--protocol-out", str(report / "protocol.json"),
+              "--out-dir", str(report), "--grids", json.dumps(inputs["grids"])])
+    message = str(error.value.code)
+    assert str(manifest) in message and "(lafite)" in message and "(clip-vqdiffusion)" in message
+
+
 def _dry_run_report_shell(tmp_path, overlay: dict) -> str:
     (tmp_path / "overlay.yaml").write_text(json.dumps(overlay))
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
@@ -166,3 +253,8 @@ def test_report_rule_plots_every_training_curve_the_dag_writes(tmp_path):
     # clip-vqdiffusion: default, alpha=0.25, cfg=true variant; paired and unconditional: default.
     assert len(tables) == 5 and all(t.endswith(".csv") for t in tables)
     assert plan.count("clipvqd evaluate metrics") == 5
+    # The report and every metrics job check the sample sets against the plan the sample rule drew.
+    assert arguments[arguments.index("--prompts") + 1] == f"{run}/data/prompts.csv"
+    assert "--samples-per-prompt 2 --sample-seed 2 --prompt-prefix=''" in command
+    assert plan.count("--samples-per-prompt 2 --sample-seed 2 --prompt-prefix=''") == 6
+    assert plan.count("--samples-per-prompt 2 --seed 2 ") == 5  # the sample rule draws that plan

@@ -1,9 +1,12 @@
 """SLURM for real: a one-node cluster on this machine (Debian's slurm-wlm and munge; munged, slurmctld and
 slurmd on 127.0.0.1) runs part of the tiny DAG through `--executor slurm` with profiles/slurm.
 
-The part: world -> conditioner CLIP -> embedding cache, world -> tokenizer -> tokens, then language-free
-pretraining (6 jobs, about 3 minutes here; the whole tiny DAG, 26 jobs, would take far longer through the
-scheduler's status polling on 2 cores, and test_e2e.py already runs it locally). A second test cancels the
+The part: world -> conditioner CLIP -> embedding cache and its evaluation, world -> tokenizer -> tokens, then
+language-free pretraining (7 jobs, about 3 minutes here; the whole tiny DAG, 26 jobs, would take far longer
+through the scheduler's status polling on 2 cores, and test_e2e.py already runs it locally), plus a weights
+download from a server on 127.0.0.1, which must run on the submit host (a local rule). The site keys come as
+the README says, from SLURM's sbatch variables (SBATCH_PARTITION here), and a rule without an entry in the
+profile's set-resources still gets the profile's default runtime and memory. A second test cancels the
 pretraining job midway and checks that Snakemake's retry gets more time and resumes from the snapshot.
 
 SLURM's client commands inside a job (the plugin's inner `srun`) drop every SLURM_* variable, SLURM_CONF
@@ -15,6 +18,7 @@ every daemon it started by the pid in that daemon's own pid file.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import pwd
 import re
@@ -31,11 +35,16 @@ import pytest
 import yaml
 
 from conftest import REPO
+from local_http import LocalFiles
 
 SLURM_CONF = Path("/etc/slurm/slurm.conf")
 LOCK = Path(tempfile.gettempdir()) / "clipvqd-test-slurm.lock"
 MARK = "# written by clipvqd tests/test_slurm.py (removed when the test ends)"
 TARGET = "results/tiny/models/clip-vqdiffusion/alpha=0.5/pretrain.safetensors"
+# A rule with no entry in the profile's set-resources: it runs on the default resources alone.
+UNLISTED_TARGET = "results/tiny/clip/conditioner/metrics.json"
+WEIGHTS_TARGET = "downloads/weights/inception.pth"
+SITE_PARTITION = "site"  # a second partition of the test cluster, named through SBATCH_PARTITION
 
 
 def _tool(name: str) -> str | None:
@@ -180,6 +189,7 @@ def _cluster():
             "ReturnToService=2",
             f"{node.split(' UpTime=')[0]} NodeAddr=127.0.0.1 State=UNKNOWN",
             f"PartitionName=test Nodes={host} Default=YES MaxTime=INFINITE State=UP",
+            f"PartitionName={SITE_PARTITION} Nodes={host} Default=NO MaxTime=INFINITE State=UP",
         ]) + "\n")
         subprocess.run([_tool("slurmctld")], check=True, capture_output=True, text=True, timeout=30)
         subprocess.run([_tool("slurmd")], check=True, capture_output=True, text=True, timeout=30)
@@ -252,6 +262,42 @@ def test_profile_runtimes_grow_with_the_attempt():
         assert key not in profile["default-resources"]
 
 
+def _parsed_profile() -> dict:
+    """profiles/slurm as Snakemake reads it (YTE templates evaluated, dictionaries as key=value lists)."""
+    from snakemake.profiles import ProfileConfigFileParser
+
+    with open(REPO / "profiles" / "slurm" / "config.yaml") as stream:
+        return ProfileConfigFileParser().parse(stream)
+
+
+def test_site_keys_come_from_the_environment_without_losing_the_defaults(monkeypatch):
+    """The README's way to give account, partition and other site keys: environment variables the profile
+    reads. They join the profile's default-resources instead of replacing them (what --default-resources on
+    the command line, or another profile's default-resources entry, would do)."""
+    for name in ("SBATCH_ACCOUNT", "SBATCH_PARTITION", "SBATCH_QOS", "SBATCH_CONSTRAINT", "CLIPVQD_SLURM_RESOURCES"):
+        monkeypatch.delenv(name, raising=False)
+    assert _parsed_profile()["default-resources"] == ["runtime=60", "mem_mb=8000", "cpus_per_task=2"]
+    monkeypatch.setenv("SBATCH_ACCOUNT", "proj42")
+    monkeypatch.setenv("SBATCH_PARTITION", "gpu")
+    monkeypatch.setenv("SBATCH_QOS", "normal")
+    monkeypatch.setenv("CLIPVQD_SLURM_RESOURCES", "slurm_extra='--mail-type=END --mail-user=me@lab' tmpdir_mb=512")
+    defaults = _parsed_profile()["default-resources"]
+    assert defaults == ["runtime=60", "mem_mb=8000", "cpus_per_task=2", "slurm_account='proj42'",
+                        "slurm_partition='gpu'", "qos='normal'", "slurm_extra='--mail-type=END --mail-user=me@lab'",
+                        "tmpdir_mb=512"], defaults
+    # Snakemake evaluates each value as Python: text stays text, even a name that is also a builtin.
+    from snakemake.resources import Resources
+
+    monkeypatch.setenv("SBATCH_ACCOUNT", "all")
+    parsed = Resources.parse(_parsed_profile()["default-resources"], allow_expressions=True)
+    value = parsed["slurm_account"].evaluate(wildcards={}, input=[], attempt=1, threads=1, rulename="x",
+                                             async_run=None).value
+    assert value == "all", value
+    monkeypatch.setenv("CLIPVQD_SLURM_RESOURCES", "no-equals-sign")
+    with pytest.raises(Exception, match="CLIPVQD_SLURM_RESOURCES: expected key=value"):
+        _parsed_profile()
+
+
 @pytest.fixture(scope="module")
 def slurm_run(slurm_cluster, tmp_path_factory):
     """A scratch copy of the workflow, the test profile, and a function running Snakemake on SLURM there."""
@@ -262,15 +308,19 @@ def slurm_run(slurm_cluster, tmp_path_factory):
         shutil.copy(REPO / item, work / item)
     for folder in ("workflow", "envs"):
         shutil.copytree(REPO / folder, work / folder)
+    shutil.copytree(REPO / "clipvqd", work / "clipvqd", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "tests" / "configs" / "tiny.yaml", work / "tiny.yaml")
     profile = _test_profile(root / "profile")
-    env = {key: value for key, value in os.environ.items() if not key.startswith("SLURM_")}
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("SLURM_", "SBATCH_"))}
     env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+    # The site key as the README gives it: SLURM's own variable, read by the profile (not by sbatch alone:
+    # without the profile the plugin would pass the default partition explicitly).
+    env["SBATCH_PARTITION"] = SITE_PARTITION
 
-    def start(configfile: str, log: Path) -> subprocess.Popen:
+    def start(configfiles: list[str], log: Path, targets: tuple[str, ...] = (TARGET,)) -> subprocess.Popen:
         with open(log, "w") as handle:
-            return subprocess.Popen([sys.executable, "-m", "snakemake", TARGET, "--executor", "slurm", "--profile",
-                                     str(profile), "--configfile", configfile],
+            return subprocess.Popen([sys.executable, "-m", "snakemake", *targets, "--executor", "slurm", "--profile",
+                                     str(profile), "--configfile", *configfiles],
                                     cwd=work, env=env, stdout=handle, stderr=subprocess.STDOUT)
 
     return work, start
@@ -287,12 +337,18 @@ def _job(job_id: str) -> str:
 
 def test_tiny_dag_part_runs_through_slurm(slurm_run, tmp_path):
     work, start = slurm_run
+    weights = os.urandom(4096)  # stands in for the Inception file: only its download is exercised
     started = time.monotonic()
-    process = start("tiny.yaml", tmp_path / "snakemake.log")
-    try:
-        process.wait(timeout=1200)
-    finally:
-        process.kill()
+    with LocalFiles({"/inception.pth": weights}) as server:
+        (work / "fetch.yaml").write_text(yaml.safe_dump({"weights": {"inception": {
+            "fetch": True, "url": server.url("/inception.pth"), "sha256": hashlib.sha256(weights).hexdigest(),
+            "size": len(weights)}}}))
+        process = start(["tiny.yaml", "fetch.yaml"], tmp_path / "snakemake.log",
+                        (TARGET, UNLISTED_TARGET, WEIGHTS_TARGET))
+        try:
+            process.wait(timeout=1200)
+        finally:
+            process.kill()
     output = (tmp_path / "snakemake.log").read_text()
     assert process.returncode == 0, output[-6000:]
     elapsed = time.monotonic() - started
@@ -303,14 +359,25 @@ def test_tiny_dag_part_runs_through_slurm(slurm_run, tmp_path):
                  "models/clip-vqdiffusion/alpha=0.5/pretrain.safetensors", "logs/diffusion_pretrain_alpha=0.5.log"):
         assert (results / path).is_file(), path
 
-    # Every job went through sbatch, and SLURM got the profile's resources (the attempt-1 runtimes).
+    # Every job but the download went through sbatch; the download ran on the submit host (a local rule,
+    # as compute nodes often have no internet).
     submitted = dict(_submitted(output))
-    assert set(submitted) == {"world_generate", "clip_train_standin", "clip_embed", "tokenizer_train",
-                              "tokenizer_tokenize", "diffusion_pretrain"}, output[-3000:]
+    assert set(submitted) == {"world_generate", "clip_train_standin", "clip_embed", "clip_evaluate",
+                              "tokenizer_train", "tokenizer_tokenize", "diffusion_pretrain"}, output[-3000:]
+    assert (work / WEIGHTS_TARGET).read_bytes() == weights and "localrule weights_download:" in output
+    # SLURM got the profile's resources (the attempt-1 runtimes) and the site's partition.
     job = _job(submitted["diffusion_pretrain"])
     assert "JobState=COMPLETED" in job and "TimeLimit=1-00:00:00" in job, job  # min(1440 * attempt, 4320)
     assert re.search(r"(MinMemoryNode|mem)=2000M", job), job
-    print(f"6 jobs through SLURM in {elapsed:.0f} s")
+    # A rule without set-resources keeps the profile's defaults (runtime 60 min; memory, as this test's
+    # profile lowers it, 1000 MB) next to the site key: they were merged, not replaced.
+    for rule in ("clip_evaluate", "world_generate"):
+        job = _job(submitted[rule])
+        assert f"Partition={SITE_PARTITION} " in job, job
+        assert re.search(r"(MinMemoryNode|mem)=1000M", job), job
+    assert "TimeLimit=01:00:00" in _job(submitted["clip_evaluate"])
+    assert "TimeLimit=00:30:00" in _job(submitted["world_generate"])  # its own runtime, the default memory
+    print(f"{len(submitted)} jobs through SLURM in {elapsed:.0f} s")
 
 
 def test_killed_training_job_is_retried_with_more_time_and_resumes(slurm_run, tmp_path):
@@ -318,11 +385,11 @@ def test_killed_training_job_is_retried_with_more_time_and_resumes(slurm_run, tm
     Snakemake): the profile's retry resubmits it with twice the runtime, and it continues from the snapshot."""
     work, start = slurm_run
     config = yaml.safe_load((work / "tiny.yaml").read_text())
-    config["diffusion"]["pretrain"].update(steps=600, snapshot_interval=20, log_interval=20)
+    config["diffusion"]["pretrain"].update(steps=600, snapshot_every=20, log_every=20)
     (work / "longer.yaml").write_text(yaml.safe_dump(config))  # new settings: only pretraining reruns (~45 s at 13 steps/s here)
     snapshots = work / "results" / "tiny" / "work" / "diffusion-alpha=0.5-pretrain"
     log = tmp_path / "snakemake.log"
-    process = start("longer.yaml", log)
+    process = start(["longer.yaml"], log)
     try:
         deadline = time.monotonic() + 600
         while True:

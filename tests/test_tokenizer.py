@@ -184,4 +184,4 @@ def test_config_validation_names_the_field():
     with pytest.raises(ValueError, match="both lpips_vgg_weights and lpips_linear_weights"):
         TokenizerTrainConfig(lpips_vgg_weights="vgg.safetensors")
     assert TokenizerConfig.from_dict(TokenizerConfig.paper().to_dict()) == TokenizerConfig.paper()
-    assert TokenizerTrainConfig.from_dict({"betas": [0.5, 0.9]}).betas == (0.5, 0.9)
+    assert TokenizerTrainConfig.from_dict({"adam_betas": [0.5, 0.9]}).adam_betas == (0.5, 0.9)

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from clipvqd.checkpoint import CheckpointMismatch, load_meta
-from clipvqd.resume import ResumeState
+from clipvqd.training import ResumeState
 from clipvqd.tokenizer import GumbelVQGAN, load_tokenizer, train_tokenizer
 from tokenizer_helpers import TINY, TensorImages, blob_images, tiny_training, one_torch_thread  # noqa: F401 (fixture)
 

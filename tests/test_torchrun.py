@@ -61,7 +61,7 @@ def _descendants(pid: int) -> list[int]:
 def test_two_gloo_processes_under_torchrun_are_killed_and_resume(tmp_path):
     tokens, embeddings = _data(tmp_path)
     params = {"model": {"hidden_dim": 16, "num_layers": 1, "num_heads": 2, "mlp_ratio": 1, "num_steps": 8},
-              "train": {"steps": 90, "batch_size": 4, "warmup_steps": 2, "snapshot_interval": 10, "log_interval": 5}}
+              "train": {"steps": 90, "batch_size": 4, "warmup_steps": 2, "snapshot_every": 10, "log_every": 5}}
     work, out = tmp_path / "work", tmp_path / "model.safetensors"
     command = [str(TORCHRUN), "--standalone", "--nnodes=1", "--nproc_per_node=2", "-m", "clipvqd", "diffusion",
                "train", "--mode", "language_free", "--params", json.dumps(params), "--tokens", str(tokens),

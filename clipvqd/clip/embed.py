@@ -73,6 +73,10 @@ def embed_text_column(encoder: ClipEncoder, table: str | Path, column: str, out:
     frame = pd.read_csv(table, keep_default_na=False, dtype=str)
     if column not in frame.columns:
         raise ValueError(f"{table} has no '{column}' column to embed")
+    blank = [int(i) + 2 for i in frame.index[frame[column].str.strip() == ""]]  # line numbers (after the header)
+    if blank:
+        raise ValueError(f"{table} has an empty {column} on line(s) {blank[:5]}{' ...' if len(blank) > 5 else ''}: "
+                         "CLIP would embed the empty string as if it were a prompt")
     texts: Sequence[str] = [prefix + text for text in frame[column]]
     batch = 256
     chunks = [encoder.encode_texts(texts[i:i + batch])
@@ -82,11 +86,15 @@ def embed_text_column(encoder: ClipEncoder, table: str | Path, column: str, out:
     return embeddings
 
 
+def read_embedding_cache(path: str | Path) -> tuple[torch.Tensor, dict[str, str]]:
+    """A cache file's embeddings and its metadata (`clip_sha256`, `source`, `source_sha256`, ...), unchecked."""
+    with safe_open(str(path), framework="pt") as handle:
+        return handle.get_tensor("embeddings"), dict(handle.metadata() or {})
+
+
 def load_embeddings(path: str | Path, expected_clip_sha256: str | None = None) -> torch.Tensor:
     """Read a cache file; refuse it if it was made by another CLIP than `expected_clip_sha256`."""
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata() or {}
-        embeddings = handle.get_tensor("embeddings")
+    embeddings, metadata = read_embedding_cache(path)
     if expected_clip_sha256 and metadata.get("clip_sha256") != expected_clip_sha256:
         raise StaleEmbeddings(
             f"embedding cache {path} was made by CLIP {metadata.get('clip_sha256')}, not by the current CLIP "

@@ -2,13 +2,16 @@
 
 Whatever its source (an open_clip pretrained tag, a local weights file, or the world's stand-in trained
 in the DAG), a CLIP reaches the rest of the workflow as one safetensors file plus a JSON sidecar with
-the open_clip architecture config, the image normalisation and the weights' sha256 — its identity.
+the open_clip architecture config, the image normalisation and the weights' sha256 — its identity,
+checked against the file's bytes whenever it is loaded.
 Downstream jobs receive that path, never a hub name.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any, Sequence
@@ -17,8 +20,7 @@ import open_clip
 import torch
 import torch.nn.functional as F
 
-from clipvqd.checkpoint import load_meta, load_weights, save_weights, sidecar_path
-from clipvqd.hashing import sha256_file
+from clipvqd.checkpoint import load_meta, load_weights, save_weights
 
 _REGISTRY_DIR = Path(tempfile.mkdtemp(prefix="clipvqd-open-clip-configs-"))
 
@@ -36,7 +38,8 @@ def register_model_config(name: str, model_cfg: dict[str, Any]) -> None:
 
 def save_clip(path: str | Path, model: torch.nn.Module, *, model_name: str, model_cfg: dict[str, Any],
               mean: Sequence[float], std: Sequence[float], source: dict[str, Any], extra: dict | None = None) -> str:
-    """Write the CLIP file and its sidecar; return the weights' sha256 (the CLIP's identity)."""
+    """Write the CLIP file and its sidecar (with the weights' sha256, `weights_sha256`); return that sha256,
+    the CLIP's identity."""
     meta = {
         "model_name": model_name,
         "model_cfg": model_cfg,
@@ -45,11 +48,24 @@ def save_clip(path: str | Path, model: torch.nn.Module, *, model_name: str, mode
         "source": source,
         **(extra or {}),
     }
-    save_weights(path, model.state_dict(), meta)
-    identity = sha256_file(path)
-    meta["sha256"] = identity
-    sidecar_path(path).write_text(json.dumps(meta, indent=2, sort_keys=True))
-    return identity
+    return save_weights(path, model.state_dict(), meta)
+
+
+@contextlib.contextmanager
+def _weights_loaded_next():
+    """open_clip warns "No pretrained weights loaded ... initialized randomly" when a model is built with
+    pretrained=None, which is how a CLIP file is read: the weights are loaded right after, so the warning
+    is dropped (that message only; every other warning passes)."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("No pretrained weights loaded for model")
+
+    root = logging.getLogger()
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
 
 
 class ClipEncoder:
@@ -70,14 +86,12 @@ class ClipEncoder:
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu", batch_size: int = 256) -> "ClipEncoder":
         meta = load_meta(path)
-        actual = sha256_file(path)
-        if meta.get("sha256") and meta["sha256"] != actual:
-            raise ValueError(f"CLIP file {path} has sha256 {actual}, but its sidecar records {meta['sha256']}")
         register_model_config(meta["model_name"], meta["model_cfg"])
-        model = open_clip.create_model(meta["model_name"], pretrained=None)
-        load_weights(path, model)
+        with _weights_loaded_next():
+            model = open_clip.create_model(meta["model_name"], pretrained=None)
+        identity = load_weights(path, model)["weights_sha256"]  # checked against the file's bytes
         tokenizer = open_clip.get_tokenizer(meta["model_name"])
-        return cls(model, tokenizer, meta["image_mean"], meta["image_std"], actual, device, batch_size)
+        return cls(model, tokenizer, meta["image_mean"], meta["image_std"], identity, device, batch_size)
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (B, 3, H, W) -> normalised float at the model's input resolution."""

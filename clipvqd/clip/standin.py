@@ -7,79 +7,29 @@ small enough for a CPU.
 
 from __future__ import annotations
 
-import csv
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import open_clip
 import torch
-from tqdm import tqdm
 
 from clipvqd.clip.encoder import register_model_config, save_clip
+from clipvqd.clip.standin_config import StandinClipConfig
 from clipvqd.manifest import ManifestImages
-from clipvqd.resume import resume_training
+from clipvqd.training import (TrainingRun, generator_for, seeded_global_rng, tensor_sha256, warmup_cosine,
+                              without_bookkeeping)
+
+_STREAM_INIT, _STREAM_BATCH = 81, 82
 
 # The stand-in sees images in [-1, 1]: mean 0.5 and std 0.5 on [0, 1] pixels.
 STANDIN_MEAN = (0.5, 0.5, 0.5)
 STANDIN_STD = (0.5, 0.5, 0.5)
 
 
-@dataclass
-class StandinClipConfig:
-    model_name: str = "clipvqd-standin"  # name registered with open_clip; conditioner and judge need different names
-    embed_dim: int = 128  # joint embedding size (CLIP ViT-B/32 has 512)
-    image_size: int = 32  # input resolution; world images are resized to it
-    vision_tower: str = "vit"  # "vit" (patches) or "resnet" (open_clip's ModifiedResNet; convolutions see fine detail sooner)
-    patch_size: int = 4  # ViT patch size: (image_size / patch_size)^2 image tokens
-    vision_width: int = 128  # ViT width
-    vision_layers: int = 4  # ViT depth
-    text_width: int = 128  # text transformer width
-    text_layers: int = 4  # text transformer depth
-    text_heads: int = 4  # text transformer heads (the ViT uses width / 64 heads, open_clip's default)
-    context_length: int = 32  # tokens per caption; world captions are shorter
-    epochs: int = 12  # passes over the captioned training pairs
-    batch_size: int = 128  # contrastive batch: more negatives per step
-    learning_rate: float = 1e-3  # AdamW peak, after a linear warm-up
-    warmup_fraction: float = 0.1  # share of steps spent warming up, then cosine decay to zero
-    weight_decay: float = 0.1  # AdamW weight decay (CLIP's value)
-    # Share of batches built around images that agree on every coarse attribute. Web-scale CLIP batches
-    # (32k pairs) are full of near-duplicates that only fine details tell apart; a 128-pair batch of a
-    # small world is not, and without such batches the model learns colours and ignores glasses or smiles.
-    hard_negative_fraction: float = 0.5
-    snapshot_every: int = 50  # steps between resume snapshots
-
-    def __post_init__(self) -> None:
-        if self.vision_tower not in ("vit", "resnet"):
-            raise ValueError(f"standin.vision_tower must be 'vit' or 'resnet', got '{self.vision_tower}'")
-        if self.vision_tower == "vit" and self.vision_width % 64:
-            raise ValueError(f"standin.vision_width={self.vision_width}: a ViT tower needs a multiple of 64 (64 per head)")
-        if self.vision_tower == "resnet" and self.image_size % 32:
-            raise ValueError(f"standin.image_size={self.image_size}: a ResNet tower needs a multiple of 32")
-        if self.vision_tower == "vit" and self.image_size % self.patch_size:
-            raise ValueError(f"standin.image_size={self.image_size} is not divisible by standin.patch_size={self.patch_size}")
-
-    def model_cfg(self) -> dict:
-        vision = {"image_size": self.image_size, "layers": self.vision_layers, "width": self.vision_width,
-                  "patch_size": self.patch_size}
-        if self.vision_tower == "resnet":
-            # open_clip's ModifiedResNet: one bottleneck block per stage, final map image_size / 32.
-            vision = {"image_size": self.image_size, "layers": [self.vision_layers] * 4,
-                      "width": self.vision_width, "head_width": self.vision_width}
-        return {
-            "embed_dim": self.embed_dim,
-            "vision_cfg": vision,
-            "text_cfg": {"context_length": self.context_length, "vocab_size": 49408,
-                         "width": self.text_width, "heads": self.text_heads, "layers": self.text_layers},
-        }
-
-
 def _learning_rate(step: int, total: int, cfg: StandinClipConfig) -> float:
-    warmup = max(1, int(cfg.warmup_fraction * total))
-    if step < warmup:
-        return cfg.learning_rate * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return cfg.learning_rate * 0.5 * (1 + math.cos(math.pi * progress))
+    """A linear warm-up over warmup_fraction of the steps (at least one), then cosine decay to zero."""
+    return cfg.learning_rate * warmup_cosine(step, total, max(1, int(cfg.warmup_fraction * total)))
 
 
 def _draw_batch(attributes, shared: list[str], batch_size: int, hard: bool, generator: torch.Generator) -> torch.Tensor:
@@ -98,8 +48,8 @@ def _draw_batch(attributes, shared: list[str], batch_size: int, hard: bool, gene
 
 def train_standin_clip(pairs_manifest: str | Path, cfg: StandinClipConfig, work_dir: str | Path, out: str | Path,
                        curve_csv: str | Path, seed: int = 0, device: str = "cpu", progress: bool = True) -> str:
-    """Train on the `fold == train` rows of the captioned split; write the CLIP file; return its sha256."""
-    torch.manual_seed(seed)
+    """Train on the `fold == train` rows of the captioned split; write the CLIP file; return its sha256.
+    Resumable from the snapshots in `work_dir` (every `snapshot_every` steps)."""
     dataset = ManifestImages(pairs_manifest, resolution=None)
     train_rows = [i for i, fold in enumerate(dataset.frame["fold"]) if fold == "train"]
     if not train_rows:
@@ -109,7 +59,8 @@ def train_standin_clip(pairs_manifest: str | Path, cfg: StandinClipConfig, work_
 
     model_cfg = cfg.model_cfg()
     register_model_config(cfg.model_name, model_cfg)
-    model = open_clip.create_model(cfg.model_name, pretrained=None).to(device)
+    with seeded_global_rng(seed, _STREAM_INIT):
+        model = open_clip.create_model(cfg.model_name, pretrained=None).to(device)
     tokenizer = open_clip.get_tokenizer(cfg.model_name)
     tokens = tokenizer(captions)
     loss_fn = open_clip.ClipLoss()
@@ -117,7 +68,6 @@ def train_standin_clip(pairs_manifest: str | Path, cfg: StandinClipConfig, work_
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.learning_rate)
-    generator = torch.Generator().manual_seed(seed)
     attribute_columns = [c for c in dataset.frame.columns if c not in ("path", "sha256", "caption", "fold")]
     attributes = dataset.frame.iloc[train_rows][attribute_columns].reset_index(drop=True)
     # Hard batches hold the coarse attributes (three or more values: colours, shapes) fixed, so only the
@@ -125,32 +75,33 @@ def train_standin_clip(pairs_manifest: str | Path, cfg: StandinClipConfig, work_
     shared = [c for c in attribute_columns if attributes[c].nunique() >= 3]
     total = cfg.epochs * max(1, len(images) // cfg.batch_size)
 
-    objects = {"model": model, "optimizer": optimizer, "generator": generator}
-    state, step = resume_training(work_dir, objects, curve_csv, "step,loss,lr,logit_scale,hard_batch")
+    run = TrainingRun(
+        "stand-in CLIP", work_dir=work_dir, curve_csv=curve_csv,
+        curve_fields=["step", "loss", "lr", "logit_scale", "hard_batch"], total_steps=total,
+        snapshot_every=cfg.snapshot_every, progress=progress,
+        settings={"config": without_bookkeeping(asdict(cfg)), "seed": seed, "images": tensor_sha256(images),
+                  "tokens": tensor_sha256(tokens), "attributes": attributes.to_json()},
+        state={"model": model, "optimizer": optimizer})
     model.train()
-    with tqdm(total=total, initial=step, desc="stand-in CLIP", disable=not progress) as bar:
-        while step < total:
-            hard = bool(torch.rand(1, generator=generator) < cfg.hard_negative_fraction)
-            batch = _draw_batch(attributes, shared, cfg.batch_size, hard, generator)
-            lr = _learning_rate(step, total, cfg)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            image_features, text_features, logit_scale = model(images[batch].to(device), tokens[batch].to(device))
-            loss = loss_fn(image_features, text_features, logit_scale)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            with torch.no_grad():
-                model.logit_scale.clamp_(0, math.log(100))
-            step += 1
-            with open(curve_csv, "a", newline="") as handle:
-                csv.writer(handle).writerow([step, f"{loss.item():.5f}", f"{lr:.6g}", f"{logit_scale.item():.4f}", int(hard)])
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-            if step % cfg.snapshot_every == 0 and step < total:
-                state.save(step, objects)
+    for step in range(run.start(), total):
+        draws = generator_for(seed, _STREAM_BATCH, step)
+        hard = bool(torch.rand(1, generator=draws) < cfg.hard_negative_fraction)
+        batch = _draw_batch(attributes, shared, cfg.batch_size, hard, draws)
+        lr = _learning_rate(step, total, cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        image_features, text_features, logit_scale = model(images[batch].to(device), tokens[batch].to(device))
+        loss = loss_fn(image_features, text_features, logit_scale)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+        run.log({"step": step + 1, "loss": f"{loss.item():.5f}", "lr": f"{lr:.6g}",
+                 "logit_scale": f"{logit_scale.item():.4f}", "hard_batch": int(hard)})
+        run.step_done(step + 1, loss=loss)
     model.eval()
-    return save_clip(out, model, model_name=cfg.model_name, model_cfg=model_cfg, mean=STANDIN_MEAN,
-                     std=STANDIN_STD, source={"kind": "standin", "manifest": str(pairs_manifest), "seed": seed,
-                                              "config": asdict(cfg), "steps": total})
-
+    return run.finish(lambda: save_clip(out, model, model_name=cfg.model_name, model_cfg=model_cfg, mean=STANDIN_MEAN,
+                                        std=STANDIN_STD, source={"kind": "standin", "manifest": str(pairs_manifest),
+                                                                 "seed": seed, "config": asdict(cfg), "steps": total},
+                                        extra=run.provenance()))

@@ -1,15 +1,13 @@
-"""`python -m clipvqd clip2latent train-generator | pairs | train-prior | sample`, one command per rule.
-
-`add_commands` is the hook `clipvqd.cli.build_parser` calls; the handlers import the library lazily so
-that building the parser stays cheap.
+"""`python -m clipvqd clip2latent train-generator | pairs | train-prior` (rules clip2latent_generator_train,
+clip2latent_latent_sample, clip2latent_prior_train). Sampling is `python -m clipvqd sample --method clip2latent`.
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import Any, Callable
+from typing import Any
 
-from clipvqd.config_blocks import json_object
+from clipvqd.cli_args import add_command, commands, compute_arguments, json_object, trainer_arguments
 
 
 def _configs(cls_pairs: list[tuple[type, str]], params: dict[str, Any], overrides: dict[str, dict[str, Any]] | None = None):
@@ -74,67 +72,19 @@ def cmd_train_prior(args) -> None:
     print(f"clip2latent prior: {result['step']} steps in {result['elapsed_s']:.0f} s -> {args.out}")
 
 
-def cmd_sample(args, planned_prompts: Callable, write_planned_samples: Callable) -> None:
-    from clipvqd.hashing import sha256_file
-
-    from .config import PriorSamplingConfig
-    from .generator import load_generator
-    from .sample import generate_images
-    from .train import load_prior
-
-    (settings,) = _configs([(PriorSamplingConfig, "sampling")], {"sampling": args.settings})
-    prior, meta = load_prior(args.model, device=args.device)
-    generator, _ = load_generator(args.generator, device=args.device)
-    if meta.get("generator_sha256") and sha256_file(args.generator) != meta["generator_sha256"]:
-        raise SystemExit(f"{args.model} was trained on pairs from generator {meta['generator_sha256']}, "
-                         f"not from {args.generator}")
-    if args.clip and meta.get("clip_sha256") and sha256_file(args.clip) != meta["clip_sha256"]:
-        raise SystemExit(f"{args.model} was trained with CLIP {meta['clip_sha256']}, not with {args.clip}")
-    prompts, plan, conditions = planned_prompts(args, expected_clip_sha256=meta.get("clip_sha256"))
-    images = generate_images(prior, generator, conditions, settings, seed=args.seed)
-    write_planned_samples(args, images, prompts, plan, {"s": settings.guidance_scale, "steps": settings.steps})
-
-
-def add_commands(groups: argparse._SubParsersAction, command: Callable, sampling_interface: Callable,
-                 planned_prompts: Callable, write_planned_samples: Callable) -> None:
-    """Register the clip2latent group on the main parser (`clipvqd.cli.build_parser`)."""
-
-    c2l = groups.add_parser("clip2latent", help="the clip2latent baseline (StyleGAN2 + diffusion prior)").add_subparsers(
-        dest="command", required=True)
-    gen = command(c2l, "train-generator", cmd_train_generator, "train the unconditional StyleGAN2 (resumable)")
-    gen.add_argument("--params", type=json_object, required=True, help="the clip2latent config block as JSON")
+def register(group: argparse.ArgumentParser) -> None:
+    table = commands(group)
+    gen = add_command(table, "train-generator", cmd_train_generator, "train the unconditional StyleGAN2 (resumable)")
+    trainer_arguments(gen, "the clip2latent config block as JSON")
     gen.add_argument("--train", required=True, help="manifest of the generator training split")
     gen.add_argument("--resize", action="store_true", help="resize images to generator_model.resolution")
-    gen.add_argument("--work", required=True, help="resume folder (not a workflow output)")
-    gen.add_argument("--out", required=True)
-    gen.add_argument("--curve", required=True)
-    gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--device", default="cpu")
-    prs = command(c2l, "pairs", cmd_pairs, "sample (w, CLIP image embedding of G(w)) pairs")
+    prs = add_command(table, "pairs", cmd_pairs, "sample (w, CLIP image embedding of G(w)) pairs")
     prs.add_argument("--params", type=json_object, required=True, help="the clip2latent config block as JSON")
     prs.add_argument("--generator", required=True, help="generator checkpoint from train-generator")
     prs.add_argument("--clip", required=True, help="the conditioner CLIP file")
     prs.add_argument("--out", required=True, help="pairs file (safetensors, with the z-scoring stats)")
     prs.add_argument("--seed", type=int, default=0)
-    prs.add_argument("--device", default="cpu")
-    pri = command(c2l, "train-prior", cmd_train_prior, "train the diffusion prior on the pairs (resumable)")
-    pri.add_argument("--params", type=json_object, required=True, help="the clip2latent config block as JSON")
+    compute_arguments(prs)
+    pri = add_command(table, "train-prior", cmd_train_prior, "train the diffusion prior on the pairs (resumable)")
+    trainer_arguments(pri, "the clip2latent config block as JSON")
     pri.add_argument("--pairs", required=True)
-    pri.add_argument("--work", required=True, help="resume folder (not a workflow output)")
-    pri.add_argument("--out", required=True)
-    pri.add_argument("--curve", required=True)
-    pri.add_argument("--seed", type=int, default=0)
-    pri.add_argument("--device", default="cpu")
-    sam = command(c2l, "sample", lambda args: cmd_sample(args, planned_prompts, write_planned_samples),
-                  "prompts in, PNGs + manifest out")
-    sam.add_argument("--model", required=True, help="prior checkpoint from train-prior")
-    sam.add_argument("--generator", required=True, help="generator checkpoint the pairs came from")
-    sam.add_argument("--clip", default=None, help="conditioner CLIP file, checked against the checkpoint")
-    sam.add_argument("--method", default="clip2latent")
-    sam.add_argument("--variant", default="default")
-    sam.add_argument("--settings", type=json_object, default={}, help="the clip2latent.sampling block as JSON")
-    sampling_interface(sam)
-    # The sampling block carries its own batch size; the shared --batch-size is not used here.
-
-
-__all__ = ["add_commands"]

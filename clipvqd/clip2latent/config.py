@@ -115,9 +115,9 @@ class GeneratorTrainConfig(_Block):
     augment: tuple[str, ...] = ()
     """DiffAugment policies on every discriminator input (LAFITE's trainer, `clipvqd.lafite.augment`):
     any of 'color', 'translation', 'cutout'. NVIDIA's StyleGAN2 config-f: none."""
-    snapshot_interval: int = 200
+    snapshot_every: int = 200
     """Steps between resume snapshots."""
-    log_interval: int = 20
+    log_every: int = 20
     """Steps averaged into one row of the loss curve."""
 
     def __post_init__(self) -> None:
@@ -127,13 +127,13 @@ class GeneratorTrainConfig(_Block):
             "r1_gamma": self.r1_gamma >= 0, "r1_interval": self.r1_interval >= 1,
             "ema_half_life_images": self.ema_half_life_images >= 0, "ema_rampup": self.ema_rampup >= 0,
             "augment": all(p in AUGMENT_POLICIES for p in self.augment) and len(set(self.augment)) == len(self.augment),
-            "snapshot_interval": self.snapshot_interval >= 1, "log_interval": self.log_interval >= 1,
+            "snapshot_every": self.snapshot_every >= 1, "log_every": self.log_every >= 1,
         }, self)
 
     @classmethod
     def paper(cls) -> "GeneratorTrainConfig":
         return cls(steps=781_250, batch_size=32, learning_rate=0.002, ema_half_life_images=10_000.0,
-                   ema_rampup=0.0, snapshot_interval=2000, log_interval=100)
+                   ema_rampup=0.0, snapshot_every=2000, log_every=100)
 
     def to_lafite(self) -> "LafiteTrainConfig":
         from clipvqd.lafite.config import LafiteTrainConfig
@@ -142,8 +142,8 @@ class GeneratorTrainConfig(_Block):
                                  adam_betas=self.adam_betas, itd_weight=0.0, itc_weight=0.0, r1_gamma=self.r1_gamma,
                                  r1_interval=self.r1_interval, ema_half_life_images=self.ema_half_life_images,
                                  ema_rampup=self.ema_rampup, augment=self.augment,
-                                 snapshot_interval=self.snapshot_interval,
-                                 log_interval=self.log_interval)
+                                 snapshot_every=self.snapshot_every,
+                                 log_every=self.log_every)
 
 
 # ---- the pairs ----------------------------------------------------------------------------------------
@@ -238,29 +238,29 @@ class PriorTrainConfig(_Block):
     """Z-score the latents with the pairs' per-channel mean and std (official znorm_latent: true)."""
     znorm_embed: bool = False
     """Z-score the CLIP embeddings too (official znorm_embed: false)."""
-    ema_beta: float = 0.99
+    ema_decay: float = 0.99
     """Decay of the weights' EMA the sampler uses (official ema_beta 0.9999, over 10^6 steps)."""
     ema_update_every: int = 1
     """Steps between EMA updates (official ema_update_every: 10)."""
-    snapshot_interval: int = 500
+    snapshot_every: int = 500
     """Steps between resume snapshots."""
-    log_interval: int = 50
+    log_every: int = 50
     """Steps averaged into one row of the loss curve."""
 
     def __post_init__(self) -> None:
         _check("PriorTrainConfig", {
             "steps": self.steps >= 1, "batch_size": self.batch_size >= 1, "learning_rate": self.learning_rate > 0,
             "weight_decay": self.weight_decay >= 0, "cond_drop_prob": 0.0 <= self.cond_drop_prob <= 1.0,
-            "embed_noise_scale": self.embed_noise_scale >= 0, "ema_beta": 0.0 <= self.ema_beta < 1.0,
-            "ema_update_every": self.ema_update_every >= 1, "snapshot_interval": self.snapshot_interval >= 1,
-            "log_interval": self.log_interval >= 1,
+            "embed_noise_scale": self.embed_noise_scale >= 0, "ema_decay": 0.0 <= self.ema_decay < 1.0,
+            "ema_update_every": self.ema_update_every >= 1, "snapshot_every": self.snapshot_every >= 1,
+            "log_every": self.log_every >= 1,
         }, self)
 
     @classmethod
     def paper(cls) -> "PriorTrainConfig":
         """config/config.yaml train block and config/data/sg2-ffhq.yaml."""
-        return cls(steps=1_000_000, batch_size=512, learning_rate=1e-4, ema_beta=0.9999, ema_update_every=10,
-                   snapshot_interval=10_000, log_interval=100)
+        return cls(steps=1_000_000, batch_size=512, learning_rate=1e-4, ema_decay=0.9999, ema_update_every=10,
+                   snapshot_every=10_000, log_every=100)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor, nn
 
 from .config import PriorModelConfig
@@ -76,7 +77,7 @@ class Attention(nn.Module):
         """x (B, N, dim); key_mask (B, N) bool, False = no token may attend to it."""
         batch, n, _ = x.shape
         x = self.norm(x)
-        q = self.to_q(x).view(batch, n, self.heads, self.dim_head).transpose(1, 2)   # (B, H, N, d)
+        q = rearrange(self.to_q(x), "b n (h d) -> b h n d", h=self.heads)
         k, v = self.to_kv(x).chunk(2, dim=-1)                                          # (B, N, d) each
         q, k = self.rotary(q), self.rotary(k)
         null_k, null_v = self.null_kv.unbind(0)
@@ -89,7 +90,7 @@ class Attention(nn.Module):
         sim = torch.einsum("bhid,bjd->bhij", q, k) * self.dim_head ** -0.5
         sim = sim.float().masked_fill(~allowed, torch.finfo(torch.float32).min)
         out = torch.einsum("bhij,bjd->bhid", sim.softmax(dim=-1).to(v.dtype), v)
-        return self.to_out(out.transpose(1, 2).reshape(batch, n, self.heads * self.dim_head))
+        return self.to_out(rearrange(out, "b h n d -> b n (h d)"))
 
 
 class FeedForward(nn.Module):

@@ -19,10 +19,10 @@ from torch import Tensor
 from tqdm import tqdm
 
 from clipvqd.clip.encoder import ClipEncoder
-from clipvqd.diffusion.seeding import generator_for
 from clipvqd.hashing import sha256_file
 from clipvqd.lafite.generator import Generator
 from clipvqd.manifest import to_uint8
+from clipvqd.training.seeding import generator_for
 
 from .config import PairsConfig
 from .generator import mapping, synthesis

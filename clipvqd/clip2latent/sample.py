@@ -12,9 +12,9 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from clipvqd.diffusion.seeding import generator_for
 from clipvqd.lafite.generator import Generator
 from clipvqd.manifest import to_uint8
+from clipvqd.training.seeding import generator_for
 
 from .config import PriorSamplingConfig
 from .generator import synthesis

@@ -12,7 +12,6 @@ snapshot in `work_dir` ends with the same weights as an uninterrupted one.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,8 @@ import torch
 from torch import Tensor
 
 from clipvqd.checkpoint import load_meta, load_weights, save_weights
-from clipvqd.diffusion.seeding import derive_seed, generator_for
-from clipvqd.diffusion.train import ExponentialMovingAverage
-from clipvqd.resume import CorruptResumeState, ResumeState, settings_fingerprint, tensor_sha256, write_curve_csv
+from clipvqd.training import (ExponentialMovingAverage, TrainingRun, generator_for, seeded_global_rng, tensor_sha256,
+                              without_bookkeeping)
 
 from .conditioning import add_embedding_noise, keep_mask
 from .config import PriorModelConfig, PriorTrainConfig
@@ -32,14 +30,13 @@ WEIGHTS_FORMAT = "clipvqd-clip2latent-prior/1"
 ADAM_BETAS = (0.9, 0.99)
 _STREAM_INIT, _STREAM_ORDER, _STREAM_STEP = 41, 42, 43
 
-# Loss-curve columns: step, loss (MSE averaged over the log_interval steps ending at `step`), elapsed_s.
+# Loss-curve columns: step, loss (MSE averaged over the log_every steps ending at `step`), elapsed_s.
 CURVE_FIELDS = ["step", "loss", "elapsed_s"]
 
 
 def build_prior(model_cfg: PriorModelConfig, train_cfg: PriorTrainConfig, seed: int) -> DiffusionPrior:
     """The prior initialised from the run's seed, leaving the caller's global RNG untouched."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed(seed, _STREAM_INIT))
+    with seeded_global_rng(seed, _STREAM_INIT):
         return DiffusionPrior(model_cfg, znorm_latent=train_cfg.znorm_latent, znorm_embed=train_cfg.znorm_embed)
 
 
@@ -67,47 +64,17 @@ def train_prior(pairs: dict[str, Tensor], model_cfg: PriorModelConfig, train_cfg
     prior = build_prior(model_cfg, train_cfg, seed)
     prior.set_stats(pairs["w_mean"], pairs["w_std"], pairs["embed_mean"], pairs["embed_std"])
     prior.to(device)
-    ema = ExponentialMovingAverage(prior, train_cfg.ema_beta)
+    ema = ExponentialMovingAverage(prior, train_cfg.ema_decay)
     optimizer = torch.optim.AdamW(prior.parameters(), lr=train_cfg.learning_rate, betas=ADAM_BETAS,
                                   weight_decay=train_cfg.weight_decay)
 
-    fingerprint = settings_fingerprint({
-        "model": model_cfg.to_dict(),
-        "train": {k: v for k, v in train_cfg.to_dict().items() if k not in ("snapshot_interval", "log_interval")},
-        "seed": seed, "w": tensor_sha256(w_all), "embeddings": tensor_sha256(e_all),
-    })
-    resume = ResumeState(work_dir)
-    resumable = {"prior": prior, "ema": ema, "optimizer": optimizer}
-    if resume.newest_fingerprint() not in (None, fingerprint):
-        print(f"clip2latent prior: the resume state in {work_dir} was written by a run with other data or "
-              "settings; starting over", flush=True)
-        resume.clear()
-    try:
-        start_step, extra = resume.restore(resumable)
-    except (RuntimeError, KeyError, ValueError) as error:
-        if isinstance(error, CorruptResumeState):
-            raise
-        raise ValueError(f"resume state in {work_dir} does not fit this prior ({error}); delete that folder "
-                         "to start over") from error
-    if start_step:
-        print(f"clip2latent prior: resuming from the snapshot at step {start_step} of {train_cfg.steps} in "
-              f"{work_dir}", flush=True)
-    curve: list[dict[str, Any]] = list(extra.get("curve", []))
-    elapsed_before = float(extra.get("elapsed_s", 0.0))
-    started = time.monotonic()
-
-    def elapsed() -> float:
-        return elapsed_before + time.monotonic() - started
-
-    def snapshot(step: int) -> None:
-        resume.save(step, resumable, {"fingerprint": fingerprint, "curve": curve, "elapsed_s": elapsed()})
-        write_curve_csv(curve_csv, curve, CURVE_FIELDS)
-
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=train_cfg.steps, initial=start_step, desc="clip2latent prior", unit="step")
+    run = TrainingRun(
+        "clip2latent prior", work_dir=work_dir, curve_csv=curve_csv, curve_fields=CURVE_FIELDS,
+        total_steps=train_cfg.steps, snapshot_every=train_cfg.snapshot_every, progress=progress,
+        settings={"model": model_cfg.to_dict(), "train": without_bookkeeping(train_cfg.to_dict()), "seed": seed,
+                  "w": tensor_sha256(w_all), "embeddings": tensor_sha256(e_all)},
+        state={"prior": prior, "ema": ema, "optimizer": optimizer})
+    start_step = run.start()
 
     prior.train()
     batch = train_cfg.batch_size
@@ -134,16 +101,10 @@ def train_prior(pairs: dict[str, Tensor], model_cfg: PriorModelConfig, train_cfg
         if done % train_cfg.ema_update_every == 0:
             ema.update(prior)
         window.append(loss.item())
-        if done % train_cfg.log_interval == 0 or done == train_cfg.steps:
-            curve.append({"step": done, "loss": round(sum(window) / len(window), 6), "elapsed_s": round(elapsed(), 3)})
+        if done % train_cfg.log_every == 0 or done == train_cfg.steps:
+            run.log({"step": done, "loss": round(sum(window) / len(window), 6)})
             window = []
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-        if done % train_cfg.snapshot_interval == 0 and done != train_cfg.steps:
-            snapshot(done)
-    if bar is not None:
-        bar.close()
+        run.step_done(done, loss=loss)
 
     final_step = max(start_step, train_cfg.steps)
     meta = {
@@ -154,14 +115,11 @@ def train_prior(pairs: dict[str, Tensor], model_cfg: PriorModelConfig, train_cfg
         "model_config": model_cfg.to_dict(),
         "train_config": train_cfg.to_dict(),
         "num_pairs": int(len(w_all)),
-        "fingerprint": fingerprint,
-        "elapsed_s": round(elapsed(), 3),
+        **run.provenance(),
+        "elapsed_s": round(run.elapsed(), 3),
         **(provenance or {}),
     }
-    if start_step < train_cfg.steps:
-        snapshot(final_step)
-    save_weights(out_weights, ema.state_dict(), meta)
-    write_curve_csv(curve_csv, curve, CURVE_FIELDS)
+    run.finish(lambda: save_weights(out_weights, ema.state_dict(), meta))
     return meta
 
 
@@ -172,7 +130,12 @@ def load_prior(path: str | Path, device: str | torch.device = "cpu") -> tuple[Di
         raise ValueError(f"{path} is not a clip2latent prior written by clipvqd.clip2latent.train "
                          f"(format {meta.get('format')!r}, expected {WEIGHTS_FORMAT!r})")
     model_cfg = PriorModelConfig.from_dict(meta["model_config"], source=f"{path} sidecar")
-    train_cfg = PriorTrainConfig.from_dict(meta["train_config"], source=f"{path} sidecar")
-    prior = DiffusionPrior(model_cfg, znorm_latent=train_cfg.znorm_latent, znorm_embed=train_cfg.znorm_embed)
+    # Of the training settings only the z-scoring switches shape the network; reading just them keeps a
+    # checkpoint loadable when another training key is renamed.
+    train = meta.get("train_config") or {}
+    missing = [key for key in ("znorm_latent", "znorm_embed") if key not in train]
+    if missing:
+        raise ValueError(f"{path} sidecar: train_config lacks {missing}")
+    prior = DiffusionPrior(model_cfg, znorm_latent=bool(train["znorm_latent"]), znorm_embed=bool(train["znorm_embed"]))
     load_weights(path, prior)
     return prior.to(device).eval(), meta

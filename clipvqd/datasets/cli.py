@@ -1,10 +1,12 @@
-"""`python -m clipvqd data ...`: the commands the data and weights rules call (registered by clipvqd.cli)."""
+"""`python -m clipvqd data ...`: the commands the data and weights rules call."""
 
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
+
+from clipvqd.cli_args import add_command, commands, output_arguments
 
 FFHQ_HOWTO = """\
 FFHQ is not downloaded automatically. Its official files (NVlabs/ffhq-dataset: ffhq-dataset-v2.json and
@@ -88,11 +90,9 @@ def cmd_convert_weights(args) -> None:
     print(f"{args.source} -> {args.out} (sha256 {digest})")
 
 
-def register(groups: argparse._SubParsersAction, command) -> None:
-    """Add the `data` group; `command(group, name, handler, help)` is clipvqd.cli's sub-command factory."""
-    data = groups.add_parser("data", help="real data sets and pretrained weights").add_subparsers(
-        dest="command", required=True)
-    dl = command(data, "download", cmd_download, "checked, resumable download of one file")
+def register(group: argparse.ArgumentParser) -> None:
+    data = commands(group)
+    dl = add_command(data, "download", cmd_download, "checked, resumable download of one file")
     dl.add_argument("--url", required=True)
     dl.add_argument("--sha256", required=True, help="the file is moved into place only with this hash")
     dl.add_argument("--out", required=True)
@@ -100,18 +100,19 @@ def register(groups: argparse._SubParsersAction, command) -> None:
     dl.add_argument("--retries", type=int, default=3, help="resumed retries after a dropped connection")
     dl.add_argument("--timeout", type=float, default=60.0, help="seconds without data before giving up")
 
-    fd = command(data, "ffhq-download", cmd_ffhq_download, "explain how to obtain FFHQ (not automated)")
+    fd = add_command(data, "ffhq-download", cmd_ffhq_download, "explain how to obtain FFHQ (not automated)")
     fd.add_argument("--out", required=True)
 
-    fv = command(data, "ffhq-validate", cmd_ffhq_validate, "validate a local FFHQ copy, write its manifest")
+    fv = add_command(data, "ffhq-validate", cmd_ffhq_validate, "validate a local FFHQ copy, write its manifest")
     fv.add_argument("--root", required=True, help="folder of PNGs (searched recursively)")
     fv.add_argument("--manifest", required=True, help="source manifest to write (path, sha256, width, height)")
     fv.add_argument("--expected-count", type=_optional_int, default=70000)
     fv.add_argument("--image-size", type=_optional_int, default=None, help="required side in pixels (optional)")
     fv.add_argument("--min-side", type=int, required=True, help="smallest usable side (the training resolution)")
     fv.add_argument("--workers", type=int, default=1)
+    output_arguments(fv, "manifest")
 
-    fp = command(data, "ffhq-prepare", cmd_ffhq_prepare, "resize a validated FFHQ copy into the run's data folder")
+    fp = add_command(data, "ffhq-prepare", cmd_ffhq_prepare, "resize a validated FFHQ copy into the run's data folder")
     fp.add_argument("--source-manifest", required=True)
     fp.add_argument("--out", required=True)
     fp.add_argument("--resolution", type=int, required=True)
@@ -121,7 +122,7 @@ def register(groups: argparse._SubParsersAction, command) -> None:
     fp.add_argument("--reference-count", type=_optional_int, default=None)
     fp.add_argument("--workers", type=int, default=1)
 
-    cp = command(data, "coco-prepare", cmd_coco_prepare, "COCO 2014 splits, prompts and manifests")
+    cp = add_command(data, "coco-prepare", cmd_coco_prepare, "COCO 2014 splits, prompts and manifests")
     cp.add_argument("--root", default=None, help="extracted copy (train2014/, val2014/, annotations/)")
     cp.add_argument("--train-zip", default=None)
     cp.add_argument("--val-zip", default=None)
@@ -136,7 +137,7 @@ def register(groups: argparse._SubParsersAction, command) -> None:
     cp.add_argument("--prompt-count", type=_optional_int, default=None)
     cp.add_argument("--workers", type=int, default=1)
 
-    cw = command(data, "convert-weights", cmd_convert_weights, "checked .pth -> safetensors (weights_only load)")
+    cw = add_command(data, "convert-weights", cmd_convert_weights, "checked .pth -> safetensors (weights_only load)")
     cw.add_argument("--source", required=True)
     cw.add_argument("--sha256", required=True)
     cw.add_argument("--out", required=True)

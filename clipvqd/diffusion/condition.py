@@ -1,5 +1,5 @@
 """The condition vector: noisy CLIP image embeddings in training, clean text embeddings at inference,
-and the learnable null condition used for classifier-free guidance (DESIGN §4).
+and the learnable null condition used for classifier-free guidance (docs/design.md §4).
 
 Language-free training never sees text. The condition is the L2-normalised CLIP *image* embedding,
 pushed off in a random direction of length alpha and renormalised,

@@ -18,7 +18,7 @@ from .transformer import Denoiser
 
 @dataclass(frozen=True)
 class SamplingSettings:
-    """One point of the sampling sweep (DESIGN §4 "Sampling")."""
+    """One point of the sampling sweep (docs/design.md §4 "Sampling")."""
 
     guidance_scale: float = 1.0
     """s of classifier-free guidance (1 = no guidance, no null pass)."""
@@ -30,6 +30,12 @@ class SamplingSettings:
     """Improved VQ-Diffusion's purity-prior unmasking order instead of posterior sampling."""
     unconditional: bool = False
     """Condition every image on the learnable null vector instead of its prompt (the lower-bound control)."""
+    null_condition: str = "normalized"
+    """How the guidance branch feeds the learnable null vector: "normalized" (the unit vector training
+    substitutes, so the model sees it on the sphere it was trained on) or "raw" (the parameter as it is, as
+    the release does: clip_vqdiffusion.py feeds transformer.empty_text_embed unnormalised although
+    diffusion_transformer.py trains with empty_text_embed / its norm; docs/deviations.md D1). A sampling
+    setting, so changing it resamples without retraining."""
 
 
 def generate_images(denoiser: Denoiser, null_condition: NullCondition, tokenizer, code_mapping,
@@ -46,6 +52,8 @@ def generate_images(denoiser: Denoiser, null_condition: NullCondition, tokenizer
     device = next(denoiser.parameters()).device
     schedule = MaskAndReplace(config.num_codes, config.num_steps).to(device)
     if settings.unconditional:
+        # The unconditional control's only condition is the normalised vector it was trained with;
+        # settings.null_condition concerns the guidance branch of conditional models.
         condition = null_condition.normalized().detach().expand(len(text_embeddings), -1).clone()
     else:
         condition = text_condition(text_embeddings.float())
@@ -53,7 +61,8 @@ def generate_images(denoiser: Denoiser, null_condition: NullCondition, tokenizer
     with torch.no_grad():
         codes = sample(denoiser, schedule, condition.to(device), guidance_scale=guidance,
                        truncation_r=settings.truncation_r, num_steps=settings.steps, purity=settings.purity,
-                       seed=seed, batch_size=batch_size, null_condition=null_condition, progress=progress)
+                       seed=seed, batch_size=batch_size, null_condition=null_condition,
+                       null_condition_form=settings.null_condition, progress=progress)
         images = [to_uint8(tokenizer.decode_codes(code_mapping.expand(codes[i:i + batch_size].to(device))).cpu())
                   for i in range(0, len(codes), batch_size)]
     return torch.cat(images)

@@ -1,14 +1,19 @@
 """Training objective: the variational bound of VQ-Diffusion plus a weighted x0 cross-entropy, with
-importance-sampled timesteps (DESIGN §4).
+importance-sampled timesteps (docs/design.md §4).
 
 Per sample, with step index t (the (t+1)-th noising step) and the model's x0 prediction p(x0 | x_t):
     L_t   = KL( q(x_{t-1} | x_t, x0) || sum_x0' q(x_{t-1} | x_t, x0') p(x0' | x_t) )   for t > 0
     L_0   = -log p(x0 | x_1)                                                         (decoder NLL)
     aux_t = -log p(x0 | x_t)
-    loss  = (L_t + lambda * (2 - t/T) * aux_t) / (p(t) * T)
+    loss  = (L_t + lambda * (2 - t/T) * aux_t) / (p(t) * T)          loss_over_steps = "mean" (default)
+    loss  = (L_t + lambda * (2 - t/T) * aux_t) / p(t)                loss_over_steps = "sum" (official)
 summed over tokens, averaged over the batch and divided by the number of tokens (nats per token).
-Dividing by p(t) * T keeps the estimate unbiased for the uniform-t objective whatever p is, and equals
-1 while t is still drawn uniformly.
+"mean" estimates the average of the per-step terms over the T steps without bias whatever p is (its
+weight is 1 while t is still drawn uniformly); "sum" estimates their sum, T times as large, which is what
+VQ-Diffusion and CLIP-VQDiffusion optimise (image_synthesis/modeling/transformers/diffusion_transformer.py:
+`loss1 = kl_loss / pt`, `loss2 = ... * kl_aux_loss / pt`, with pt = 1/T while t is uniform). Adam makes
+the two nearly equivalent except where a gradient-norm clip acts: a clip at 0.5 bites T times harder
+on the "sum" scale (docs/deviations.md).
 """
 
 from __future__ import annotations
@@ -21,8 +26,18 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .mask_and_replace import LOG_ZERO, MaskAndReplace, index_to_log_onehot
+from .train_config import LOSS_OVER_STEPS
 
 DEFAULT_AUX_WEIGHT = 5e-4
+
+
+def steps_factor(loss_over_steps: str, num_steps: int) -> float:
+    """The factor between the "mean" objective and the chosen one: 1 for "mean", T for "sum"."""
+    if loss_over_steps == "mean":
+        return 1.0
+    if loss_over_steps == "sum":
+        return float(num_steps)
+    raise ValueError(f"loss_over_steps must be one of {LOSS_OVER_STEPS}, got {loss_over_steps!r}")
 
 
 def model_log_x0(logits: Tensor) -> Tensor:
@@ -51,9 +66,12 @@ def diffusion_loss(
     t: Tensor,
     importance_weight: Tensor,
     aux_weight: float = DEFAULT_AUX_WEIGHT,
+    loss_over_steps: str = "mean",
 ) -> DiffusionLoss:
     """logits `(B, K, N)` of p(x0 | x_t); x0 and xt `(B, N)` int64; t `(B,)` step index;
-    importance_weight `(B,)` = 1 / (p(t) T) from `TimestepSampler.sample`."""
+    importance_weight `(B,)` = 1 / (p(t) T) from `TimestepSampler.sample`; loss_over_steps "mean" or "sum"
+    (the module docstring). Only `loss` and `weighted` depend on it; `vlb` and `x0_nll` do not."""
+    factor = steps_factor(loss_over_steps, schedule.num_steps)
     num_states, tokens = schedule.num_states, x0.shape[1]
     log_x0_model = model_log_x0(logits)
     log_x0_true = index_to_log_onehot(x0, num_states)
@@ -67,7 +85,7 @@ def diffusion_loss(
     x0_nll = -log_x0_model.gather(1, x0.unsqueeze(1)).sum(dim=(1, 2))
 
     aux_scale = aux_weight * (2.0 - t.float() / schedule.num_steps)
-    per_sample = importance_weight.to(vlb.dtype) * (vlb + aux_scale * x0_nll)
+    per_sample = factor * importance_weight.to(vlb.dtype) * (vlb + aux_scale * x0_nll)
     return DiffusionLoss(
         loss=per_sample.mean() / tokens, vlb=vlb.detach(), x0_nll=x0_nll.detach(), weighted=per_sample.detach()
     )

@@ -6,7 +6,7 @@ Distributions are `(B, K+1, N)` log-probabilities: batch, state, token position.
 One noising step keeps a code with probability alpha_t + beta_t, turns it into each other code with
 probability beta_t and into [MASK] with probability gamma_t (alpha_t + K beta_t + gamma_t = 1); [MASK]
 stays [MASK]. The cumulative keep probability falls linearly from 0.99999 to 0.000009 and the
-cumulative mask probability rises linearly from 0.000009 to 0.99999 over steps 1..T (DESIGN §4).
+cumulative mask probability rises linearly from 0.000009 to 0.99999 over steps 1..T (docs/design.md §4).
 
 Counts and indices. Internally everything is written in *counts*: `n` = how many noising steps have
 been applied (0 = clean x0, T = fully noised). The public per-step API uses the reference's *index*
@@ -70,7 +70,7 @@ class TransitionLogCoefficients(NamedTuple):
 
 
 class MaskAndReplace(nn.Module):
-    """The schedule of DESIGN §4 as buffers, and every distribution the loss and the sampler need."""
+    """The schedule of docs/design.md §4 as buffers, and every distribution the loss and the sampler need."""
 
     def __init__(self, num_codes: int, num_steps: int = 100):
         super().__init__()

@@ -1,4 +1,4 @@
-"""Reverse diffusion: token maps from conditions (DESIGN §4 "Classifier-free guidance", "Sampling").
+"""Reverse diffusion: token maps from conditions (docs/design.md §4 "Classifier-free guidance", "Sampling").
 
 Every option is an explicit argument of `sample`; nothing is kept between calls. Each image i draws its
 randomness from its own generator seeded by (seed, i), so the output depends on neither `batch_size`
@@ -29,9 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from clipvqd.training.seeding import generator_for
+
 from .condition import NullCondition
+from .transformer import NULL_CONDITION_FORMS
 from .mask_and_replace import LOG_ZERO, MaskAndReplace
-from .seeding import generator_for
 
 
 def reverse_step_counts(total_steps: int, num_steps: int | None = None, step_stride: int | None = None) -> list[int]:
@@ -141,9 +143,13 @@ def _purity_step(
     return xt
 
 
-def _null_vector(null_condition: Tensor | NullCondition | None) -> Tensor | None:
+def _null_vector(null_condition: Tensor | NullCondition | None, form: str = "normalized") -> Tensor | None:
+    """The vector the guidance branch feeds: a `NullCondition`'s normalised vector, or its raw parameter
+    (`form="raw"`, the release's behaviour); a tensor is taken as given."""
+    if form not in NULL_CONDITION_FORMS:
+        raise ValueError(f"null_condition_form must be one of {NULL_CONDITION_FORMS}, got {form!r}")
     if isinstance(null_condition, NullCondition):
-        return null_condition.normalized().detach()
+        return (null_condition.normalized() if form == "normalized" else null_condition.vector).detach()
     return null_condition
 
 
@@ -161,6 +167,7 @@ def sample(
     seed: int = 0,
     batch_size: int = 16,
     null_condition: Tensor | NullCondition | None = None,
+    null_condition_form: str = "normalized",
     progress: bool = False,
 ) -> Tensor:
     """Generate one token map per row of `condition` `(num_images, D)`; returns `(num_images, H, W)`
@@ -175,7 +182,9 @@ def sample(
     purity: Improved VQ-Diffusion's purity-prior unmasking order instead of posterior sampling.
     seed: image i draws from a generator seeded by (seed, i).
     batch_size: images per forward pass (memory only; results do not depend on it).
-    null_condition: the learnable null vector (a `NullCondition` or its normalised `(D,)` tensor).
+    null_condition: the learnable null vector (a `NullCondition`, or the `(D,)` tensor to feed as it is).
+    null_condition_form: for a `NullCondition`, feed its normalised vector ("normalized", as in training)
+      or its raw parameter ("raw", as the release's clip_vqdiffusion.py does).
     """
     device = _model_device(model)
     config = getattr(model, "config", None)
@@ -183,7 +192,7 @@ def sample(
         raise ValueError(f"condition must be (num_images, D), got shape {tuple(condition.shape)}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    null_vector = _null_vector(null_condition)
+    null_vector = _null_vector(null_condition, null_condition_form)
     if guidance_scale != 1.0 and null_vector is None:
         raise ValueError(f"guidance_scale={guidance_scale} needs null_condition (the model's learnable null vector)")
     if guidance_scale == 1.0:

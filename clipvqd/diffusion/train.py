@@ -1,4 +1,4 @@
-"""One trainer for every CLIP-VQDiffusion variant (DESIGN §4, §7).
+"""One trainer for every CLIP-VQDiffusion variant (docs/design.md §4, §7).
 
 Modes differ only in the condition each training sample gets:
   language_free  normalize(e/|e| + alpha eps/|eps|) from the CLIP *image* embedding e (the method);
@@ -10,156 +10,39 @@ Modes differ only in the condition each training sample gets:
   unconditional  always the null vector (lower-bound control).
 
 Reproducibility: every random draw comes from a generator named by (seed, purpose, step, sample), see
-`seeding.py`. The model, EMA, optimiser, LR schedule and timestep sampler are snapshotted in `work_dir`
-(not a workflow output, so it survives a failed job), and a rerun continues exactly where the last
-snapshot stopped. Under torchrun the global batch is split across processes; because noise is drawn
-per sample, a 2-process run sees the same noise as a 1-process run of the same global batch.
+`clipvqd.training.seeding`. The model, EMA, optimiser, LR schedule and timestep sampler are snapshotted
+in `work_dir` (not a workflow output, so it survives a failed job) by `clipvqd.training.TrainingRun`, and
+a rerun continues exactly where the last snapshot stopped. Under torchrun the global batch is split
+across processes; because noise is drawn per sample, a 2-process run sees the same noise as a 1-process
+run of the same global batch. The settings are in `train_config.py`.
 """
 
 from __future__ import annotations
 
-import math
-import os
-import time
-from dataclasses import asdict, dataclass
-from enum import Enum
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 
 from clipvqd.checkpoint import load_meta, load_weights, save_weights
-from clipvqd.config_blocks import from_mapping
 from clipvqd.hashing import sha256_file
-from clipvqd.resume import CorruptResumeState, ResumeState, settings_fingerprint, tensor_sha256, write_curve_csv
+from clipvqd.training import (Distributed, ExponentialMovingAverage, TrainingRun, generator_for, seeded_global_rng,
+                              tensor_sha256, warmup_cosine, without_bookkeeping)
 
 from .condition import NullCondition, draw_null_mask, l2_normalize, noisy_image_condition, substitute_null
 from .loss import TimestepSampler, diffusion_loss
 from .mask_and_replace import MaskAndReplace
-from .seeding import derive_seed, generator_for
+from .train_config import DiffusionTrainConfig, TrainingMode
 from .transformer import Denoiser, DenoiserConfig
+
+__all__ = ["DenoiserAndNullCondition", "DiffusionTrainConfig", "TrainingMode", "WEIGHTS_FORMAT", "load_denoiser",
+           "train_diffusion"]
 
 WEIGHTS_FORMAT = "clipvqd-denoiser/1"
 
 # Names of the independent random streams (the first element after the seed).
 _STREAM_INIT, _STREAM_DATA_ORDER, _STREAM_SAMPLE_NOISE = 1, 2, 3
-
-
-class TrainingMode(str, Enum):
-    LANGUAGE_FREE = "language_free"
-    CFG_FINETUNE = "cfg_finetune"
-    PAIRED = "paired"
-    UNCONDITIONAL = "unconditional"
-
-    @classmethod
-    def parse(cls, value: "TrainingMode | str") -> "TrainingMode":
-        try:
-            return cls(value)
-        except ValueError:
-            raise ValueError(f"unknown training mode '{value}'; expected one of {[m.value for m in cls]}") from None
-
-
-@dataclass(frozen=True)
-class DiffusionTrainConfig:
-    """Optimisation settings. Defaults: language-free pretraining of the world's CPU-sized model."""
-
-    steps: int = 1600
-    """Optimiser steps in total (a resumed run stops at the same total). World default: about 9
-    minutes on one CPU thread for the default model on 16x16 tokens (800 steps left the paired
-    control at 0.56 attribute accuracy against 0.42 for the unconditional one)."""
-    batch_size: int = 16
-    """Global batch: token maps per step summed over all processes (must divide evenly among them)."""
-    learning_rate: float = 1e-3
-    """Peak learning rate reached after warm-up (paper pretraining: 4.5e-4; fine-tuning: 4e-6). The
-    world default is higher because the small model trains for minutes, not days."""
-    warmup_steps: int = 100
-    """Linear warm-up from 0 to learning_rate (paper pretraining: 2000; fine-tuning: 30000)."""
-    final_lr_fraction: float = 0.1
-    """After warm-up, cosine decay to learning_rate * this by the last step; 1.0 keeps it constant.
-    (The paper reduces on a validation plateau, which a fixed-budget offline run cannot reproduce.)"""
-    adam_betas: tuple[float, float] = (0.9, 0.96)
-    """AdamW betas (paper)."""
-    weight_decay: float = 4.5e-2
-    """AdamW decoupled weight decay (paper), applied to every trained parameter as in the release."""
-    grad_clip_norm: float = 0.5
-    """Global gradient-norm clip, used only during the first grad_clip_steps steps (paper: 0.5)."""
-    grad_clip_steps: int = 5000
-    """Steps from the start during which gradients are clipped (paper: 5000)."""
-    ema_decay: float = 0.99
-    """Decay of the exponential moving average of the weights; the EMA weights are what is saved."""
-    ema_update_interval: int = 1
-    """Steps between EMA updates (paper: 25 with decay 0.99, an averaging horizon of ~2500 steps). The
-    world default updates every step (horizon ~100 steps): with every 5th step, the saved weights of a
-    1200-step run lagged so far behind that the rarer attributes were not followed at all."""
-    aux_loss_weight: float = 5e-4
-    """lambda of the auxiliary -log p(x0 | x_t) term, scaled by (2 - t/T) (paper: 5e-4)."""
-    importance_min_samples: int = 10
-    """Timesteps are uniform until every step index has this many loss samples (paper: 10)."""
-    importance_history_decay: float = 0.9
-    """Decay of each step's moving average of L_t^2 that sets the importance distribution."""
-    condition_noise_alpha: float = 0.5
-    """alpha of the language-free condition noise (FFHQ 0.5, COCO 0.25; ablation 0.25-0.9). Used by
-    language_free and cfg_finetune."""
-    null_condition_probability: float = 0.1
-    """cfg_finetune and paired: probability that a sample's condition is replaced by the null vector
-    (paper 0.1)."""
-    snapshot_interval: int = 200
-    """Steps between resume snapshots in work_dir."""
-    log_interval: int = 10
-    """Steps averaged into one row of the loss-curve CSV."""
-
-    def __post_init__(self) -> None:
-        checks = {
-            "steps": self.steps >= 1,
-            "batch_size": self.batch_size >= 1,
-            "learning_rate": self.learning_rate > 0,
-            "warmup_steps": self.warmup_steps >= 0,
-            "final_lr_fraction": 0.0 <= self.final_lr_fraction <= 1.0,
-            "adam_betas": len(self.adam_betas) == 2 and all(0.0 <= b < 1.0 for b in self.adam_betas),
-            "weight_decay": self.weight_decay >= 0,
-            "grad_clip_norm": self.grad_clip_norm > 0,
-            "grad_clip_steps": self.grad_clip_steps >= 0,
-            "ema_decay": 0.0 <= self.ema_decay < 1.0,
-            "ema_update_interval": self.ema_update_interval >= 1,
-            "aux_loss_weight": self.aux_loss_weight >= 0,
-            "importance_min_samples": self.importance_min_samples >= 1,
-            "importance_history_decay": 0.0 <= self.importance_history_decay < 1.0,
-            "condition_noise_alpha": self.condition_noise_alpha >= 0,
-            "null_condition_probability": 0.0 <= self.null_condition_probability <= 1.0,
-            "snapshot_interval": self.snapshot_interval >= 1,
-            "log_interval": self.log_interval >= 1,
-        }
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(f"DiffusionTrainConfig: invalid {', '.join(f'{n}={getattr(self, n)!r}' for n in bad)}")
-
-    @classmethod
-    def world_finetune(cls) -> "DiffusionTrainConfig":
-        """CFG fine-tuning of the world model: short, at a tenth of the pretraining learning rate."""
-        return cls(steps=300, learning_rate=1e-4, warmup_steps=20, final_lr_fraction=1.0, grad_clip_steps=0)
-
-    @classmethod
-    def paper_pretrain(cls) -> "DiffusionTrainConfig":
-        """The released FFHQ pretraining solver (batch 16 per GPU; steps are a budget choice)."""
-        return cls(steps=300_000, batch_size=16, learning_rate=4.5e-4, warmup_steps=2000, final_lr_fraction=1.0,
-                   ema_update_interval=25, snapshot_interval=2000, log_interval=100)
-
-    @classmethod
-    def paper_finetune(cls) -> "DiffusionTrainConfig":
-        """The released FFHQ CFG fine-tuning solver (warm-up to 4e-6 over 30k steps)."""
-        return cls(steps=100_000, batch_size=8, learning_rate=4e-6, warmup_steps=30_000, final_lr_fraction=1.0,
-                   ema_update_interval=25, snapshot_interval=2000, log_interval=100)
-
-    def to_dict(self) -> dict[str, Any]:
-        values = asdict(self)
-        values["adam_betas"] = list(self.adam_betas)
-        return values
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any], source: str = "config") -> "DiffusionTrainConfig":
-        return from_mapping(cls, values, source)
 
 
 class DenoiserAndNullCondition(nn.Module):
@@ -177,83 +60,7 @@ class DenoiserAndNullCondition(nn.Module):
         return self.denoiser(x_t, t, condition)
 
 
-class ExponentialMovingAverage:
-    """EMA of a module's floating-point state (integer buffers are copied)."""
-
-    def __init__(self, module: nn.Module, decay: float):
-        self.decay = decay
-        self.shadow = {key: value.detach().clone() for key, value in module.state_dict().items()}
-
-    @torch.no_grad()
-    def update(self, module: nn.Module) -> None:
-        for key, value in module.state_dict().items():
-            if value.dtype.is_floating_point:
-                self.shadow[key].lerp_(value.detach(), 1.0 - self.decay)
-            else:
-                self.shadow[key].copy_(value)
-
-    def state_dict(self) -> dict[str, Tensor]:
-        return {key: value.clone() for key, value in self.shadow.items()}
-
-    def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
-        if set(state) != set(self.shadow):
-            raise ValueError("EMA state does not match the model's parameters")
-        for key, value in state.items():
-            self.shadow[key].copy_(value)
-
-
-@dataclass
-class _Distributed:
-    rank: int
-    world_size: int
-    device: torch.device
-    created_group: bool
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @classmethod
-    def from_environment(cls, device: str | torch.device) -> "_Distributed":
-        device = torch.device(device)
-        if dist.is_available() and dist.is_initialized():
-            created = False
-        elif int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            backend = "nccl" if device.type == "cuda" else "gloo"
-            dist.init_process_group(backend=backend, init_method="env://")
-            created = True
-        else:
-            return cls(0, 1, device, False)
-        rank, world_size = dist.get_rank(), dist.get_world_size()
-        if device.type == "cuda" and device.index is None:
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank % max(torch.cuda.device_count(), 1))))
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        return cls(rank, world_size, device, created)
-
-    def gather_rows(self, rows: Tensor) -> Tensor:
-        """Concatenate each process's `(b, k)` rows in rank order (identical result on every rank)."""
-        if self.world_size == 1:
-            return rows
-        parts = [torch.empty_like(rows) for _ in range(self.world_size)]
-        dist.all_gather(parts, rows.contiguous())
-        return torch.cat(parts)
-
-    def barrier(self) -> None:
-        if self.world_size > 1:
-            dist.barrier()
-
-
-def _learning_rate_factor(step: int, config: DiffusionTrainConfig) -> float:
-    if step < config.warmup_steps:
-        return (step + 1) / config.warmup_steps
-    decay_steps = max(config.steps - config.warmup_steps, 1)
-    progress = min((step - config.warmup_steps) / decay_steps, 1.0)
-    floor = config.final_lr_fraction
-    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-# Loss-curve columns, each averaged over the log_interval steps ending at `step`: loss (the optimised
+# Loss-curve columns, each averaged over the log_every steps ending at `step`: loss (the optimised
 # objective, nats per token); vlb_per_token and x0_nll_per_token (the bound term and -log p(x0 | x_t),
 # estimated for t uniform, nats per token); learning_rate (of the last step); grad_norm (before
 # clipping); uniform_timesteps (1 while t is still drawn uniformly); elapsed_s (training wall time,
@@ -287,8 +94,7 @@ def _validate_inputs(tokens: Tensor, conditions: Tensor | None, model_cfg: Denoi
 
 def _build_model(model_cfg: DenoiserConfig, seed: int) -> DenoiserAndNullCondition:
     # Initialise from the run's seed without touching the caller's global RNG.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed(seed, _STREAM_INIT))
+    with seeded_global_rng(seed, _STREAM_INIT):
         return DenoiserAndNullCondition(model_cfg)
 
 
@@ -359,13 +165,12 @@ def train_diffusion(
         raise ValueError(f"batch_size {train_cfg.batch_size} exceeds the {num_maps} training token maps")
     work_dir, out_weights, curve_csv = Path(work_dir), Path(out_weights), Path(curve_csv)
 
-    context = _Distributed.from_environment(device)
+    context = Distributed.from_environment(device)
     try:
         return _train(tokens, conditions, model_cfg, train_cfg, mode, work_dir, out_weights, curve_csv,
                       context, seed, init_weights, progress)
     finally:
-        if context.created_group:
-            dist.destroy_process_group()
+        context.close()
 
 
 def _train(
@@ -377,7 +182,7 @@ def _train(
     work_dir: Path,
     out_weights: Path,
     curve_csv: Path,
-    context: _Distributed,
+    context: Distributed,
     seed: int,
     init_weights: str | Path | None,
     progress: bool,
@@ -410,67 +215,31 @@ def _train(
     # Fused AdamW on CUDA: one kernel for all parameters (benchmarks/diffusion_gpu.py's bf16 configurations).
     optimizer = torch.optim.AdamW(trained, lr=train_cfg.learning_rate, betas=tuple(train_cfg.adam_betas),
                                   weight_decay=train_cfg.weight_decay, fused=True if device.type == "cuda" else None)
-    lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _learning_rate_factor(s, train_cfg))
+    lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(
+        step, train_cfg.steps, train_cfg.warmup_steps, train_cfg.final_lr_fraction))
     timestep_sampler = TimestepSampler(model_cfg.num_steps, train_cfg.importance_min_samples,
                                        train_cfg.importance_history_decay)
 
-    fingerprint = settings_fingerprint({
-        "model": model_cfg.to_dict(),
-        "train": {k: v for k, v in train_cfg.to_dict().items() if k not in ("snapshot_interval", "log_interval")},
-        "mode": mode.value,
-        "seed": seed,
-        "tokens": tensor_sha256(tokens),
-        "conditions": tensor_sha256(embeddings),
-        "init_weights": None if init_weights is None else sha256_file(init_weights),
-    })
-    resume = ResumeState(work_dir)
-    resumable = {"model": parts, "ema": ema, "optimizer": optimizer, "lr_schedule": lr_schedule,
-                 "timestep_sampler": timestep_sampler}
-    # Snakemake reruns a training job when its data or settings change; the snapshots of the earlier run
-    # are then useless (and must never be mixed in), so that run starts over instead of failing.
-    stale = resume.newest_fingerprint() not in (None, fingerprint)
-    # Under torchrun every rank must read the snapshot before rank 0 may delete it; otherwise a late rank
-    # finds no snapshot, skips the barrier below, and the ranks' collectives no longer line up (a hang).
-    context.barrier()
-    if stale:
-        if context.is_main:
-            print(f"diffusion ({mode.value}): the resume state in {work_dir} was written by a run with other data "
-                  f"or settings; starting over", flush=True)
-            resume.clear()
-        context.barrier()
-    try:
-        start_step, extra = resume.restore(resumable)
-    except (RuntimeError, KeyError, ValueError) as error:  # e.g. tensors shaped for another model
-        if isinstance(error, CorruptResumeState):
-            raise
-        raise ValueError(f"resume state in {work_dir} does not fit this model ({error}); delete that folder "
-                         f"to start over") from error
-    if start_step and context.is_main:
-        print(f"diffusion ({mode.value}): resuming from the snapshot at step {start_step} of {train_cfg.steps} "
-              f"in {work_dir}", flush=True)
-    curve: list[dict[str, Any]] = list(extra.get("curve", []))
-    elapsed_before = float(extra.get("elapsed_s", 0.0))
-    started = time.monotonic()
-
-    def elapsed() -> float:
-        return elapsed_before + time.monotonic() - started
-
-    def snapshot(step: int) -> None:
-        if context.is_main:
-            resume.save(step, resumable, {"fingerprint": fingerprint, "curve": curve, "elapsed_s": elapsed()})
-            write_curve_csv(curve_csv, curve, _CURVE_FIELDS)
-        context.barrier()
+    run = TrainingRun(
+        f"diffusion ({mode.value})", work_dir=work_dir, curve_csv=curve_csv, curve_fields=_CURVE_FIELDS,
+        total_steps=train_cfg.steps, snapshot_every=train_cfg.snapshot_every, distributed=context, progress=progress,
+        settings={
+            "model": model_cfg.to_dict(),
+            "train": without_bookkeeping(train_cfg.to_dict()),
+            "mode": mode.value,
+            "seed": seed,
+            "tokens": tensor_sha256(tokens),
+            "conditions": tensor_sha256(embeddings),
+            "init_weights": None if init_weights is None else sha256_file(init_weights),
+        },
+        state={"model": parts, "ema": ema, "optimizer": optimizer, "lr_schedule": lr_schedule,
+               "timestep_sampler": timestep_sampler})
+    start_step = run.start()
 
     network: nn.Module = parts
     if world_size > 1:
         network = nn.parallel.DistributedDataParallel(parts, device_ids=[device.index] if device.type == "cuda" else None)
     parts.train()
-
-    bar = None
-    if progress and context.is_main:
-        from tqdm import tqdm
-
-        bar = tqdm(total=train_cfg.steps, initial=start_step, desc=f"diffusion {mode.value}", unit="step")
 
     steps_per_epoch = token_rows.shape[0] // train_cfg.batch_size
     order_epoch, order = -1, None
@@ -493,7 +262,8 @@ def _train(
         autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
         with autocast:
             logits = network(xt, t, condition, use_null)
-        terms = diffusion_loss(schedule, logits, x0, xt, t, weight, train_cfg.aux_loss_weight)
+        terms = diffusion_loss(schedule, logits, x0, xt, t, weight, train_cfg.aux_loss_weight,
+                               loss_over_steps=train_cfg.loss_over_steps)
         optimizer.zero_grad(set_to_none=True)
         terms.loss.backward()
         clip = train_cfg.grad_clip_norm if step < train_cfg.grad_clip_steps else float("inf")
@@ -511,15 +281,15 @@ def _train(
         window.append(gathered)
         window_grad_norms.append(grad_norm)
 
-        if (step + 1) % train_cfg.ema_update_interval == 0:
+        if (step + 1) % train_cfg.ema_update_every == 0:
             ema.update(parts)
         done = step + 1
-        if done % train_cfg.log_interval == 0 or done == train_cfg.steps:
+        if done % train_cfg.log_every == 0 or done == train_cfg.steps:
             rows = torch.cat(window)
             # Importance weights make these unbiased estimates of the averages over uniform t.
             importance = rows[:, 4]
             per_token = 1.0 / model_cfg.num_tokens
-            curve.append({
+            run.log({
                 "step": done,
                 "loss": round(float(rows[:, 3].mean()) * per_token, 6),
                 "vlb_per_token": round(float((importance * rows[:, 1]).mean()) * per_token, 6),
@@ -527,16 +297,9 @@ def _train(
                 "learning_rate": learning_rate,
                 "grad_norm": round(sum(window_grad_norms) / len(window_grad_norms), 6),
                 "uniform_timesteps": int(uniform),
-                "elapsed_s": round(elapsed(), 3),
             })
             window, window_grad_norms = [], []
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{float(terms.loss):.4f}")
-        if done % train_cfg.snapshot_interval == 0 and done != train_cfg.steps:
-            snapshot(done)
-    if bar is not None:
-        bar.close()
+        run.step_done(done, loss=terms.loss)
 
     final_step = max(start_step, train_cfg.steps)
     meta = {
@@ -551,15 +314,10 @@ def _train(
         "num_training_maps": int(tokens.shape[0]),
         "init_weights": None if init_weights is None else str(init_weights),
         "init_weights_meta": None if init_meta is None else {k: init_meta.get(k) for k in ("mode", "step", "seed")},
-        "fingerprint": fingerprint,
-        "elapsed_s": round(elapsed(), 3),
+        **run.provenance(),
+        "elapsed_s": round(run.elapsed(), 3),
     }
-    if start_step < train_cfg.steps:
-        snapshot(final_step)
-    if context.is_main:
-        save_weights(out_weights, ema.state_dict(), meta)
-        write_curve_csv(curve_csv, curve, _CURVE_FIELDS)
-    context.barrier()
+    run.finish(lambda: save_weights(out_weights, ema.state_dict(), meta))
     return meta
 
 

@@ -1,4 +1,4 @@
-"""The denoising transformer of CLIP-VQDiffusion (DESIGN §4).
+"""The denoising transformer of CLIP-VQDiffusion (docs/design.md §4).
 
 It reads a token grid x_t (codes plus [MASK]), the step index t and one pooled condition vector c and
 returns logits of p(x0 | x_t, c) over the K codes at every position. Each block is
@@ -10,73 +10,25 @@ where AdaLN is a LayerNorm without affine parameters followed by `* (1 + scale) 
 variant takes scale and shift from a learned per-step embedding through SiLU and Linear; the condition
 variant from `Linear(SiLU(Linear(c)))`. The condition enters only there: no cross-attention. ConvMLP is
 a 3x3 convolution to `mlp_ratio` x width, GELU, and a 3x3 convolution back, on the 2-D token grid.
+
+This is the released model's layout (CLIPVQDiffusion image_synthesis/modeling/transformers/
+transformer_utils.py: Block with attn_type 'selfcondition', timestep_type 'adalayernorm', class_type
+'adalayerclip', mlp_type 'conv_mlp'). Two details are configurable so that the paper presets follow the
+release while the world default keeps what it was measured with: the ConvMLP activation (`mlp_activation`: exact GELU, or the release's GELU2, x * sigmoid(1.702 x))
+
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Mapping
-
+import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor, nn
 
-from clipvqd.config_blocks import from_mapping
+from .model_config import MLP_ACTIVATIONS, DenoiserConfig
 
-
-@dataclass(frozen=True)
-class DenoiserConfig:
-    """Sizes of the denoiser. The defaults are the CPU-sized model for the embedded world."""
-
-    num_codes: int = 256
-    """K: codes of the tokenizer (in practice its compacted vocabulary). [MASK] is extra, index K."""
-    grid_height: int = 8
-    """Rows of the token grid (image height / tokenizer downsampling)."""
-    grid_width: int = 8
-    """Columns of the token grid."""
-    condition_dim: int = 128
-    """Length of the condition vector (the CLIP embedding dimension)."""
-    hidden_dim: int = 64
-    """Transformer width (paper: 512). The world default is sized for a ~3-minute CPU pretraining."""
-    num_layers: int = 4
-    """Number of blocks (paper: 24)."""
-    num_heads: int = 4
-    """Attention heads; must divide hidden_dim (paper: 16)."""
-    mlp_ratio: int = 2
-    """ConvMLP hidden width as a multiple of hidden_dim (paper: 4). The world default halves it: the
-    3x3 convolutions dominate the cost (9x a linear layer of the same width; 88% of the paper
-    model's 515M parameters)."""
-    num_steps: int = 100
-    """T, the number of diffusion steps; sizes the timestep embedding and the schedule."""
-
-    def __post_init__(self) -> None:
-        positive = ("num_codes", "grid_height", "grid_width", "condition_dim", "hidden_dim", "num_layers",
-                    "num_heads", "mlp_ratio", "num_steps")
-        for name in positive:
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"DenoiserConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.hidden_dim % self.num_heads:
-            raise ValueError(
-                f"DenoiserConfig.hidden_dim ({self.hidden_dim}) must be divisible by num_heads ({self.num_heads})"
-            )
-        if self.num_codes < 2 or self.num_steps < 2:
-            raise ValueError("DenoiserConfig needs num_codes >= 2 and num_steps >= 2")
-
-    @property
-    def num_tokens(self) -> int:
-        return self.grid_height * self.grid_width
-
-    @classmethod
-    def paper(cls) -> "DenoiserConfig":
-        """The released FFHQ/COCO configuration: 24 x 512, 16 heads, 16x16 tokens, K = 4096, CLIP 512-d."""
-        return cls(num_codes=4096, grid_height=16, grid_width=16, condition_dim=512, hidden_dim=512,
-                   num_layers=24, num_heads=16, mlp_ratio=4, num_steps=100)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any], source: str = "config") -> "DenoiserConfig":
-        return from_mapping(cls, values, source)
+NULL_CONDITION_FORMS = ("normalized", "raw")
+__all__ = ["MLP_ACTIVATIONS", "NULL_CONDITION_FORMS", "Denoiser", "DenoiserConfig"]
 
 
 class AdaptiveLayerNorm(nn.Module):
@@ -123,28 +75,34 @@ class SelfAttention(nn.Module):
         self.out = nn.Linear(dim, dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        batch, tokens, dim = x.shape
-        q, k, v = self.qkv(x).view(batch, tokens, 3, self.num_heads, dim // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = rearrange(self.qkv(x), "b n (qkv h d) -> qkv b h n d", qkv=3, h=self.num_heads)
         y = F.scaled_dot_product_attention(q, k, v)
-        return self.out(y.transpose(1, 2).reshape(batch, tokens, dim))
+        return self.out(rearrange(y, "b h n d -> b n (h d)"))
+
+
+def quick_gelu(x: Tensor) -> Tensor:
+    """x * sigmoid(1.702 x): the sigmoid approximation of GELU (the release's GELU2)."""
+    return x * torch.sigmoid(1.702 * x)
 
 
 class ConvMLP(nn.Module):
     """3x3 conv to ratio x width, GELU, 3x3 conv back, on the token grid (mixes neighbouring tokens)."""
 
-    def __init__(self, dim: int, ratio: int, grid_height: int, grid_width: int):
+    def __init__(self, dim: int, ratio: int, grid_height: int, grid_width: int, activation: str = "gelu"):
         super().__init__()
         self.grid = (grid_height, grid_width)
         self.expand = nn.Conv2d(dim, ratio * dim, kernel_size=3, padding=1)
         self.contract = nn.Conv2d(ratio * dim, dim, kernel_size=3, padding=1)
+        if activation not in MLP_ACTIVATIONS:
+            raise ValueError(f"ConvMLP activation must be one of {MLP_ACTIVATIONS}, got {activation!r}")
+        self.activation = F.gelu if activation == "gelu" else quick_gelu
 
     def forward(self, x: Tensor) -> Tensor:
-        batch, tokens, dim = x.shape
-        # (B, H, W, C) viewed as (B, C, H, W) is channels-last in memory, which the CPU and cuDNN
-        # convolutions take without a copy.
-        grid = x.view(batch, *self.grid, dim).permute(0, 3, 1, 2)
-        y = self.contract(F.gelu(self.expand(grid)))
-        return y.permute(0, 2, 3, 1).reshape(batch, tokens, dim)
+        # Tokens (row-major) to the grid and back. (B, H, W, C) viewed as (B, C, H, W) is channels-last in
+        # memory, which the CPU and cuDNN convolutions take without a copy.
+        grid = rearrange(x, "b (gh gw) c -> b c gh gw", gh=self.grid[0], gw=self.grid[1])
+        y = self.contract(self.activation(self.expand(grid)))
+        return rearrange(y, "b c gh gw -> b (gh gw) c")
 
 
 class DenoiserBlock(nn.Module):
@@ -156,7 +114,7 @@ class DenoiserBlock(nn.Module):
         self.attention = SelfAttention(dim, config.num_heads)
         self.condition_modulation = ConditionModulation(config.condition_dim, dim)
         self.mlp_norm = AdaptiveLayerNorm(dim)
-        self.mlp = ConvMLP(dim, config.mlp_ratio, config.grid_height, config.grid_width)
+        self.mlp = ConvMLP(dim, config.mlp_ratio, config.grid_height, config.grid_width, config.mlp_activation)
 
     def forward(self, x: Tensor, t: Tensor, condition: Tensor) -> Tensor:
         x = x + self.attention(self.attention_norm(x, self.timestep_modulation(t)))
@@ -202,8 +160,9 @@ class Denoiser(nn.Module):
             raise ValueError(f"condition must be ({batch}, {cfg.condition_dim}), got {tuple(condition.shape)}")
         if t.shape != (batch,):
             raise ValueError(f"t must be ({batch},), got {tuple(t.shape)}")
-        position = (self.row_embedding.weight[:, None, :] + self.column_embedding.weight[None, :, :])
-        x = self.token_embedding(tokens) + position.reshape(1, cfg.num_tokens, -1)
+        # Learned row plus column embedding of each grid position, in the tokens' row-major order.
+        position = rearrange(self.row_embedding.weight, "gh c -> gh 1 c") + self.column_embedding.weight
+        x = self.token_embedding(tokens) + rearrange(position, "gh gw c -> 1 (gh gw) c")
         condition = condition.to(x.dtype)
         for block in self.blocks:
             x = block(x, t, condition)

@@ -349,7 +349,7 @@ def clip_feature_extractor(clip, label: str = "judge-clip") -> FeatureExtractorS
 def inception_feature_extractor(weights_path: str | Path, weights_sha256: str) -> FeatureExtractorSpec:
     """torch-fidelity's InceptionV3 from a local weights file, checked against its sha256 first.
 
-    torch-fidelity loads that file with `torch.load(weights_only=False)` (a pickle), which DESIGN §7
+    torch-fidelity loads that file with `torch.load(weights_only=False)` (a pickle), which docs/design.md §7
     allows only for declared inputs with checksums: hence the sha256 is required, not optional.
     """
     if not weights_sha256:

@@ -1,4 +1,4 @@
-"""Sizes and optimisation settings of the LAFITE baseline (DESIGN §4), each field documented.
+"""Sizes and optimisation settings of the LAFITE baseline (docs/design.md §4), each field documented.
 
 Defaults are the embedded world's CPU-sized model at 32 px; `paper()` / `paper_train()` are the official
 settings at 256 px. Where a value comes from the official implementation (github.com/drboog/Lafite) the
@@ -138,7 +138,7 @@ class LafiteTrainConfig:
     """'official': logits exp(cos/temperature), as the released code computes them (its comment calls this
     incorrect but says it reproduces the published results with these weights); 'infonce': cos/temperature."""
     r1_gamma: float = 0.01
-    """R1 penalty weight gamma (official README example at 256 px: --gamma=10; DESIGN §4). The world
+    """R1 penalty weight gamma (official README example at 256 px: --gamma=10; docs/design.md §4). The world
     default follows StyleGAN2-ADA at 32 px (its cifar config: 0.01; its heuristic 0.0002 * res^2 / batch
     gives 0.0128), which the official train.py's 'auto' config also uses when --gamma is not given."""
     r1_interval: int = 16
@@ -151,9 +151,9 @@ class LafiteTrainConfig:
     """DiffAugment policies applied to every image the discriminator sees, real and generated, in both
     updates (`clipvqd.lafite.augment`): any of 'color', 'translation', 'cutout', applied in the order
     listed. Official: none (train.py: aug='noaug')."""
-    snapshot_interval: int = 200
+    snapshot_every: int = 200
     """Steps between resume snapshots in the work folder."""
-    log_interval: int = 20
+    log_every: int = 20
     """Steps averaged into one row of the loss-curve CSV."""
 
     def __post_init__(self) -> None:
@@ -175,15 +175,15 @@ class LafiteTrainConfig:
             "ema_half_life_images": self.ema_half_life_images >= 0,
             "ema_rampup": self.ema_rampup >= 0,
             "augment": all(p in AUGMENT_POLICIES for p in self.augment) and len(set(self.augment)) == len(self.augment),
-            "snapshot_interval": self.snapshot_interval >= 1,
-            "log_interval": self.log_interval >= 1,
+            "snapshot_every": self.snapshot_every >= 1,
+            "log_every": self.log_every >= 1,
         }, self)
 
     @classmethod
     def paper(cls) -> "LafiteTrainConfig":
         """The official language-free run's losses and optimiser; steps are a budget choice (25 000 kimg
         at batch 16 would be 1.56 M steps)."""
-        return cls(steps=200_000, learning_rate=0.0025, r1_gamma=10.0, snapshot_interval=2000, log_interval=100)
+        return cls(steps=200_000, learning_rate=0.0025, r1_gamma=10.0, snapshot_every=2000, log_every=100)
 
     def to_dict(self) -> dict[str, Any]:
         values = asdict(self)

@@ -11,8 +11,8 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from clipvqd.diffusion.seeding import generator_for
 from clipvqd.manifest import to_uint8
+from clipvqd.training.seeding import generator_for
 
 from .conditioning import text_condition
 from .generator import Generator

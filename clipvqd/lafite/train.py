@@ -5,9 +5,10 @@ update (logistic loss + itd on real images + lazy R1), then the generator EMA. h
 feature of each real image's cached CLIP embedding (`conditioning.pseudo_text_feature`); fakes are drawn
 with the h' of the real batch, as in the official loop (training/loss.py: gen images use txt_fts_).
 
-Reproducibility as in the diffusion trainer: every draw (data order, z, the noise of h', the synthesis
-noise) comes from a generator named by (seed, purpose, step), so a run killed and resumed from its
-snapshot in `work_dir` (not a workflow output) ends with the same weights as an uninterrupted one.
+Reproducibility: every draw (data order, z, the noise of h', the synthesis noise) comes from a generator
+named by (seed, purpose, step) (`clipvqd.training.seeding`), so a run killed and resumed from its
+snapshot in `work_dir` (not a workflow output; `clipvqd.training.TrainingRun`) ends with the same weights
+as an uninterrupted one.
 
 Unconditional mode (`embeddings=None`, used by the clip2latent baseline, which needs a plain StyleGAN2):
 the condition is a zero vector, so the styles see only w and the projection term of D vanishes, and the
@@ -16,7 +17,6 @@ contrastive losses (and with them the CLIP) are skipped; everything else is the 
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,8 @@ from torch import Tensor
 
 from clipvqd.checkpoint import load_meta, load_weights, save_weights
 from clipvqd.clip.encoder import ClipEncoder
-from clipvqd.diffusion.seeding import derive_seed, generator_for
-from clipvqd.diffusion.train import ExponentialMovingAverage
-from clipvqd.resume import CorruptResumeState, ResumeState, settings_fingerprint, tensor_sha256, write_curve_csv
+from clipvqd.training import (ExponentialMovingAverage, TrainingRun, generator_for, seeded_global_rng, tensor_sha256,
+                              without_bookkeeping)
 
 from .augment import diff_augment
 from .clip_features import clip_image_features, freeze
@@ -41,7 +40,7 @@ WEIGHTS_FORMAT = "clipvqd-lafite-generator/1"
 
 _STREAM_INIT, _STREAM_DATA_ORDER, _STREAM_STEP = 11, 12, 13
 
-# Loss-curve columns, each averaged over the log_interval steps ending at `step`: loss_g and loss_d (the
+# Loss-curve columns, each averaged over the log_every steps ending at `step`: loss_g and loss_d (the
 # optimised objectives; loss_d without R1), g_adversarial (softplus(-D(G))), itc and itd_fake (the
 # generator's contrastive terms, unweighted), itd_real (the discriminator's), iic and iid (the generator's
 # image-image contrastive terms, unweighted; blank when their weight is 0), r1 (mean |grad|^2 on the
@@ -53,8 +52,7 @@ CURVE_FIELDS = ["step", "loss_g", "loss_d", "g_adversarial", "itc", "itd_fake", 
 
 def build_networks(model_cfg: LafiteModelConfig, seed: int) -> tuple[Generator, Discriminator]:
     """G and D initialised from the run's seed, leaving the caller's global RNG untouched."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed(seed, _STREAM_INIT))
+    with seeded_global_rng(seed, _STREAM_INIT):
         return Generator(model_cfg), Discriminator(model_cfg)
 
 
@@ -118,48 +116,19 @@ def train_lafite(
     g_opt = torch.optim.Adam(generator.parameters(), lr=train_cfg.learning_rate, betas=betas, eps=1e-8)
     d_opt = torch.optim.Adam(discriminator.parameters(), lr=train_cfg.learning_rate, betas=betas, eps=1e-8)
 
-    fingerprint = settings_fingerprint({
-        "model": model_cfg.to_dict(),
-        "train": {k: v for k, v in train_cfg.to_dict().items() if k not in ("snapshot_interval", "log_interval")},
-        "seed": seed,
-        "images": tensor_sha256(images),
-        "embeddings": tensor_sha256(embeddings),
-        "clip": clip.identity if conditional else None,
-    })
-    resume = ResumeState(work_dir)
-    resumable = {"generator": generator, "discriminator": discriminator, "ema": ema, "g_opt": g_opt, "d_opt": d_opt}
-    if resume.newest_fingerprint() not in (None, fingerprint):
-        print(f"lafite: the resume state in {work_dir} was written by a run with other data or settings; "
-              "starting over", flush=True)
-        resume.clear()
-    try:
-        start_step, extra = resume.restore(resumable)
-    except (RuntimeError, KeyError, ValueError) as error:
-        if isinstance(error, CorruptResumeState):
-            raise
-        raise ValueError(f"resume state in {work_dir} does not fit this model ({error}); delete that folder "
-                         "to start over") from error
-    if start_step:
-        print(f"lafite: resuming from the snapshot at step {start_step} of {train_cfg.steps} in {work_dir}", flush=True)
-    curve: list[dict[str, Any]] = list(extra.get("curve", []))
-    elapsed_before = float(extra.get("elapsed_s", 0.0))
-    started = time.monotonic()
-
-    def elapsed() -> float:
-        return elapsed_before + time.monotonic() - started
-
-    def write_curve() -> None:
-        write_curve_csv(curve_csv, curve, CURVE_FIELDS)
-
-    def snapshot(step: int) -> None:
-        resume.save(step, resumable, {"fingerprint": fingerprint, "curve": curve, "elapsed_s": elapsed()})
-        write_curve()
-
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=train_cfg.steps, initial=start_step, desc="lafite", unit="step")
+    run = TrainingRun(
+        "lafite", work_dir=work_dir, curve_csv=curve_csv, curve_fields=CURVE_FIELDS, total_steps=train_cfg.steps,
+        snapshot_every=train_cfg.snapshot_every, progress=progress,
+        settings={
+            "model": model_cfg.to_dict(),
+            "train": without_bookkeeping(train_cfg.to_dict()),
+            "seed": seed,
+            "images": tensor_sha256(images),
+            "embeddings": tensor_sha256(embeddings),
+            "clip": clip.identity if conditional else None,
+        },
+        state={"generator": generator, "discriminator": discriminator, "ema": ema, "g_opt": g_opt, "d_opt": d_opt})
+    start_step = run.start()
 
     def contrastive(features: Tensor, targets: Tensor) -> Tensor:
         return contrastive_loss(features, targets, train_cfg.temperature, train_cfg.contrastive_lambda,
@@ -246,21 +215,14 @@ def train_lafite(
                        "iic": None if iic is None else iic.item(), "iid": None if iid is None else iid.item(),
                        "r1": None if r1 is None else r1.item(), "real_logit": real_logits.mean().item(),
                        "fake_logit": fake_logits.mean().item()})
-        if done % train_cfg.log_interval == 0 or done == train_cfg.steps:
+        if done % train_cfg.log_every == 0 or done == train_cfg.steps:
             row: dict[str, Any] = {"step": done}
             for key in CURVE_FIELDS[1:-1]:
                 values = [entry[key] for entry in window if entry[key] is not None]
                 row[key] = round(sum(values) / len(values), 6) if values else ""
-            row["elapsed_s"] = round(elapsed(), 3)
-            curve.append(row)
+            run.log(row)
             window = []
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(g=f"{loss_g.item():.3f}", d=f"{loss_d.item():.3f}")
-        if done % train_cfg.snapshot_interval == 0 and done != train_cfg.steps:
-            snapshot(done)
-    if bar is not None:
-        bar.close()
+        run.step_done(done, g=loss_g, d=loss_d)
 
     final_step = max(start_step, train_cfg.steps)
     meta = {
@@ -273,13 +235,10 @@ def train_lafite(
         "clip_sha256": clip.identity if conditional else None,
         "conditional": conditional,
         "num_training_images": int(images.shape[0]),
-        "fingerprint": fingerprint,
-        "elapsed_s": round(elapsed(), 3),
+        **run.provenance(),
+        "elapsed_s": round(run.elapsed(), 3),
     }
-    if start_step < train_cfg.steps:
-        snapshot(final_step)
-    save_weights(out_weights, ema.state_dict(), meta)
-    write_curve()
+    run.finish(lambda: save_weights(out_weights, ema.state_dict(), meta))
     return meta
 
 

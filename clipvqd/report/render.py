@@ -26,8 +26,9 @@ from clipvqd.evaluation.table import (
     DEFAULT_VARIANT,
     read_metrics_table,
 )
-from clipvqd.manifest import read_manifest
+from clipvqd.manifest import ManifestError, read_listed_bytes, read_manifest
 from clipvqd.report import figures
+from clipvqd.samples import SampleSetError, check_same_plan
 
 STYLESHEET = "report.css"
 PAPER_ROW_REQUIRED = ("method", "metric", "value", "source")
@@ -232,15 +233,32 @@ def _copy_asset(source: Path, out_dir: Path, relative: Path) -> str:
     return relative.as_posix()
 
 
+def _copy_listed(manifest: Path, record: Mapping, out_dir: Path, relative: Path) -> str:
+    """Copy one image a sample manifest lists into the report: its path must stay inside the manifest's
+    folder and its bytes must have the recorded sha256 (the same rule as every reader of a manifest)."""
+    try:
+        data = read_listed_bytes(manifest, record["path"], record["sha256"])
+    except ManifestError as error:
+        raise ReportError(str(error)) from None
+    target = out_dir / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    return relative.as_posix()
+
+
 def sample_grids_context(sample_grids: Mapping[str, str | Path] | None, out_dir: Path, max_prompts: int,
-                         max_samples: int) -> dict:
-    """Sample manifests become per-prompt rows of every method's first samples (same prompts and seeds
-    across methods, as the sampling rules guarantee); ready-made grid images are shown as they are."""
+                         max_samples: int, plan=None) -> dict:
+    """Sample manifests become per-prompt rows of every method's first samples; ready-made grid images are
+    shown as they are. The manifests must hold the same (prompt, sample index, seed) rows, and each exactly
+    `plan` (a `clipvqd.samples.SamplePlan`) when given; every copied image must have its recorded sha256."""
     manifests, images = {}, []
     for label, source in (sample_grids or {}).items():
         source = Path(source)
         if source.suffix.lower() == ".csv":
-            frame = read_manifest(source, verify=False)
+            try:
+                frame = read_manifest(source, verify=False)  # paths checked here, each copied file's hash below
+            except ManifestError as error:
+                raise ReportError(str(error)) from None
             missing = [c for c in ("prompt_id", "prompt", "sample_index") if c not in frame.columns]
             if missing:
                 raise ReportError(f"sample manifest {source} (grid {label!r}) lacks column(s) {', '.join(missing)}")
@@ -251,6 +269,13 @@ def sample_grids_context(sample_grids: Mapping[str, str | Path] | None, out_dir:
                                                                Path("assets", "grids", f"{slug}{source.suffix.lower()}"))})
         else:
             raise ReportError(f"sample grid {label!r}: {source} is neither a manifest (.csv) nor an image")
+    try:
+        for source, frame in manifests.values():
+            if plan is not None:
+                plan.check(frame, source)
+        check_same_plan(manifests)
+    except SampleSetError as error:
+        raise ReportError(str(error)) from None
     prompt_order: dict[str, str] = {}
     for _, frame in manifests.values():
         for pid, prompt in frame.sort_values("prompt_id", kind="stable")[["prompt_id", "prompt"]].itertuples(index=False):
@@ -262,10 +287,12 @@ def sample_grids_context(sample_grids: Mapping[str, str | Path] | None, out_dir:
             subset = frame[frame["prompt_id"].astype(str) == pid].sort_values("sample_index").head(max_samples)
             cells = []
             for record in subset.to_dict("records"):
-                file = source.parent / record["path"]
+                suffix = Path(record["path"]).suffix.lower()
+                if suffix not in IMAGE_SUFFIXES:
+                    raise ReportError(f"sample manifest {source} lists {record['path']!r}, which is not an image")
                 relative = Path("assets", "samples", figures.slug(label),
-                                f"p{prompt_index:03d}_s{int(record['sample_index']):03d}{file.suffix.lower()}")
-                cells.append({"path": _copy_asset(file, out_dir, relative),
+                                f"p{prompt_index:03d}_s{int(record['sample_index']):03d}{suffix}")
+                cells.append({"path": _copy_listed(source, record, out_dir, relative),
                               "caption": f"sample {record['sample_index']}"
                                          + (f", seed {record['seed']}" if "seed" in record else "")})
             rows.append({"label": label, "cells": cells})
@@ -317,13 +344,14 @@ def render_report(out_dir: str | Path, metrics_csv: str | Path, protocol_json: s
                   benchmark_files: Sequence[str | Path] | None = None,
                   quality_numbers: Mapping | None = None, paper_rows: Sequence[Mapping] | None = None,
                   *, title: str = "clipvqd comparison report", run_name: str | None = None,
-                  max_prompts: int = 6, max_samples_per_prompt: int = 4) -> Path:
+                  max_prompts: int = 6, max_samples_per_prompt: int = 4, plan=None) -> Path:
     """Write `out_dir/index.html` with its figures and assets; return its path.
 
     sample_grids: {label: sample manifest.csv (grids are built from it) or a ready-made grid image}.
     training_curves: {model name: CSV with a `step` column}. benchmark_files: Snakemake benchmark TSVs.
     quality_numbers: {group (e.g. "stand-in CLIP"): {name: value}}. paper_rows: cited numbers, each
     with method, metric, value, source (and optionally dataset, note); shown apart from measured rows.
+    plan: the `clipvqd.samples.SamplePlan` every sample manifest of `sample_grids` must hold.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -342,7 +370,7 @@ def render_report(out_dir: str | Path, metrics_csv: str | Path, protocol_json: s
     benchmarks, benchmark_notes = figures.read_benchmarks(benchmark_files or [])
     runtime = figures.runtime_figure(benchmarks, out_dir)
     sampling_speed = figures.sampling_speed_figure(metrics, benchmarks, out_dir, protocol.entries)
-    samples = sample_grids_context(sample_grids, out_dir, max_prompts, max_samples_per_prompt)
+    samples = sample_grids_context(sample_grids, out_dir, max_prompts, max_samples_per_prompt, plan)
 
     used = list(dict.fromkeys(metrics["protocol"]))
     cards = []

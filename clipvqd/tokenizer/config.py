@@ -4,8 +4,12 @@
 checkpoint is only ever loaded into the architecture it was written for. `TokenizerTrainConfig` only
 shapes optimisation; changing it never makes a checkpoint unreadable.
 
-`paper()` presets follow the released FFHQ/COCO tokenizer of CLIP-VQDiffusion (taming-transformers'
-GumbelVQ, DESIGN §4). The plain defaults are the CPU-sized tokenizer of the embedded worlds
+`paper()` presets follow the released FFHQ/COCO tokenizer configs of CLIP-VQDiffusion (OUTPUT/pretrained_model/
+taming_dvae/taming_f16_4096_{ffhq,coco}.yaml: taming-transformers' GumbelVQ architecture, K, KL weight,
+base learning rate and Gumbel temperature schedule, whose 218 750 decay steps are 100 FFHQ epochs at batch
+32). Those configs carry no training loss (DummyLoss), so the discriminator settings of
+`TokenizerTrainConfig.paper()` are taming-transformers' own, not released ones (docs/deviations.md). The
+plain defaults are the CPU-sized tokenizer of the embedded worlds
 (32x32 px images, f=2, so 16x16 tokens: the paper's token grid on a 32 px world).
 
 Measured on the default faces world (K=256, KL weight 1e-3, 2000 steps; 20 minutes with three other
@@ -18,7 +22,6 @@ stayed at 0.94x after 3000 steps and half an hour.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -106,8 +109,8 @@ class TokenizerConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any], where: str = "tokenizer config") -> "TokenizerConfig":
-        return from_mapping(cls, values, where)
+    def from_dict(cls, values: Mapping[str, Any], source: str = "tokenizer config") -> "TokenizerConfig":
+        return from_mapping(cls, values, source)
 
 
 @dataclass(frozen=True)
@@ -125,7 +128,7 @@ class TokenizerTrainConfig:
     # AdamW learning rate of the discriminator.
     disc_learning_rate: float = 2e-3
     # AdamW betas for both optimisers (taming uses (0.5, 0.9) for GAN stability).
-    betas: tuple[float, float] = (0.5, 0.9)
+    adam_betas: tuple[float, float] = (0.5, 0.9)
     # AdamW decoupled weight decay for both optimisers (0 makes AdamW equal to taming's Adam).
     weight_decay: float = 0.0
     # Clip the autoencoder's gradient norm to this value; None disables clipping.
@@ -208,10 +211,11 @@ class TokenizerTrainConfig:
             batch_size=32,
             learning_rate=4.5e-6 * 32,
             disc_learning_rate=4.5e-6 * 32,
-            # taming's face (CelebA-HQ) VQGAN config: the GAN switches on after 10k reconstruction steps.
+            # taming-transformers' configs/custom_vqgan.yaml (its faceshq_vqgan.yaml uses 30001): the GAN
+            # switches on after 10k reconstruction steps. Not released for CLIP-VQDiffusion's tokenizer.
             disc_start=10000,
             disc_weight=0.8,
-            # The released CLIP-VQDiffusion tokenizer config (DESIGN §4).
+            # The released CLIP-VQDiffusion tokenizer config (taming_f16_4096_ffhq.yaml: kl_weight 0.00005).
             kl_weight=5e-5,
             disc_layers=3,
             disc_channels=64,
@@ -225,11 +229,6 @@ class TokenizerTrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any], where: str = "tokenizer training config") -> "TokenizerTrainConfig":
-        return from_mapping(cls, values, where)
+    def from_dict(cls, values: Mapping[str, Any], source: str = "tokenizer training config") -> "TokenizerTrainConfig":
+        return from_mapping(cls, values, source)
 
-
-def fingerprint(*configs: Any, **more: Any) -> str:
-    """A stable text identity of configurations (used to tell whether a resume state belongs to a run)."""
-    parts = [dataclasses.asdict(c) if dataclasses.is_dataclass(c) else c for c in configs]
-    return json.dumps({"configs": parts, **more}, sort_keys=True, default=str)

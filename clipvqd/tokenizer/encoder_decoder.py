@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 from clipvqd.tokenizer.config import TokenizerConfig
@@ -46,11 +47,11 @@ class SpatialSelfAttention(nn.Module):
         self.proj_out = nn.Conv2d(channels, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, channels, height, width = x.shape
-        q, k, v = self.qkv(self.norm(x)).reshape(batch, 3, 1, channels, height * width).unbind(1)
-        attended = F.scaled_dot_product_attention(q.transpose(-1, -2), k.transpose(-1, -2), v.transpose(-1, -2))
-        attended = attended.transpose(-1, -2).reshape(batch, channels, height, width)
-        return x + self.proj_out(attended)
+        height = x.shape[2]
+        # One head whose sequence is the positions: (B, 1, H*W, C) for query, key and value.
+        q, k, v = rearrange(self.qkv(self.norm(x)), "b (qkv heads c) h w -> qkv b heads (h w) c", qkv=3, heads=1)
+        attended = F.scaled_dot_product_attention(q, k, v)
+        return x + self.proj_out(rearrange(attended, "b 1 (h w) c -> b c h w", h=height))
 
 
 class Downsample(nn.Module):

@@ -158,3 +158,28 @@ def save_reconstruction_grid(originals: torch.Tensor, reconstructions: torch.Ten
     path.parent.mkdir(parents=True, exist_ok=True)
     save_image(make_grid(torch.cat(rows), nrow=columns, padding=2, pad_value=1.0), path)
     return path
+
+
+@torch.no_grad()
+def save_dataset_reconstructions(model: GumbelVQGAN, dataset: Dataset, mapping: CodeMapping, path: str | Path,
+                                 count: int = 16, device: str | torch.device = "cpu") -> Path:
+    """The grid of `save_reconstruction_grid` for the first `count` images of `dataset`, reconstructed
+    through the compact vocabulary: what the diffusion model can actually produce."""
+    originals = torch.stack([dataset[i] for i in range(min(count, len(dataset)))]).to(device)
+    codes = model.encode(originals, allowed_codes=mapping.used_codes.to(device))
+    return save_reconstruction_grid(originals.cpu(), model.decode_codes(codes).cpu(), path)
+
+
+def oracle_attribute_scorer(oracle_path: str | Path) -> AttributeScorer:
+    """An `AttributeScorer` from a world's attribute oracle: the share of (image, attribute) pairs whose
+    value the oracle reads as the manifest row's true value."""
+    from clipvqd.oracle import Oracle
+
+    oracle = Oracle(oracle_path)
+
+    def accuracy(images_uint8: torch.Tensor, rows: pd.DataFrame) -> float:
+        predicted = oracle.predict(images_uint8)
+        checks = [p == t for name in oracle.attributes for p, t in zip(predicted[name], rows[name])]
+        return sum(checks) / len(checks)
+
+    return accuracy

@@ -81,7 +81,7 @@ def load_tokenizer(path: str | Path, device: str | torch.device = "cpu",
     if config is None:
         if "model_config" not in meta:
             raise ValueError(f"checkpoint metadata for {path} has no 'model_config'; it is not a tokenizer checkpoint")
-        config = TokenizerConfig.from_dict(meta["model_config"], where=f"model_config in {path}'s metadata")
+        config = TokenizerConfig.from_dict(meta["model_config"], source=f"model_config in {path}'s metadata")
     model = GumbelVQGAN(config)
     load_weights(path, model)
     return model.to(device).eval(), meta

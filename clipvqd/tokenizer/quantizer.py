@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 
@@ -59,7 +60,7 @@ class GumbelQuantizer(nn.Module):
         low, high = int(codes.min()), int(codes.max())
         if low < 0 or high >= self.codebook_size:
             raise ValueError(f"codes range over [{low}, {high}], outside the codebook [0, {self.codebook_size - 1}]")
-        return self.codebook(codes.long()).permute(0, 3, 1, 2)
+        return rearrange(self.codebook(codes.long()), "b h w c -> b c h w")
 
     def sample(self, features: torch.Tensor, temperature: float, hard: bool = True,
                generator: torch.Generator | None = None) -> Quantized:
@@ -72,7 +73,7 @@ class GumbelQuantizer(nn.Module):
         soft = F.softmax((logits + gumbel) / temperature, dim=1)
         codes = soft.argmax(dim=1)
         if hard:
-            one_hot = F.one_hot(codes, self.codebook_size).permute(0, 3, 1, 2).to(soft.dtype)
+            one_hot = rearrange(F.one_hot(codes, self.codebook_size), "b h w k -> b k h w").to(soft.dtype)
             # Forward value is the one-hot, gradient is that of `soft`.
             assignments = one_hot - soft.detach() + soft
         else:
@@ -90,5 +91,5 @@ class GumbelQuantizer(nn.Module):
             codes = (logits + mask[None, :, None, None]).argmax(dim=1)
         else:
             codes = logits.argmax(dim=1)
-        one_hot = F.one_hot(codes, self.codebook_size).permute(0, 3, 1, 2).to(logits.dtype)
+        one_hot = rearrange(F.one_hot(codes, self.codebook_size), "b h w k -> b k h w").to(logits.dtype)
         return Quantized(self.embed(one_hot), codes, one_hot, self.kl_to_uniform(logits))

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from clipvqd.hashing import sha256_file
+from clipvqd.manifest import resolve_listed
 from clipvqd.tokenizer.compaction import CodeMapping
 from clipvqd.tokenizer.model import GumbelVQGAN
 
@@ -74,7 +75,7 @@ def load_code_maps(manifest_path: str | Path, verify: bool = True) -> tuple[np.n
     if not manifest_path.is_file():
         raise FileNotFoundError(f"tokenized split manifest not found: {manifest_path}")
     manifest = json.loads(manifest_path.read_text())
-    codes_path = manifest_path.parent / manifest["codes_file"]
+    codes_path = resolve_listed(manifest_path, manifest["codes_file"])  # stays beside its manifest
     if verify and sha256_file(codes_path) != manifest["codes_sha256"]:
         raise ValueError(f"code maps {codes_path} do not have the sha256 recorded in {manifest_path}")
     codes = np.load(codes_path, allow_pickle=False)

@@ -1,40 +1,34 @@
 """Training the Gumbel VQGAN tokenizer, resumably.
 
-Everything a killed run needs to continue bit-for-bit lives in `work_dir` (not a Snakemake output):
-both networks, both AdamW states, the Gumbel-noise generator, the global RNG, the step, and the partial
-loss-curve window. Data order needs no saved state: epoch e's order is a permutation drawn from a
-generator seeded by (seed, e), so any step's batch can be recomputed. The loss curve is built in the
-work folder too and copied to `curve_csv` together with the final weights, because Snakemake deletes
-the outputs of a failed job.
+Everything a killed run needs to continue bit-for-bit lives in `work_dir` (not a Snakemake output),
+kept by `clipvqd.training.TrainingRun`: both networks, both AdamW states, the global RNG, the step, the
+loss curve and the partial loss-curve window. The random draws need no saved state: the initial weights,
+epoch e's data order and step s's Gumbel noise come from streams named by (seed, purpose, e or s), see
+`clipvqd.training.seeding`.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import math
-import os
-import shutil
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Iterator
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
-from tqdm.auto import tqdm
 
 from clipvqd.checkpoint import save_weights
 from clipvqd.hashing import sha256_file
-from clipvqd.resume import ResumeState
 from clipvqd.tokenizer.compaction import usage_statistics
-from clipvqd.tokenizer.config import TokenizerConfig, TokenizerTrainConfig, fingerprint
+from clipvqd.tokenizer.config import TokenizerConfig, TokenizerTrainConfig
 from clipvqd.tokenizer.losses import LossTerms, VQGANLoss
 from clipvqd.tokenizer.model import GumbelVQGAN
 from clipvqd.tokenizer.perceptual import LPIPS
 from clipvqd.tokenizer.quantizer import cosine_temperature
+from clipvqd.training import TrainingRun, generator_for, seeded_global_rng, settings_fingerprint, without_bookkeeping
 
-RUN_IDENTITY_FILE = "run.json"
-WORK_CURVE_FILE = "curve.csv"
+_STREAM_INIT, _STREAM_DATA_ORDER, _STREAM_GUMBEL = 61, 62, 63
 LOSS_FIELDS = [f.name for f in fields(LossTerms)]
 CURVE_COLUMNS = ["step", "epoch", "temperature", *LOSS_FIELDS, "codes_used_fraction", "code_perplexity"]
 
@@ -71,29 +65,17 @@ class CurveWindow:
         self.sums, self.steps, self.code_counts = dict(state["sums"]), state["steps"], state["code_counts"].clone()
 
 
-class CurveFile:
-    """The loss curve CSV in the work folder; on resume, rows past the restored step are dropped."""
-
-    def __init__(self, path: Path, resume_step: int):
-        self.path = path
-        rows = []
-        if path.is_file() and resume_step > 0:
-            with open(path, newline="") as handle:
-                rows = [row for row in csv.DictReader(handle) if int(row["step"]) <= resume_step]
-        with open(path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=CURVE_COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
-
-    def append(self, row: dict[str, float]) -> None:
-        with open(self.path, "a", newline="") as handle:
-            csv.DictWriter(handle, fieldnames=CURVE_COLUMNS).writerow(row)
-
-
 def epoch_order(dataset_size: int, seed: int, epoch: int) -> torch.Tensor:
     """The visiting order of epoch `epoch`: a function of (seed, epoch) only, so resuming needs no state."""
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(dataset_size, generator=generator)
+    return torch.randperm(dataset_size, generator=generator_for(seed, _STREAM_DATA_ORDER, epoch))
+
+
+def _dataset_identity(dataset: Dataset) -> str | None:
+    """The sha256 of a manifest's per-image hashes (the images a ManifestImages reads), else None."""
+    frame = getattr(dataset, "frame", None)
+    if frame is None or "sha256" not in getattr(frame, "columns", ()):
+        return None
+    return settings_fingerprint({"sha256": list(frame["sha256"])})
 
 
 def _item_name(dataset: Dataset, index: int) -> str:
@@ -157,25 +139,6 @@ def perceptual_status(config: TokenizerTrainConfig) -> dict[str, Any]:
     }
 
 
-def _claim_work_dir(state: ResumeState, identity: str) -> None:
-    """Start over (with a message) when the work folder holds a run of another configuration."""
-    state.work_dir.mkdir(parents=True, exist_ok=True)
-    marker = state.work_dir / RUN_IDENTITY_FILE
-    if marker.is_file() and marker.read_text() != identity and state.snapshots():
-        print(f"tokenizer: resume state in {state.work_dir} belongs to another configuration; starting over")
-        state.clear()
-    tmp = marker.with_name(marker.name + ".tmp")
-    tmp.write_text(identity)
-    os.replace(tmp, marker)
-
-
-def _copy_atomic(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
-
-
 def train_tokenizer(
     dataset: Dataset,
     model_cfg: TokenizerConfig,
@@ -207,40 +170,28 @@ def train_tokenizer(
 
     perceptual = _build_perceptual(train_cfg)
     # Initialise from the seed without disturbing (or depending on) the caller's global RNG stream.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded_global_rng(seed, _STREAM_INIT):
         model = GumbelVQGAN(model_cfg)
         loss = VQGANLoss(train_cfg, model_cfg.in_channels, perceptual)
     # channels_last runs the convolutions through faster kernels on CPU (oneDNN) and on tensor cores.
     model.to(device, memory_format=torch.channels_last).train()
     loss.to(device, memory_format=torch.channels_last).train()
-    adamw = dict(betas=tuple(train_cfg.betas), weight_decay=train_cfg.weight_decay)
+    adamw = dict(betas=tuple(train_cfg.adam_betas), weight_decay=train_cfg.weight_decay)
     opt_g = torch.optim.AdamW(model.parameters(), lr=train_cfg.learning_rate, **adamw)
     opt_d = torch.optim.AdamW(loss.discriminator.parameters(), lr=train_cfg.disc_learning_rate, **adamw)
-    gumbel_noise = torch.Generator(device=device).manual_seed(seed + 1)
     window = CurveWindow(model_cfg.codebook_size)
 
-    state = ResumeState(work_dir)
-    _claim_work_dir(state, fingerprint(model_cfg, train_cfg, seed=seed, dataset_size=dataset_size))
-    objects = {"model": model, "discriminator": loss.discriminator, "opt_g": opt_g, "opt_d": opt_d,
-               "gumbel_noise": gumbel_noise}
-    step, extra = state.restore(objects)
-    if step:
-        print(f"tokenizer: resuming from the snapshot at step {step} of {total_steps} in {work_dir}", flush=True)
-    if "window" in extra:
-        window.load_state_dict(extra["window"])
-    last_row = extra.get("last_row")
-    curve = CurveFile(work_dir / WORK_CURVE_FILE, step)
+    run = TrainingRun(
+        "tokenizer", work_dir=work_dir, curve_csv=curve_csv, curve_fields=CURVE_COLUMNS, total_steps=total_steps,
+        snapshot_every=train_cfg.snapshot_every, progress=progress, stop_after_step=stop_after_step,
+        settings={"model": model_cfg.to_dict(), "train": without_bookkeeping(train_cfg.to_dict()), "seed": seed,
+                  "dataset_size": dataset_size, "images": _dataset_identity(dataset)},
+        state={"model": model, "discriminator": loss.discriminator, "opt_g": opt_g, "opt_d": opt_d,
+               "window": window})
+    step = run.start()
 
     images = preload_images(dataset, model_cfg) if train_cfg.preload else None
-    stop_at = total_steps if stop_after_step is None else min(stop_after_step, total_steps)
-    bar = tqdm(total=total_steps, initial=step, desc="tokenizer", unit="step", disable=not progress,
-               dynamic_ncols=True)
-
-    def snapshot() -> None:
-        state.save(step, objects, {"window": window.state_dict(), "last_row": last_row})
-
-    while step < stop_at:
+    while step < run.stop_at:
         epoch, offset = divmod(step, steps_per_epoch)
         order = epoch_order(dataset_size, seed, epoch)[offset * train_cfg.batch_size:
                                                        steps_per_epoch * train_cfg.batch_size]
@@ -248,6 +199,7 @@ def train_tokenizer(
             batch = batch.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             temperature = cosine_temperature(step, train_cfg.temperature_start, train_cfg.temperature_end,
                                              anneal_steps)
+            gumbel_noise = generator_for(seed, _STREAM_GUMBEL, step, device=device)
             reconstructions, quantized = model(batch, temperature, gumbel_noise)
             generator_loss, terms = loss.generator_loss(batch, reconstructions, quantized.kl, step,
                                                         model.last_layer)
@@ -266,21 +218,19 @@ def train_tokenizer(
                 opt_d.step()
             step += 1
             window.add(terms, quantized.codes)
+            postfix = {}
             if step % train_cfg.log_every == 0 or step == total_steps:
-                last_row = window.row(step, steps_per_epoch, temperature)
-                curve.append(last_row)
+                row = run.log(window.row(step, steps_per_epoch, temperature))
                 window.reset()
-                bar.set_postfix(l1=f"{last_row['l1']:.4f}", temp=f"{temperature:.3f}",
-                                codes=f"{last_row['codes_used_fraction']:.2f}")
-            bar.update(1)
-            if step % train_cfg.snapshot_every == 0 or step == stop_at:
-                snapshot()
-            if step >= stop_at:
+                postfix = {"l1": row["l1"], "temp": temperature, "codes": row["codes_used_fraction"]}
+            run.step_done(step, **postfix)
+            if step >= run.stop_at:
                 break
-    bar.close()
 
-    if step < total_steps:
+    if not run.finished:
+        run.close()
         return {"finished": False, "step": step, "total_steps": total_steps}
+    last_row = run.curve[-1] if run.curve else None
 
     meta = {
         "kind": "gumbel_vqgan_tokenizer",
@@ -301,7 +251,7 @@ def train_tokenizer(
             "code_perplexity": last_row["code_perplexity"] if last_row else None,
             "steps": train_cfg.log_every,
         },
+        **run.provenance(),
     }
-    _copy_atomic(work_dir / WORK_CURVE_FILE, Path(curve_csv))
-    save_weights(out_weights, model.state_dict(), meta)
+    run.finish(lambda: save_weights(out_weights, model.state_dict(), meta))
     return json.loads(json.dumps(meta, default=str))

@@ -1,7 +1,10 @@
 # The language-free baselines: LAFITE, and clip2latent (unconditional generator -> latents -> prior).
+# Both are sampled by the `sample` rule (evaluation.smk), like every method.
 
 
 rule lafite_train:
+    """LAFITE: a StyleGAN2 conditioned on pseudo text features made from CLIP image embeddings (resumable)."""
+
     # Language-free: pseudo text features from the cached image embeddings; the CLIP scores G's images (itc).
     input:
         train=DATA / "train.csv",
@@ -11,33 +14,36 @@ rule lafite_train:
         model=RESULTS / "models" / "lafite" / "generator.safetensors",
         sidecar=RESULTS / "models" / "lafite" / "generator.json",
         curve=RESULTS / "models" / "lafite" / "curve.csv",
+    log:
+        LOGS / "lafite_train.log",
+    benchmark:
+        BENCHMARKS / "lafite_train.tsv"
+    # The longest single job of the world run: started as soon as the embeddings exist, it does not
+    # hold up the report at the end.
+    priority: 5
+    conda:
+        ENVS["train"]
+    threads: torch_threads
+    resources:
+        gpu=GPU,
+        device=DEVICE,
     params:
         settings=as_json({"model": config["lafite"]["model"], "train": config["lafite"]["train"]}),
         resize="--resize" if config["lafite"]["resize"] else "",
         work=RESULTS / "work" / "lafite",
         seed=run_seed(),
-        device=config["device"],
-    # The longest single job of the world run: started as soon as the embeddings exist, it does not
-    # hold up the report at the end.
-    priority: 5
-    log:
-        LOGS / "lafite_train.log",
-    benchmark:
-        BENCHMARKS / "lafite_train.tsv"
-    resources:
-        gpu=0,  # CPU by default; a profile's set-resources asks for GPUs (profiles/slurm)
-    conda:
-        ENVS["train"]
     shell:
         clipvqd_trainer(
-            "lafite train --params {params.settings:q} --train {input.train}"
-            " --embeddings {input.embeddings} --clip {input.clip} {params.resize} --work {params.work}"
-            " --out {output.model} --curve {output.curve} --seed {params.seed} --device {params.device} > {log} 2>&1",
+            "lafite train --params {params.settings:q} --train {input.train:q}"
+            " --embeddings {input.embeddings:q} --clip {input.clip:q} {params.resize} --work {params.work:q}"
+            " --out {output.model:q} --curve {output.curve:q} --seed {params.seed:q} --device {resources.device:q} --threads {threads} > {log:q} 2>&1",
             ddp=False,
         )
 
 
 rule clip2latent_generator_train:
+    """clip2latent's image model: an unconditional StyleGAN2 (resumable)."""
+
     # clip2latent's image model: an unconditional StyleGAN2 (LAFITE's backbone and trainer, no condition).
     input:
         train=DATA / "train.csv",
@@ -45,52 +51,62 @@ rule clip2latent_generator_train:
         model=RESULTS / "models" / "clip2latent" / "generator.safetensors",
         sidecar=RESULTS / "models" / "clip2latent" / "generator.json",
         curve=RESULTS / "models" / "clip2latent" / "generator_curve.csv",
+    log:
+        LOGS / "clip2latent_generator_train.log",
+    benchmark:
+        BENCHMARKS / "clip2latent_generator_train.tsv"
+    conda:
+        ENVS["train"]
+    threads: torch_threads
+    resources:
+        gpu=GPU,
+        device=DEVICE,
     params:
         settings=as_json({k: config["clip2latent"][k] for k in ("generator_model", "generator_train")}),
         resize="--resize" if config["clip2latent"]["resize"] else "",
         work=RESULTS / "work" / "clip2latent" / "generator",
         seed=run_seed(),
-        device=config["device"],
-    log:
-        LOGS / "clip2latent_generator_train.log",
-    benchmark:
-        BENCHMARKS / "clip2latent_generator_train.tsv"
-    resources:
-        gpu=0,  # CPU by default; a profile's set-resources asks for GPUs (profiles/slurm)
-    conda:
-        ENVS["train"]
     shell:
         clipvqd_trainer(
-            "clip2latent train-generator --params {params.settings:q} --train {input.train} {params.resize}"
-            " --work {params.work} --out {output.model} --curve {output.curve} --seed {params.seed}"
-            " --device {params.device} > {log} 2>&1",
+            "clip2latent train-generator --params {params.settings:q} --train {input.train:q} {params.resize}"
+            " --work {params.work:q} --out {output.model:q} --curve {output.curve:q} --seed {params.seed:q}"
+            " --device {resources.device:q} --threads {threads} > {log:q} 2>&1",
             ddp=False,
         )
 
 
 rule clip2latent_latent_sample:
+    """clip2latent's training pairs: latents w with the CLIP image embeddings of G(w), z-scoring statistics."""
+
     # (w, CLIP image embedding of G(w)) pairs with the z-scoring statistics.
     input:
         generator=RESULTS / "models" / "clip2latent" / "generator.safetensors",
         clip=clip_file("conditioner"),
     output:
         pairs=RESULTS / "models" / "clip2latent" / "latent_pairs.safetensors",
-    params:
-        settings=as_json({"pairs": config["clip2latent"]["pairs"]}),
-        seed=run_seed(4),
-        device=config["device"],
     log:
         LOGS / "clip2latent_latent_sample.log",
     benchmark:
         BENCHMARKS / "clip2latent_latent_sample.tsv"
     conda:
         ENVS["train"]
+    threads: torch_threads
+    resources:
+        gpu=GPU,
+        device=DEVICE,
+    params:
+        settings=as_json({"pairs": config["clip2latent"]["pairs"]}),
+        seed=run_seed(4),
     shell:
-        "python -m clipvqd clip2latent pairs --params {params.settings:q} --generator {input.generator}"
-        " --clip {input.clip} --out {output.pairs} --seed {params.seed} --device {params.device} > {log} 2>&1"
+        clipvqd_command(
+            "clip2latent pairs --params {params.settings:q} --generator {input.generator:q}"
+            " --clip {input.clip:q} --out {output.pairs:q} --seed {params.seed:q} --device {resources.device:q} --threads {threads} > {log:q} 2>&1"
+        )
 
 
 rule clip2latent_prior_train:
+    """clip2latent's diffusion prior p(w | CLIP embedding) (resumable)."""
+
     # The diffusion prior p(w | CLIP embedding): transformer, x0 prediction, cosine schedule, CFG dropout.
     input:
         pairs=RESULTS / "models" / "clip2latent" / "latent_pairs.safetensors",
@@ -98,79 +114,23 @@ rule clip2latent_prior_train:
         model=RESULTS / "models" / "clip2latent" / "prior.safetensors",
         sidecar=RESULTS / "models" / "clip2latent" / "prior.json",
         curve=RESULTS / "models" / "clip2latent" / "prior_curve.csv",
-    params:
-        settings=as_json({k: config["clip2latent"][k] for k in ("prior_model", "prior_train")}),
-        work=RESULTS / "work" / "clip2latent" / "prior",
-        seed=run_seed(),
-        device=config["device"],
     log:
         LOGS / "clip2latent_prior_train.log",
     benchmark:
         BENCHMARKS / "clip2latent_prior_train.tsv"
-    resources:
-        gpu=0,  # CPU by default; a profile's set-resources asks for GPUs (profiles/slurm)
     conda:
         ENVS["train"]
+    threads: torch_threads
+    resources:
+        gpu=GPU,
+        device=DEVICE,
+    params:
+        settings=as_json({k: config["clip2latent"][k] for k in ("prior_model", "prior_train")}),
+        work=RESULTS / "work" / "clip2latent" / "prior",
+        seed=run_seed(),
     shell:
         clipvqd_trainer(
-            "clip2latent train-prior --params {params.settings:q} --pairs {input.pairs} --work {params.work}"
-            " --out {output.model} --curve {output.curve} --seed {params.seed} --device {params.device} > {log} 2>&1",
+            "clip2latent train-prior --params {params.settings:q} --pairs {input.pairs:q} --work {params.work:q}"
+            " --out {output.model:q} --curve {output.curve:q} --seed {params.seed:q} --device {resources.device:q} --threads {threads} > {log:q} 2>&1",
             ddp=False,
         )
-
-
-rule sample_lafite:
-    input:
-        unpack(sample_inputs),
-    output:
-        manifest=RESULTS / "samples" / "{method}" / "{variant}" / "manifest.csv",
-    wildcard_constraints:
-        method="lafite",
-        variant="[^/]+",
-    params:
-        settings=sample_settings,
-        prefix=config["data"]["prompt_prefix"],
-        samples_per_prompt=config["sampling"]["samples_per_prompt"],
-        seed=run_seed(2),
-        device=config["device"],
-    log:
-        LOGS / "sample_{method}_{variant}.log",
-    benchmark:
-        BENCHMARKS / "sample_{method}_{variant}.tsv"
-    conda:
-        ENVS["train"]
-    shell:
-        "python -m clipvqd lafite sample --model {input.model} --clip {input.clip} --prompts {input.prompts}"
-        " --prompt-embeddings {input.prompt_embeddings} --prompt-prefix={params.prefix:q}"
-        " --method {wildcards.method} --variant {wildcards.variant} --settings {params.settings:q}"
-        " --samples-per-prompt {params.samples_per_prompt} --seed {params.seed} --manifest {output.manifest}"
-        " --device {params.device} > {log} 2>&1"
-
-
-rule sample_baseline:
-    # clip2latent: the prior samples w from each prompt's CLIP text embedding, the generator renders it.
-    input:
-        unpack(sample_inputs),
-    output:
-        manifest=RESULTS / "samples" / "{method}" / "{variant}" / "manifest.csv",
-    wildcard_constraints:
-        method="clip2latent",
-        variant="[^/]+",
-    params:
-        settings=as_json(config["clip2latent"]["sampling"]),
-        prefix=config["data"]["prompt_prefix"],
-        samples_per_prompt=config["sampling"]["samples_per_prompt"],
-        seed=run_seed(2),
-        device=config["device"],
-    log:
-        LOGS / "sample_{method}_{variant}.log",
-    benchmark:
-        BENCHMARKS / "sample_{method}_{variant}.tsv"
-    conda:
-        ENVS["train"]
-    shell:
-        "python -m clipvqd clip2latent sample --model {input.model} --generator {input.generator}"
-        " --clip {input.clip} --prompts {input.prompts} --prompt-embeddings {input.prompt_embeddings}"
-        " --prompt-prefix={params.prefix:q} --method {wildcards.method} --variant {wildcards.variant}"
-        " --settings {params.settings:q} --samples-per-prompt {params.samples_per_prompt} --seed {params.seed}"
-        " --manifest {output.manifest} --device {params.device} > {log} 2>&1"

@@ -2,6 +2,7 @@
 
 
 rule diffusion_pretrain:
+    """CLIP-VQDiffusion's language-free pretraining at one α, on noisy CLIP image embeddings (resumable)."""
     input:
         tokens=TOKENS,
         embeddings=RESULTS / "embeddings" / "train_images.safetensors",
@@ -9,31 +10,33 @@ rule diffusion_pretrain:
         model=RESULTS / "models" / "clip-vqdiffusion" / "alpha={alpha}" / "pretrain.safetensors",
         sidecar=RESULTS / "models" / "clip-vqdiffusion" / "alpha={alpha}" / "pretrain.json",
         curve=RESULTS / "models" / "clip-vqdiffusion" / "alpha={alpha}" / "pretrain_curve.csv",
-    params:
-        settings=diffusion_params("pretrain"),
-        work=lambda wildcards: RESULTS / "work" / f"diffusion-alpha={wildcards.alpha}-pretrain",
-        seed=run_seed(),
-        device=config["device"],
-    priority: 10
     log:
         LOGS / "diffusion_pretrain_alpha={alpha}.log",
     benchmark:
         BENCHMARKS / "diffusion_pretrain_alpha={alpha}.tsv"
-    resources:
-        gpu=0,  # CPU by default; a profile's set-resources asks for GPUs (profiles/slurm)
+    priority: 10
     conda:
         ENVS["train"]
+    threads: torch_threads
+    resources:
+        gpu=DDP_GPUS,
+        device=DEVICE,
+    params:
+        settings=diffusion_params("pretrain"),
+        work=lambda wildcards: RESULTS / "work" / f"diffusion-alpha={wildcards.alpha}-pretrain",
+        seed=run_seed(),
     shell:
         clipvqd_trainer(
             "diffusion train --mode language_free --params {params.settings:q}"
-            " --tokens {input.tokens} --embeddings {input.embeddings} --alpha {wildcards.alpha}"
-            " --work {params.work} --out {output.model} --curve {output.curve} --seed {params.seed}"
-            " --device {params.device} > {log} 2>&1",
+            " --tokens {input.tokens:q} --embeddings {input.embeddings:q} --alpha {wildcards.alpha:q}"
+            " --work {params.work:q} --out {output.model:q} --curve {output.curve:q} --seed {params.seed:q}"
+            " --device {resources.device:q} --threads {threads} > {log:q} 2>&1",
             ddp=True,
         )
 
 
 rule diffusion_cfg_finetune:
+    """The classifier-free guidance fine-tune of one α's pretrained model (learned null condition)."""
     input:
         pretrained=RESULTS / "models" / "clip-vqdiffusion" / "alpha={alpha}" / "pretrain.safetensors",
         tokens=TOKENS,
@@ -42,61 +45,65 @@ rule diffusion_cfg_finetune:
         model=RESULTS / "models" / "clip-vqdiffusion" / "alpha={alpha}" / "cfg.safetensors",
         sidecar=RESULTS / "models" / "clip-vqdiffusion" / "alpha={alpha}" / "cfg.json",
         curve=RESULTS / "models" / "clip-vqdiffusion" / "alpha={alpha}" / "cfg_curve.csv",
-    params:
-        settings=diffusion_params("finetune"),
-        work=lambda wildcards: RESULTS / "work" / f"diffusion-alpha={wildcards.alpha}-cfg",
-        seed=run_seed(1),
-        device=config["device"],
-    priority: 10
     log:
         LOGS / "diffusion_cfg_finetune_alpha={alpha}.log",
     benchmark:
         BENCHMARKS / "diffusion_cfg_finetune_alpha={alpha}.tsv"
-    resources:
-        gpu=0,  # CPU by default; a profile's set-resources asks for GPUs (profiles/slurm)
+    priority: 10
     conda:
         ENVS["train"]
+    threads: torch_threads
+    resources:
+        gpu=DDP_GPUS,
+        device=DEVICE,
+    params:
+        settings=diffusion_params("finetune"),
+        work=lambda wildcards: RESULTS / "work" / f"diffusion-alpha={wildcards.alpha}-cfg",
+        seed=run_seed(1),
     shell:
         clipvqd_trainer(
             "diffusion train --mode cfg_finetune --params {params.settings:q}"
-            " --tokens {input.tokens} --embeddings {input.embeddings} --alpha {wildcards.alpha}"
-            " --init {input.pretrained} --work {params.work} --out {output.model} --curve {output.curve}"
-            " --seed {params.seed} --device {params.device} > {log} 2>&1",
+            " --tokens {input.tokens:q} --embeddings {input.embeddings:q} --alpha {wildcards.alpha:q}"
+            " --init {input.pretrained:q} --work {params.work:q} --out {output.model:q} --curve {output.curve:q}"
+            " --seed {params.seed:q} --device {resources.device:q} --threads {threads} > {log:q} 2>&1",
             ddp=True,
         )
 
 
 rule diffusion_control:
+    """A bracketing control: paired (real captions' text embeddings, upper bound) or unconditional (lower bound)."""
+
     # paired: conditioned on CLIP text embeddings of the real captions (upper bound).
     # unconditional: only the null condition (lower bound); the image embeddings only size that condition.
     input:
         tokens=TOKENS,
-        embeddings=lambda wildcards: RESULTS / "embeddings" / (
-            "train_captions.safetensors" if wildcards.control == "paired" else "train_images.safetensors"
-        ),
+        embeddings=lambda wildcards: RESULTS
+        / "embeddings"
+        / ("train_captions.safetensors" if wildcards.control == "paired" else "train_images.safetensors"),
     output:
         model=RESULTS / "models" / "{control}" / "model.safetensors",
         sidecar=RESULTS / "models" / "{control}" / "model.json",
         curve=RESULTS / "models" / "{control}" / "curve.csv",
-    wildcard_constraints:
-        control="paired|unconditional",
-    params:
-        settings=diffusion_params("pretrain"),
-        work=lambda wildcards: RESULTS / "work" / f"diffusion-{wildcards.control}",
-        seed=run_seed(),
-        device=config["device"],
     log:
         LOGS / "diffusion_{control}.log",
     benchmark:
         BENCHMARKS / "diffusion_{control}.tsv"
-    resources:
-        gpu=0,  # CPU by default; a profile's set-resources asks for GPUs (profiles/slurm)
+    wildcard_constraints:
+        control="paired|unconditional",
     conda:
         ENVS["train"]
+    threads: torch_threads
+    resources:
+        gpu=DDP_GPUS,
+        device=DEVICE,
+    params:
+        settings=diffusion_params("pretrain"),
+        work=lambda wildcards: RESULTS / "work" / f"diffusion-{wildcards.control}",
+        seed=run_seed(),
     shell:
         clipvqd_trainer(
-            "diffusion train --mode {wildcards.control} --params {params.settings:q}"
-            " --tokens {input.tokens} --embeddings {input.embeddings} --work {params.work} --out {output.model}"
-            " --curve {output.curve} --seed {params.seed} --device {params.device} > {log} 2>&1",
+            "diffusion train --mode {wildcards.control:q} --params {params.settings:q}"
+            " --tokens {input.tokens:q} --embeddings {input.embeddings:q} --work {params.work:q} --out {output.model:q}"
+            " --curve {output.curve:q} --seed {params.seed:q} --device {resources.device:q} --threads {threads} > {log:q} 2>&1",
             ddp=True,
         )

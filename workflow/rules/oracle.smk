@@ -3,6 +3,7 @@
 if IS_WORLD:
 
     rule oracle_train:
+        """The attribute oracle: a classifier trained on renders with their true attributes (worlds only)."""
         input:
             oracle=DATA / "oracle.csv",
             reference=DATA / "reference.csv",
@@ -11,19 +12,22 @@ if IS_WORLD:
             sidecar=RESULTS / "oracle" / "model.json",
             curve=RESULTS / "oracle" / "curve.csv",
             metrics=RESULTS / "oracle" / "metrics.json",
-        params:
-            oracle=as_json(config["oracle"]),
-            world=config["data"]["world"]["name"],
-            work=RESULTS / "work" / "oracle",
-            seed=run_seed(),
         log:
             LOGS / "oracle_train.log",
         benchmark:
             BENCHMARKS / "oracle_train.tsv"
         conda:
             ENVS["train"]
+        threads: torch_threads
+        params:
+            oracle=as_json(config["oracle"]),
+            world=config["data"]["world"]["name"],
+            work=RESULTS / "work" / "oracle",
+            seed=run_seed(),
         shell:
-            "python -m clipvqd oracle train --params {params.oracle:q} --world {params.world}"
-            " --manifest {input.oracle} --reference {input.reference} --work {params.work}"
-            " --out {output.model} --curve {output.curve} --metrics {output.metrics}"
-            " --seed {params.seed} > {log} 2>&1"
+            clipvqd_command(
+                "oracle train --params {params.oracle:q} --world {params.world:q}"
+                " --manifest {input.oracle:q} --reference {input.reference:q} --work {params.work:q}"
+                " --out {output.model:q} --curve {output.curve:q} --metrics {output.metrics:q}"
+                " --seed {params.seed:q} --threads {threads} > {log:q} 2>&1"
+            )

@@ -4,6 +4,7 @@
 
 
 rule tokenizer_train:
+    """Train the Gumbel VQGAN tokenizer (resumable), then compact its codebook to the codes it uses."""
     input:
         train=DATA / "train.csv",
         lpips=list(lpips_weight_files().values()),
@@ -12,30 +13,32 @@ rule tokenizer_train:
         sidecar=RESULTS / "tokenizer" / "model.json",
         codebook=RESULTS / "tokenizer" / "codebook.json",
         curve=RESULTS / "tokenizer" / "curve.csv",
-    params:
-        tokenizer=tokenizer_params(),
-        work=RESULTS / "work" / "tokenizer",
-        seed=run_seed(),
-        device=config["device"],
-    priority: 10
     log:
         LOGS / "tokenizer_train.log",
     benchmark:
         BENCHMARKS / "tokenizer_train.tsv"
-    resources:
-        gpu=0,  # CPU by default; a profile's set-resources asks for GPUs (profiles/slurm)
+    priority: 10
     conda:
         ENVS["train"]
+    threads: torch_threads
+    resources:
+        gpu=GPU,
+        device=DEVICE,
+    params:
+        tokenizer=tokenizer_params(),
+        work=RESULTS / "work" / "tokenizer",
+        seed=run_seed(),
     shell:
         clipvqd_trainer(
-            "tokenizer train --params {params.tokenizer:q} --train {input.train}"
-            " --work {params.work} --out {output.model} --curve {output.curve} --codebook {output.codebook}"
-            " --seed {params.seed} --device {params.device} > {log} 2>&1",
+            "tokenizer train --params {params.tokenizer:q} --train {input.train:q}"
+            " --work {params.work:q} --out {output.model:q} --curve {output.curve:q} --codebook {output.codebook:q}"
+            " --seed {params.seed:q} --device {resources.device:q} --threads {threads} > {log:q} 2>&1",
             ddp=False,
         )
 
 
 rule tokenizer_evaluate:
+    """The tokenizer's reconstructions of held-out images: errors, codebook use, the oracle's retained accuracy."""
     input:
         model=RESULTS / "tokenizer" / "model.safetensors",
         codebook=RESULTS / "tokenizer" / "codebook.json",
@@ -48,23 +51,29 @@ rule tokenizer_evaluate:
             caption="../report/tokenizer_reconstructions.rst",
             category="Tokenizer",
         ),
-    params:
-        oracle=lambda wildcards, input: f"--oracle {input.oracle}" if input.oracle else "",
-        resize="--resize" if config["tokenizer"]["resize"] else "",
-        device=config["device"],
     log:
         LOGS / "tokenizer_evaluate.log",
     benchmark:
         BENCHMARKS / "tokenizer_evaluate.tsv"
     conda:
         ENVS["train"]
+    threads: torch_threads
+    resources:
+        gpu=GPU,
+        device=DEVICE,
+    params:
+        oracle=lambda wildcards, input: f"--oracle {shlex.quote(str(input.oracle))}" if input.oracle else "",
+        resize="--resize" if config["tokenizer"]["resize"] else "",
     shell:
-        "python -m clipvqd tokenizer evaluate --model {input.model} --codebook {input.codebook}"
-        " --heldout {input.heldout} {params.oracle} {params.resize} --metrics {output.metrics}"
-        " --grid {output.grid} --device {params.device} > {log} 2>&1"
+        clipvqd_command(
+            "tokenizer evaluate --model {input.model:q} --codebook {input.codebook:q}"
+            " --heldout {input.heldout:q} {params.oracle:q} {params.resize} --metrics {output.metrics:q}"
+            " --grid {output.grid:q} --device {resources.device:q} --threads {threads} > {log:q} 2>&1"
+        )
 
 
 rule tokenizer_tokenize:
+    """Token maps of the generators' training split (compacted codes), the diffusion models' data."""
     input:
         model=RESULTS / "tokenizer" / "model.safetensors",
         codebook=RESULTS / "tokenizer" / "codebook.json",
@@ -72,17 +81,22 @@ rule tokenizer_tokenize:
     output:
         codes=RESULTS / "tokens" / "train.npy",
         manifest=TOKENS,
-    params:
-        resize="--resize" if config["tokenizer"]["resize"] else "",
-        device=config["device"],
-    priority: 10
     log:
         LOGS / "tokenizer_tokenize.log",
     benchmark:
         BENCHMARKS / "tokenizer_tokenize.tsv"
+    priority: 10
     conda:
         ENVS["train"]
+    threads: torch_threads
+    resources:
+        gpu=GPU,
+        device=DEVICE,
+    params:
+        resize="--resize" if config["tokenizer"]["resize"] else "",
     shell:
-        "python -m clipvqd tokenizer tokenize --model {input.model} --codebook {input.codebook}"
-        " --train {input.train} {params.resize} --out {output.codes} --manifest {output.manifest}"
-        " --device {params.device} > {log} 2>&1"
+        clipvqd_command(
+            "tokenizer tokenize --model {input.model:q} --codebook {input.codebook:q}"
+            " --train {input.train:q} {params.resize} --out {output.codes:q} --manifest {output.manifest:q}"
+            " --device {resources.device:q} --threads {threads} > {log:q} 2>&1"
+        )

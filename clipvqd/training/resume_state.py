@@ -1,4 +1,4 @@
-"""Resume state for every trainer: models, EMA, optimisers, schedulers, step and RNG states.
+"""Resume state of a training run: models, EMA, optimisers, schedulers, step and RNG states.
 
 It lives in a work folder that is *not* a Snakemake output (Snakemake deletes the outputs of a failed
 job), so a killed job continues where it stopped when the workflow is rerun. Files are written
@@ -8,9 +8,6 @@ Loading uses `torch.load(weights_only=True)`: no pickled code is ever executed.
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import json
 import os
 import re
 from pathlib import Path
@@ -22,31 +19,7 @@ _STATE_NAME = re.compile(r"^state-(\d{9})\.pt$")
 
 
 class CorruptResumeState(RuntimeError):
-    pass
-
-
-def settings_fingerprint(payload: Mapping[str, Any]) -> str:
-    """A stable hash of a run's data and settings, stored with each snapshot so that a rerun with other
-    data or settings never continues from it."""
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def tensor_sha256(tensor: torch.Tensor | None) -> str | None:
-    if tensor is None:
-        return None
-    return hashlib.sha256(tensor.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
-
-
-def write_curve_csv(path: str | Path, rows: list[Mapping[str, Any]], fields: list[str] | tuple[str, ...]) -> None:
-    """Write a whole loss curve atomically (a reader never sees half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(fields))
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    """A snapshot that cannot be read, or that another trainer wrote."""
 
 
 def _capture(obj: Any) -> Any:
@@ -116,9 +89,9 @@ class ResumeState:
             torch.cuda.set_rng_state_all(payload["cuda_rng"])
         return payload["step"], payload["extra"]
 
-    def newest_fingerprint(self) -> str | None:
-        """The settings fingerprint stored with the newest snapshot; None when there is none (or it is
-        unreadable, which `restore` then reports properly)."""
+    def newest_extra(self) -> dict[str, Any] | None:
+        """The `extra` stored with the newest snapshot (where a run keeps its settings fingerprint); None
+        when there is no snapshot, or it is unreadable (which `restore` then reports properly)."""
         snapshots = self.snapshots()
         if not snapshots:
             return None
@@ -126,23 +99,10 @@ class ResumeState:
             payload = torch.load(snapshots[-1], map_location="cpu", weights_only=True)
         except Exception:
             return None
-        return payload.get("extra", {}).get("fingerprint")
+        return dict(payload.get("extra", {}))
 
     def clear(self) -> None:
+        """Delete every snapshot."""
         for path in self.snapshots():
             path.unlink()
 
-
-def resume_training(work_dir: str | Path, objects: Mapping[str, Any], curve_csv: str | Path,
-                    curve_header: str) -> tuple[ResumeState, int]:
-    """Restore `objects` from `work_dir` if a snapshot exists; (re)start the loss curve on a fresh run.
-
-    Returns the state (to save snapshots into) and the step to continue from.
-    """
-    state = ResumeState(work_dir)
-    step, _ = state.restore(objects)
-    curve_csv = Path(curve_csv)
-    curve_csv.parent.mkdir(parents=True, exist_ok=True)
-    if step == 0 or not curve_csv.exists():
-        curve_csv.write_text(curve_header.rstrip("\n") + "\n")
-    return state, step

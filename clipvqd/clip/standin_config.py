@@ -1,0 +1,58 @@
+"""The stand-in CLIP's architecture and training settings (`StandinClipConfig`), without torch or open_clip:
+the workflow builds it from clip.<role>.standin to check a run's settings before any job starts. The
+trainer is in `standin.py`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class StandinClipConfig:
+    model_name: str = "clipvqd-standin"  # name registered with open_clip; conditioner and judge need different names
+    embed_dim: int = 128  # joint embedding size (CLIP ViT-B/32 has 512)
+    image_size: int = 32  # input resolution; world images are resized to it
+    vision_tower: str = "vit"  # "vit" (patches) or "resnet" (open_clip's ModifiedResNet; convolutions see fine detail sooner)
+    patch_size: int = 4  # ViT patch size: (image_size / patch_size)^2 image tokens
+    vision_width: int = 128  # ViT width
+    vision_layers: int = 4  # ViT depth
+    text_width: int = 128  # text transformer width
+    text_layers: int = 4  # text transformer depth
+    text_heads: int = 4  # text transformer heads (the ViT uses width / 64 heads, open_clip's default)
+    context_length: int = 32  # tokens per caption; world captions are shorter
+    epochs: int = 12  # passes over the captioned training pairs
+    batch_size: int = 128  # contrastive batch: more negatives per step
+    learning_rate: float = 1e-3  # AdamW peak, after a linear warm-up
+    warmup_fraction: float = 0.1  # share of steps spent warming up, then cosine decay to zero
+    weight_decay: float = 0.1  # AdamW weight decay (CLIP's value)
+    # Share of batches built around images that agree on every coarse attribute. Web-scale CLIP batches
+    # (32k pairs) are full of near-duplicates that only fine details tell apart; a 128-pair batch of a
+    # small world is not, and without such batches the model learns colours and ignores glasses or smiles.
+    hard_negative_fraction: float = 0.5
+    snapshot_every: int = 50  # steps between resume snapshots
+
+    def __post_init__(self) -> None:
+        if self.vision_tower not in ("vit", "resnet"):
+            raise ValueError(f"standin.vision_tower must be 'vit' or 'resnet', got '{self.vision_tower}'")
+        if self.vision_tower == "vit" and self.vision_width % 64:
+            raise ValueError(f"standin.vision_width={self.vision_width}: a ViT tower needs a multiple of 64 (64 per head)")
+        if self.vision_tower == "resnet" and self.image_size % 32:
+            raise ValueError(f"standin.image_size={self.image_size}: a ResNet tower needs a multiple of 32")
+        if self.text_width % self.text_heads:
+            raise ValueError(f"standin.text_width={self.text_width} is not divisible by standin.text_heads={self.text_heads}")
+        if self.vision_tower == "vit" and self.image_size % self.patch_size:
+            raise ValueError(f"standin.image_size={self.image_size} is not divisible by standin.patch_size={self.patch_size}")
+
+    def model_cfg(self) -> dict:
+        vision = {"image_size": self.image_size, "layers": self.vision_layers, "width": self.vision_width,
+                  "patch_size": self.patch_size}
+        if self.vision_tower == "resnet":
+            # open_clip's ModifiedResNet: one bottleneck block per stage, final map image_size / 32.
+            vision = {"image_size": self.image_size, "layers": [self.vision_layers] * 4,
+                      "width": self.vision_width, "head_width": self.vision_width}
+        return {
+            "embed_dim": self.embed_dim,
+            "vision_cfg": vision,
+            "text_cfg": {"context_length": self.context_length, "vocab_size": 49408,
+                         "width": self.text_width, "heads": self.text_heads, "layers": self.text_layers},
+        }

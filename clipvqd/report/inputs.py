@@ -1,0 +1,69 @@
+"""The report's inputs besides the metrics: quality numbers of the tools, benchmark files, cited numbers,
+each read and shaped for `render_report`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from clipvqd.report.render import ReportError
+
+
+def _with_chance(value, chance) -> str:
+    return f"{value:.4g} (chance {chance:.4g})"
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def flatten_numbers(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested quality JSON -> {"a.b.c": leaf}, one line per number in the report. A number and its chance
+    level ({"accuracy": a, "chance": c}, or "x" beside "x_chance") become one line "a (chance c)"."""
+    if not isinstance(value, dict):
+        return {prefix or "value": value}
+    if set(value) == {"accuracy", "chance"} and all(_is_number(v) for v in value.values()):
+        return {prefix or "accuracy": _with_chance(value["accuracy"], value["chance"])}
+    flat = {}
+    for key, item in value.items():
+        key = str(key)
+        base = key[:-len("_chance")] if key.endswith("_chance") else None
+        if base and _is_number(item) and _is_number(value.get(base)):
+            continue  # shown with its number
+        name = f"{prefix}.{key}" if prefix else key
+        if _is_number(item) and _is_number(value.get(f"{key}_chance")):
+            flat[name] = _with_chance(item, value[f"{key}_chance"])
+        else:
+            flat.update(flatten_numbers(item, name))
+    return flat
+
+
+def read_quality_numbers(files: Mapping[str, str | Path]) -> dict[str, dict[str, Any]]:
+    """{group label: metrics.json} -> {group label: flattened numbers}; an unreadable file is named."""
+    quality = {}
+    for label, path in files.items():
+        try:
+            quality[label] = flatten_numbers(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError) as error:
+            raise ReportError(f"quality numbers '{label}': cannot read {path}: {error}") from error
+    return quality
+
+
+def collect_benchmark_files(files: Iterable[str | Path] = (), folders: Iterable[str | Path] = ()) -> list[str]:
+    """The given benchmark TSVs plus every *.tsv under `folders` as they are now (Snakemake writes a
+    benchmark file after each job, so a report job reads the folder rather than declaring each file)."""
+    found = [str(path) for path in files]
+    for folder in folders:
+        found += sorted(str(path) for path in Path(folder).rglob("*.tsv"))
+    return found
+
+
+def read_paper_rows(path: str | Path | None) -> list[dict] | None:
+    """Cited numbers (a JSON list of {method, metric, value, source[, dataset, note]}), or None."""
+    if not path:
+        return None
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ReportError(f"paper rows: cannot read {path}: {error}") from error

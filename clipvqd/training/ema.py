@@ -1,0 +1,37 @@
+"""An exponential moving average of a module's weights: what the diffusion, LAFITE and clip2latent
+trainers save and sample from."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+from torch import Tensor, nn
+
+
+class ExponentialMovingAverage:
+    """EMA of a module's floating-point state (integer buffers are copied).
+
+    `update` moves every shadow value a fraction 1 - decay of the way to the module's current one;
+    `decay` may be changed between updates (LAFITE ramps it up with the images seen)."""
+
+    def __init__(self, module: nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = {key: value.detach().clone() for key, value in module.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, module: nn.Module) -> None:
+        for key, value in module.state_dict().items():
+            if value.dtype.is_floating_point:
+                self.shadow[key].lerp_(value.detach(), 1.0 - self.decay)
+            else:
+                self.shadow[key].copy_(value)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {key: value.clone() for key, value in self.shadow.items()}
+
+    def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
+        if set(state) != set(self.shadow):
+            raise ValueError("EMA state does not match the model's parameters")
+        for key, value in state.items():
+            self.shadow[key].copy_(value)
