@@ -198,9 +198,9 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(world, tmp_path, monkey
     meta = json.loads((tmp_path / "resumed" / "generator.json").read_text())
     assert meta["step"] == 4 and meta["clip_sha256"] == world["encoder"].identity
     # A changed setting starts over instead of mixing in the old snapshots.
-    changed = dataclasses.replace(TRAIN, xi=1.0)
+    changed = dataclasses.replace(TRAIN, xi=2.0)
     _train(world, tmp_path, "resumed", train=changed)
-    assert json.loads((tmp_path / "resumed" / "generator.json").read_text())["train_config"]["xi"] == 1.0
+    assert json.loads((tmp_path / "resumed" / "generator.json").read_text())["train_config"]["xi"] == 2.0
 
 
 def test_augmentation_and_image_image_terms_resume_exactly_and_are_logged(world, tmp_path, monkeypatch):

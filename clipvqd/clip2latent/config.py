@@ -95,9 +95,11 @@ class GeneratorTrainConfig(_Block):
     """StyleGAN2's optimisation (non-saturating loss, lazy R1, G EMA), run by LAFITE's trainer without
     contrastive losses."""
 
-    steps: int = 600
-    """Optimiser steps of G and of D. World default: about 0.4 s a step on one CPU thread (about 4 minutes).
-    Paper preset: 25 000 kimg at batch 32 (StyleGAN2 FFHQ config-f)."""
+    steps: int = 1800
+    """Optimiser steps of G and of D. World default: about 0.21 CPU-seconds a step, about 380 in all, so that
+    generator, pairs and prior together cost about CLIP-VQDiffusion's chain; the generator alone reached
+    precision 0.06 / 0.14 / 0.23 at 600 / 1200 / 1800 steps, and clip2latent's samples follow it
+    (docs/baselines.md). Paper preset: 25 000 kimg at batch 32 (StyleGAN2 FFHQ config-f)."""
     batch_size: int = 16
     """Images per step (StyleGAN2 config-f: 32)."""
     learning_rate: float = 0.0025
