@@ -371,10 +371,16 @@ COMMAND_FRAGMENTS = {"params.resize", "params.source", "params.models", "params.
 
 def test_every_value_in_a_shell_command_is_quoted():
     """Each {input.*}, {output.*}, {params.*}, {wildcards.*}, {resources.*} and {log} of every rule's shell command carries
-    :q, except the fragments above; a new unquoted value fails here before it can reach a shell."""
+    :q, except the fragments above, which must not (quoted whole, a fragment's option and value would reach the
+    program as one argument); a new unquoted value fails here before it can reach a shell."""
     import re
 
     unquoted = []
+    for path in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            for name in re.findall(r"\{((?:params)\.\w+):q\}", line):
+                if name in COMMAND_FRAGMENTS:
+                    unquoted.append(f"{path.name}:{number}: {{{name}:q}} is a ready-made fragment")
     for path in sorted((REPO / "workflow" / "rules").glob("*.smk")):
         for number, line in enumerate(path.read_text().splitlines(), start=1):
             if line.lstrip().startswith(("work=", "oracle=")):  # Python f-strings, not shell text

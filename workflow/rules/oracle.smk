@@ -20,13 +20,13 @@ if IS_WORLD:
             ENVS["train"]
         threads: torch_threads
         params:
-            oracle=as_json(config["oracle"]),
+            settings=as_json(config["oracle"]),
             world=config["data"]["world"]["name"],
             work=RESULTS / "work" / "oracle",
             seed=run_seed(),
         shell:
             clipvqd_command(
-                "oracle train --params {params.oracle:q} --world {params.world:q}"
+                "oracle train --params {params.settings:q} --world {params.world:q}"
                 " --manifest {input.oracle:q} --reference {input.reference:q} --work {params.work:q}"
                 " --out {output.model:q} --curve {output.curve:q} --metrics {output.metrics:q}"
                 " --seed {params.seed:q} --threads {threads} > {log:q} 2>&1"

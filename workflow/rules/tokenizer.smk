@@ -67,7 +67,7 @@ rule tokenizer_evaluate:
     shell:
         clipvqd_command(
             "tokenizer evaluate --model {input.model:q} --codebook {input.codebook:q}"
-            " --heldout {input.heldout:q} {params.oracle:q} {params.resize} --metrics {output.metrics:q}"
+            " --heldout {input.heldout:q} {params.oracle} {params.resize} --metrics {output.metrics:q}"
             " --grid {output.grid:q} --device {resources.device:q} --threads {threads} > {log:q} 2>&1"
         )
 
