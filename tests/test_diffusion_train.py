@@ -110,9 +110,14 @@ def test_cfg_finetune_trains_the_null_vector_from_pretrained_weights(tmp_path):
     initial = _build_model(MODEL, seed=3).null_condition.vector.detach()
     assert torch.equal(before["null_condition.vector"], initial)
     assert not torch.equal(before["null_condition.vector"], after["null_condition.vector"])
-    # the paired control drops its caption condition like the fine-tune, so it learns the null vector too
-    paired = load_file(str(run(tmp_path, "paired", mode="paired", train=finetune)))["null_condition.vector"]
-    assert not torch.equal(before["null_condition.vector"], paired)
+    # the paired control's chain mirrors it: its pretraining never drops the caption (the null vector stays
+    # where it started), its CFG fine-tune does and learns the null vector
+    paired_pretrained = run(tmp_path, "paired", mode="paired", train=finetune)
+    assert torch.equal(load_file(str(paired_pretrained))["null_condition.vector"], initial)
+    paired_tuned = run(tmp_path, "paired_ft", mode="paired_cfg_finetune", train=finetune, init_weights=paired_pretrained)
+    assert not torch.equal(load_file(str(paired_tuned))["null_condition.vector"], initial)
+    with pytest.raises(ValueError, match="'paired_cfg_finetune' starts from pretrained weights"):
+        run(tmp_path, "paired_no_init", mode="paired_cfg_finetune", train=finetune)
     assert load_denoiser(tuned)[2]["init_weights"] == str(pretrained)
     with pytest.raises(ValueError, match="init_weights"):
         run(tmp_path, "no_init", mode="cfg_finetune", train=finetune)

@@ -250,7 +250,7 @@ def test_profile_runtimes_grow_with_the_attempt():
     profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
     assert profile["executor"] == "slurm" and profile["retries"] >= 1
     for rule in ("tokenizer_train", "diffusion_pretrain", "diffusion_cfg_finetune", "diffusion_control",
-                 "lafite_train"):
+                 "diffusion_control_finetune", "lafite_train"):
         assert "gpu" in profile["set-resources"][rule] and "slurm_extra" not in profile["set-resources"][rule]
         runtime = str(profile["set-resources"][rule]["runtime"])
         Resources.parse([f"runtime={runtime}"], allow_expressions=True)  # Snakemake accepts it

@@ -1,13 +1,16 @@
 """One trainer for every CLIP-VQDiffusion variant (docs/design.md §4, §7).
 
 Modes differ only in the condition each training sample gets:
-  language_free  normalize(e/|e| + alpha eps/|eps|) from the CLIP *image* embedding e (the method);
-  cfg_finetune   the same, replaced by the learnable null vector with probability p (0.1); starts
-                 from pretrained weights and normally runs at a lower learning rate;
-  paired         the normalised CLIP *text* embedding of the image's real caption (upper-bound control),
-                 replaced by the null vector with probability p like cfg_finetune, so that the control
-                 is sampled with the same guidance scale as the method it bounds;
-  unconditional  always the null vector (lower-bound control).
+  language_free        normalize(e/|e| + alpha eps/|eps|) from the CLIP *image* embedding e (the method);
+  cfg_finetune         the same, replaced by the learnable null vector with probability p (0.1); starts
+                       from pretrained weights and normally runs at a lower learning rate;
+  paired               the normalised CLIP *text* embedding of the image's real caption (upper-bound
+                       control), the counterpart of language_free;
+  paired_cfg_finetune  the same, replaced by the null vector with probability p: the counterpart of
+                       cfg_finetune, so that the control runs the method's whole chain (same stages, steps
+                       and guidance) and differs from it only in its condition;
+  unconditional        always the null vector (lower-bound control); run as the same two stages with
+                       init_weights for the second, it gets the same total steps.
 
 Reproducibility: every random draw comes from a generator named by (seed, purpose, step, sample), see
 `clipvqd.training.seeding`. The model, EMA, optimiser, LR schedule and timestep sampler are snapshotted
@@ -118,11 +121,11 @@ def _draw_training_batch(
         noised.append(schedule.q_sample(x0[row : row + 1], t, generator))
         if mode in (TrainingMode.LANGUAGE_FREE, TrainingMode.CFG_FINETUNE):
             condition = noisy_image_condition(embeddings[row : row + 1], train_cfg.condition_noise_alpha, generator)
-        elif mode is TrainingMode.PAIRED:
+        elif mode.uses_text_condition:
             condition = l2_normalize(embeddings[row : row + 1])
         else:
             condition = torch.zeros(1, condition_dim)
-        if mode in (TrainingMode.CFG_FINETUNE, TrainingMode.PAIRED):
+        if mode.drops_condition:
             use_null = draw_null_mask(1, train_cfg.null_condition_probability, generator)
         else:
             use_null = torch.full((1,), mode is TrainingMode.UNCONDITIONAL)
@@ -152,14 +155,14 @@ def train_diffusion(
     the loss curve to `curve_csv`. Returns the sidecar metadata.
 
     tokens: `(N, H, W)` int64 code maps in [0, K). conditions: `(N, D)` CLIP embeddings (image
-    embeddings for language_free / cfg_finetune, caption text embeddings for paired; ignored and may
-    be None for unconditional). init_weights: a checkpoint of this trainer to start from (required for
-    cfg_finetune). Under torchrun, every process calls this with the same arguments; only rank 0 writes.
+    embeddings for language_free / cfg_finetune, caption text embeddings for the paired modes; ignored
+    and may be None for unconditional). init_weights: a checkpoint of this trainer to start from (required
+    for the two CFG fine-tunes). Under torchrun, every process calls this with the same arguments; only rank 0 writes.
     """
     mode = TrainingMode.parse(mode)
     _validate_inputs(tokens, conditions, model_cfg, mode)
-    if mode is TrainingMode.CFG_FINETUNE and init_weights is None:
-        raise ValueError("mode 'cfg_finetune' starts from pretrained weights: pass init_weights")
+    if mode.needs_init and init_weights is None:
+        raise ValueError(f"mode '{mode.value}' starts from pretrained weights: pass init_weights")
     num_maps = tokens.shape[0]
     if num_maps < train_cfg.batch_size:
         raise ValueError(f"batch_size {train_cfg.batch_size} exceeds the {num_maps} training token maps")
@@ -205,8 +208,7 @@ def _train(
             )
         load_weights(init_weights, parts)
     # The null vector is trained only where it is used; frozen, it stays out of the optimiser and DDP.
-    parts.null_condition.vector.requires_grad_(
-        mode in (TrainingMode.CFG_FINETUNE, TrainingMode.PAIRED, TrainingMode.UNCONDITIONAL))
+    parts.null_condition.vector.requires_grad_(mode.drops_condition or mode is TrainingMode.UNCONDITIONAL)
     parts.to(device)
     trained = [p for p in parts.parameters() if p.requires_grad]
 
