@@ -460,3 +460,33 @@ def test_paper_overlays_use_the_lafite_presets(overlay):
     model = {**config["lafite"]["model"], "condition_dim": LafiteModelConfig.paper().condition_dim}
     assert LafiteModelConfig.from_dict(model) == LafiteModelConfig.paper()
     assert LafiteTrainConfig.from_dict(config["lafite"]["train"]) == LafiteTrainConfig.paper()
+
+
+def _planned_variants(result, method="clip-vqdiffusion"):
+    return set(re.findall(rf"samples/seed=\d+/{method}/([^/\s,]+(?:,[^/\s,]+)*)/alignment/manifest\.csv",
+                          result.stdout))
+
+
+@pytest.mark.parametrize("overlay", ["ffhq", "coco"])
+def test_cfg_false_branch_samples_the_pretrained_model_at_guidance_one(overlay):
+    """The pretrained model has no trained null vector (the sampler refuses s != 1 for it), so the cfg=false
+    ablation of an overlay whose headline guidance is not 1 samples at s = 1."""
+    result = _snakemake("-n", "--forceall", "--cores", "1", "--configfile", f"configs/{overlay}.yaml")
+    assert result.returncode == 0, result.stderr
+    ablation = [v for v in _planned_variants(result) if "cfg=false" in v]
+    assert len(ablation) == 1 and ",s=1.0," in ablation[0], ablation
+
+
+def test_a_cfg_false_headline_plans_no_guided_point_of_the_pretrained_model(tmp_path):
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(yaml.safe_dump({"diffusion": {"cfg_finetune": [False, True]},
+                                       "sampling": {"guidance_scale": [2.0, 1.0, 3.0]}}))
+    result = _snakemake("-n", "-p", "--forceall", "--cores", "1", "--configfile", "config.yaml", str(overlay))
+    assert result.returncode == 0, result.stderr
+    # default (cfg=false, s=1) and the cfg=true point at the headline s = 2; the guidance sweep of the
+    # pretrained model collapses onto the default instead of planning refused or repeated branches.
+    assert _planned_variants(result) == {"default", "alpha=0.5,cfg=true,s=2.0,r=0.85,steps=25,purity=false"}
+    # the paired control, matched to the cfg=false headline, stops after its pretraining: sampled at s = 1 too
+    paired = [line for line in result.stdout.splitlines() if "clipvqd sample --method paired" in line]
+    assert paired and all('"s": 1.0' in line for line in paired), paired[:1]
+    assert "paired/finetune.safetensors" not in result.stdout

@@ -312,12 +312,24 @@ def variants(method):
     if method not in METHOD_SETTINGS:
         return {"default": {}}
     keys = METHOD_SETTINGS[method]
-    found = {"default": {k: HEADLINE[k] for k in keys}}
+    found = {"default": sampleable({k: HEADLINE[k] for k in keys})}
     for key in keys:
         for value in SWEEPS[key][1:]:
-            settings = {k: HEADLINE[k] for k in keys} | {key: value}
-            found[variant_name(settings)] = settings
+            settings = sampleable({k: HEADLINE[k] for k in keys} | {key: value})
+            if settings not in found.values():
+                found[variant_name(settings)] = settings
     return found
+
+
+def sampleable(settings):
+    """A model pretrained without condition dropout has no trained null vector, so guidance s != 1 is
+    undefined for it (the sampler refuses it): a cfg=false point samples at s = 1, named so, and so does the
+    paired control under a cfg=false headline. A point that
+    becomes another one (cfg=false as the headline with a guidance sweep) is planned once."""
+    # The paired control has no cfg key of its own: it is matched to the headline's chain (diffusion_model).
+    if not settings.get("cfg", HEADLINE["cfg"]) and "s" in settings:
+        return settings | {"s": 1.0}
+    return settings
 
 
 def variant_settings(method, variant):
