@@ -137,18 +137,19 @@ def test_paper_overlay_rehearsal_runs_every_planned_rule(workflow_copy, overlay,
     # The paper's shapes, as the checkpoints record them.
     tokenizer = _sidecar(results / "tokenizer" / "model.safetensors")["model_config"]
     assert (tokenizer["resolution"], tokenizer["codebook_size"], len(tokenizer["channel_multipliers"])) == (256, 4096, 5)
-    headline = results / "models" / "clip-vqdiffusion" / "alpha=0.5" / "cfg.safetensors"
+    models = results / "models" / "seed=0"  # the overlays train one seed
+    headline = models / "clip-vqdiffusion" / "alpha=0.5" / "cfg.safetensors"
     if overlay == "coco":
-        headline = results / "models" / "clip-vqdiffusion" / "alpha=0.25" / "cfg.safetensors"
+        headline = models / "clip-vqdiffusion" / "alpha=0.25" / "cfg.safetensors"
     denoiser = _sidecar(headline)["model_config"]
     assert (denoiser["num_layers"], denoiser["hidden_dim"], denoiser["num_heads"]) == (24, 512, 16)
     assert (denoiser["grid_height"], denoiser["grid_width"], denoiser["condition_dim"]) == (16, 16, 512)
     assert _sidecar(results / "clip" / "conditioner" / "model.safetensors")["model_name"] == "ViT-B-32"
 
     # The cfg=false ablation samples the language-free model at s = 1 and is measured.
-    ablation = [p for p in (results / "samples" / "clip-vqdiffusion").iterdir() if "cfg=false" in p.name]
+    ablation = [p for p in (results / "samples" / "seed=0" / "clip-vqdiffusion").iterdir() if "cfg=false" in p.name]
     assert len(ablation) == 1 and ",s=1.0," in ablation[0].name, ablation
-    assert len((ablation[0] / "manifest.csv").read_text().splitlines()) > 1
+    assert len((ablation[0] / "alignment" / "manifest.csv").read_text().splitlines()) > 1
     metrics = results / "metrics" / "clip-vqdiffusion" / f"{ablation[0].name}.csv"
     assert len(metrics.read_text().splitlines()) > 1
     assert (workflow_copy / "reports" / f"{overlay}-rehearsal" / "index.html").is_file()
