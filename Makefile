@@ -33,15 +33,22 @@ test: setup
 lint: setup
 	snakemake --lint --cores 1
 
-# CPU benchmarks (benchmarks/README.md), JSON into benchmarks/results/. The CLIP cache benchmark uses the
-# default run's conditioner and training split when they exist (read only), else builds small stand-ins.
+# CPU benchmarks (benchmarks/README.md), JSON into benchmarks/results/. The CLIP cache and train-step benchmarks use the
+# default run's files (conditioner, training split, token maps, embeddings) when they exist (read only), else stand-ins.
 BENCH_THREADS ?= 1
 BENCH_CLIP := results/default/clip/conditioner/model.safetensors
 BENCH_MANIFEST := results/default/data/train.csv
+BENCH_TOKENS := results/default/tokens/train.json
+BENCH_EMBEDDINGS := results/default/embeddings/train_images.safetensors
+BENCH_DENOISER := results/default/models/clip-vqdiffusion/alpha=0.5/cfg.safetensors
+BENCH_PROMPTS := results/default/embeddings/prompts.safetensors
 bench: setup
 	OMP_NUM_THREADS=$(BENCH_THREADS) python benchmarks/diffusion_cpu.py --threads $(BENCH_THREADS)
 	OMP_NUM_THREADS=$(BENCH_THREADS) python benchmarks/clip_embed_cpu.py --threads $(BENCH_THREADS) \
 		$(if $(wildcard $(BENCH_CLIP)),--clip $(BENCH_CLIP)) $(if $(wildcard $(BENCH_MANIFEST)),--manifest $(BENCH_MANIFEST))
+	OMP_NUM_THREADS=$(BENCH_THREADS) python benchmarks/train_steps_cpu.py --threads $(BENCH_THREADS) \
+		$(if $(and $(wildcard $(BENCH_TOKENS)),$(wildcard $(BENCH_EMBEDDINGS))),--tokens $(BENCH_TOKENS) --embeddings $(BENCH_EMBEDDINGS)) \
+		$(if $(and $(wildcard $(BENCH_DENOISER)),$(wildcard $(BENCH_PROMPTS))),--denoiser '$(BENCH_DENOISER)' --prompt-embeddings $(BENCH_PROMPTS))
 
 clean:
 	rm -rf results reports/default .snakemake

@@ -117,6 +117,8 @@ def sampling_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--prompt-embeddings", required=True, help="the prompts' CLIP text embeddings (clip embed)")
     sub.add_argument("--prompt-prefix", default="", help="the data.prompt_prefix the prompt embeddings were made with")
     sub.add_argument("--samples-per-prompt", type=int, default=16)
+    sub.add_argument("--best-of-prompts", type=int, default=0,
+                     help="the first N prompts get 16 samples (best-of-16 CLIPscore)")
     sub.add_argument("--batch-size", type=int, default=64)
     sub.add_argument("--seed", type=int, default=0)
     sub.add_argument("--manifest", required=True, help="sample manifest; PNGs go to images/ beside it")

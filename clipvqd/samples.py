@@ -54,13 +54,19 @@ def read_prompts(prompts_csv: str | Path) -> pd.DataFrame:
     return frame
 
 
-def sample_plan(prompts: pd.DataFrame, samples_per_prompt: int) -> pd.DataFrame:
+def sample_plan(prompts: pd.DataFrame, samples_per_prompt: int, best_of_prompts: int = 0,
+                best_of: int = 16) -> pd.DataFrame:
     """One row per image to draw, in a fixed order (prompt order, then sample index): image i of the
-    plan always gets the same random stream, whichever method draws it."""
+    plan always gets the same random stream, whichever method draws it. The first `best_of_prompts` prompts
+    of the table get `best_of` samples (at least `samples_per_prompt`), for best-of-N CLIPscore; the
+    metrics use the first `samples_per_prompt` samples of every prompt for everything else."""
     if samples_per_prompt < 1:
         raise ValueError(f"samples_per_prompt must be >= 1, got {samples_per_prompt}")
+    if best_of_prompts < 0:
+        raise ValueError(f"best_of_prompts must be >= 0, got {best_of_prompts}")
     rows = [{"prompt_index": index, "prompt_id": row.prompt_id, "prompt": row.prompt, "sample_index": j}
-            for index, row in enumerate(prompts.itertuples(index=False)) for j in range(samples_per_prompt)]
+            for index, row in enumerate(prompts.itertuples(index=False))
+            for j in range(max(samples_per_prompt, best_of) if index < best_of_prompts else samples_per_prompt)]
     return pd.DataFrame(rows)
 
 
@@ -145,28 +151,36 @@ def compare_rows(found: Sequence[tuple], expected: Sequence[tuple], source: str 
 @dataclass(frozen=True)
 class SamplePlan:
     """What a sample set must hold: every prompt of `prompts_csv` (with `prompt_prefix` before its text, as
-    CLIP read it) times `samples_per_prompt`, image i of a prompt drawn from `seed`. The sample rule's
-    plan (`sample_plan`) is this with the run's sampling seed; another sample set of the same prompts (a
-    larger one for distribution metrics, another seed) is another SamplePlan."""
+    CLIP read it) times `samples_per_prompt`, the first `best_of_prompts` prompts `best_of` times instead
+    (best-of-16 CLIPscore), image i of a prompt drawn from `seed`. The sample rule's plan (`sample_plan`)
+    is this with the set's sampling seed: an alignment set is the prompt table's plan, a distribution set
+    the plan of its distribution prompt table with one sample per row (its reference image's caption),
+    and every training seed's set holds the same plan drawn from that seed's sampling seed."""
 
     prompts_csv: Path
     samples_per_prompt: int
     seed: int
     prompt_prefix: str = ""
+    best_of_prompts: int = 0
+    best_of: int = 16
 
     def __post_init__(self) -> None:
         if int(self.samples_per_prompt) < 1:
             raise ValueError(f"samples_per_prompt must be >= 1, got {self.samples_per_prompt}")
+        if int(self.best_of_prompts) < 0:
+            raise ValueError(f"best_of_prompts must be >= 0, got {self.best_of_prompts}")
 
     def rows(self) -> list[tuple[str, str, int, int]]:
         prompts = read_prompts(self.prompts_csv)
         prompts["prompt"] = self.prompt_prefix + prompts["prompt"]
-        plan = sample_plan(prompts, int(self.samples_per_prompt))
+        plan = sample_plan(prompts, int(self.samples_per_prompt), int(self.best_of_prompts), int(self.best_of))
         return [(str(row.prompt_id), str(row.prompt), int(row.sample_index), int(self.seed))
                 for row in plan.itertuples(index=False)]
 
     def describe(self) -> str:
-        return (f"the plan ({self.samples_per_prompt} sample(s) of every prompt of {self.prompts_csv}, "
+        more = (f", {max(self.samples_per_prompt, self.best_of)} of the first {self.best_of_prompts}"
+                if self.best_of_prompts else "")
+        return (f"the plan ({self.samples_per_prompt} sample(s) of every prompt of {self.prompts_csv}{more}, "
                 f"seed {self.seed})")
 
     def check(self, frame: pd.DataFrame, source: str | Path) -> None:

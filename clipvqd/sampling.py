@@ -35,12 +35,12 @@ class PlannedPrompts:
 
     @classmethod
     def read(cls, prompts_csv: str | Path, embeddings_path: str | Path, prefix: str = "",
-             samples_per_prompt: int = 16) -> "PlannedPrompts":
+             samples_per_prompt: int = 16, best_of_prompts: int = 0) -> "PlannedPrompts":
         from clipvqd.samples import read_prompts, sample_plan
 
         prompts = read_prompts(prompts_csv)
         prompts["prompt"] = prefix + prompts["prompt"]
-        return cls(prompts, sample_plan(prompts, samples_per_prompt), Path(embeddings_path))
+        return cls(prompts, sample_plan(prompts, samples_per_prompt, best_of_prompts), Path(embeddings_path))
 
     def conditions(self, expected_clip_sha256: str | None = None):
         """Each planned image's prompt embedding `(N, D)`, refused if another CLIP made the cache."""
@@ -83,7 +83,7 @@ def sample_diffusion(method: str, files: Mapping[str, Any], planned: PlannedProm
                                 steps=settings.get("steps"), purity=settings.get("purity", False),
                                 unconditional=method == "unconditional",
                                 null_condition=settings.get("null_condition", "normalized"))
-    if sampling.guidance_scale != 1.0 and meta.get("mode") == "language_free":
+    if sampling.guidance_scale != 1.0 and meta.get("mode") in ("language_free", "paired"):  # pretrained, no dropout
         raise SamplingError(f"{files['model']} was pretrained without condition dropout, so it has no trained null "
                             f"vector for guidance s={sampling.guidance_scale}; sample it with s=1 or use the CFG model")
     torch.manual_seed(seed)
@@ -140,8 +140,10 @@ SAMPLERS: dict[str, tuple[Sampler, tuple[str, ...], tuple[str, ...]]] = {
 def sample_prompts(method: str, files: Mapping[str, str | Path | None], prompts_csv: str | Path,
                    prompt_embeddings: str | Path, manifest: str | Path, *, variant: str = "default",
                    settings: Mapping[str, Any] | None = None, prompt_prefix: str = "", samples_per_prompt: int = 16,
-                   seed: int = 0, batch_size: int = 64, device: str = "cpu") -> pd.DataFrame:
-    """Draw `samples_per_prompt` images of every prompt with `method`, and write them as a sample set:
+                   best_of_prompts: int = 0, seed: int = 0, batch_size: int = 64,
+                   device: str = "cpu") -> pd.DataFrame:
+    """Draw `samples_per_prompt` images of every prompt with `method` (16 of each of the first
+    `best_of_prompts` prompts, for best-of-16 CLIPscore), and write them as a sample set:
     PNGs in images/ beside `manifest`, and the manifest (returned). `files` holds the method's model files
     by name (model, tokenizer, codebook, generator, clip; see SAMPLERS); the ones it does not read must be
     absent or None."""
@@ -157,7 +159,7 @@ def sample_prompts(method: str, files: Mapping[str, str | Path | None], prompts_
         raise SamplingError(f"method '{method}' reads {', '.join(required + optional)}"
                             + (f"; missing: {', '.join(missing)}" if missing else "")
                             + (f"; not read by it: {', '.join(unused)}" if unused else ""))
-    planned = PlannedPrompts.read(prompts_csv, prompt_embeddings, prompt_prefix, samples_per_prompt)
+    planned = PlannedPrompts.read(prompts_csv, prompt_embeddings, prompt_prefix, samples_per_prompt, best_of_prompts)
     images, recorded = sampler(method, files, planned, settings or {}, seed=seed, batch_size=batch_size,
                                device=device)
     return write_sample_set(images, planned.plan, Path(manifest).parent, manifest, method=method, variant=variant,

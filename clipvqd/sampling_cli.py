@@ -16,12 +16,13 @@ def cmd_sample(args) -> None:
     try:
         written = sample_prompts(args.method, files, args.prompts, args.prompt_embeddings, args.manifest,
                                  variant=args.variant, settings=args.settings, prompt_prefix=args.prompt_prefix,
-                                 samples_per_prompt=args.samples_per_prompt, seed=args.seed,
+                                 samples_per_prompt=args.samples_per_prompt,
+                                 best_of_prompts=args.best_of_prompts, seed=args.seed,
                                  batch_size=args.batch_size, device=args.device)
     except SamplingError as error:
         raise SystemExit(str(error)) from None
-    print(f"wrote {len(written)} images ({written['prompt_id'].nunique()} prompts x {args.samples_per_prompt}) "
-          f"and {args.manifest}")
+    print(f"wrote {len(written)} images ({written['prompt_id'].nunique()} prompts x {args.samples_per_prompt}, "
+          f"16 for the first {args.best_of_prompts}) and {args.manifest}")
 
 
 def register(group: argparse.ArgumentParser) -> None:

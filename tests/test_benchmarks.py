@@ -74,3 +74,17 @@ def test_diffusion_gpu_benchmark_runs_its_cpu_smoke_path(tmp_path):
     sampling = payload["sampling"]
     assert sampling["cfg_batching"] == {"forward_rows_per_guided_step": [8], "batched": True}
     assert all(r["ok"] for r in sampling["runs"])
+
+
+def test_train_steps_cpu_benchmark_quick_path(tmp_path):
+    """Old and new forms of the trainer and sampler steps run alternately, and end bit-identical."""
+    payload = run_benchmark("train_steps_cpu.py", ["--quick"], tmp_path / "train_steps_cpu.json", timeout=180)
+    assert payload["environment"]["torch_threads"] == 1 and isinstance(payload["environment"]["contended"], bool)
+    assert set(payload["diffusion_train"]) == {"language_free", "paired_cfg_finetune"}
+    for section in [*payload["diffusion_train"].values(), payload["diffusion_sample"]]:
+        assert section["bit_identical"] is True, section["sha256"]
+        assert len(section["cpu_s"]["old"]) == len(section["cpu_s"]["new"]) == 2
+        assert section["new_over_old_cpu"]["median"] > 0
+    train = payload["diffusion_train"]["language_free"]["sha256"]
+    assert train["old"] == train["new"] and set(train["old"]) == {"weights", "ema", "timestep_sampler"}
+    assert "imports" not in payload  # --quick leaves out the subprocess timing

@@ -200,10 +200,13 @@ def test_an_unwritable_output_stops_a_trainer_before_it_trains(small_faces, tmp_
 
 def test_an_unwritable_output_stops_the_metrics_job_before_it_loads_anything(unwritable_folder, tmp_path):
     with pytest.raises(SystemExit, match=r"--protocol-out .*read-only.*cannot be written"):
-        main(["evaluate", "metrics", "--samples", "no-such.csv", "--reference", "r.csv", "--prompts", "p.csv",
-              "--conditioner", "c", "--judge", "j", "--method", "lafite", "--cache-dir", str(tmp_path / "cache"),
-              "--out", str(tmp_path / "m.csv"), "--protocol-out", str(unwritable_folder / "m.protocol.json"),
-              "--samples-per-prompt", "1", "--sample-seed", "0"])
+        main(["evaluate", "metrics", "--samples", "no-such.csv", "--distribution-samples", "d.csv", "--seeds", "0",
+              "--prompts", "p.csv", "--distribution-prompts", "dp.csv", "--conditioner", "c", "--judge", "j",
+              "--method", "lafite", "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "m.csv"),
+              "--by-seed-out", str(tmp_path / "m.by_seed.csv"), "--units-out", str(tmp_path / "m.units.csv"),
+              "--features-out", str(tmp_path / "m.features.safetensors"),
+              "--protocol-out", str(unwritable_folder / "m.protocol.json"),
+              "--samples-per-prompt", "1", "--sample-seeds", "0", "--distribution-sample-seeds", "5"])
 
 
 def test_an_empty_prompt_is_refused_naming_the_file_and_line(tmp_path):

@@ -67,6 +67,38 @@ def test_respacing_keeps_the_cumulative_products_at_the_kept_timesteps():
         full.respaced(7)
 
 
+def test_full_schedule_variance_keeps_the_respaced_mean_and_the_single_step_noise():
+    """The released sampler (set_timestep_skip rewrites the mean coefficients at the kept timesteps but
+    not DALLE2-pytorch's posterior_log_variance_clipped): respaced mean, the 1000-step chain's variance
+    beta_t (1 - a_bar_{t-1}) / (1 - a_bar_t) at each kept t."""
+    full = GaussianSchedule.create("cosine", 1000)
+    exact, official = full.respaced(10), full.respaced(10, full_schedule_variance=True)
+    x0, x_t = torch.randn(10, 3, dtype=torch.float64), torch.randn(10, 3, dtype=torch.float64)
+    t = torch.arange(10)
+    mean_exact, log_var_exact = exact.posterior(x0, x_t, t)
+    mean_official, log_var_official = official.posterior(x0, x_t, t)
+    assert torch.equal(mean_exact, mean_official)
+    a = full.alphas_cumprod
+    for index, kept in enumerate(range(100, 1000, 100), start=1):
+        single_step = full.betas[kept] * (1 - a[kept - 1]) / (1 - a[kept])
+        assert log_var_official[index, 0].exp().item() == pytest.approx(single_step.item(), rel=1e-9)
+        if index >= 2:  # (at index 1 the respaced step ends at t = 0, where 1 - a_bar is about 4e-5)
+            assert log_var_official[index, 0] < log_var_exact[index, 0] - 2  # far less noise
+    assert PriorSamplingConfig.paper().posterior_variance == "full_schedule"
+    with pytest.raises(ValueError, match="posterior_variance"):
+        PriorSamplingConfig(posterior_variance="ddim")
+
+
+def test_augment_policies_match_lafite():
+    from clipvqd.clip2latent.config import AUGMENT_POLICIES
+    from clipvqd.lafite.config import AUGMENT_POLICIES as LAFITE_POLICIES
+
+    assert AUGMENT_POLICIES == LAFITE_POLICIES
+    assert GeneratorTrainConfig(augment=("translation",)).to_lafite().augment == ("translation",)
+    with pytest.raises(ValueError, match="augment"):
+        GeneratorTrainConfig(augment=("hue",))
+
+
 @pytest.mark.parametrize("steps", [None, 4])
 def test_x0_posterior_equals_the_gaussian_product(steps):
     """q(x_{t-1} | x_t, x0) from N(x_{t-1}; sqrt(a_bar_{t-1}) x0, 1 - a_bar_{t-1}) N(x_t; sqrt(alpha_t) x_{t-1}, beta_t)."""

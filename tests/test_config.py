@@ -32,7 +32,9 @@ def test_default_config_validates_and_gets_defaults():
     validate(config, SCHEMA)
     assert config["data"]["world"]["sizes"]["train"] == 4000
     assert config["clip"]["conditioner"]["standin"]["epochs"] >= 1  # filled from the schema's default
-    assert config["sampling"]["samples_per_prompt"] == 16
+    assert config["sampling"]["samples_per_prompt"] == 4 and config["sampling"]["best_of_prompts"] == 16
+    assert config["seeds"] == [0] and config["evaluation"]["prompts"] == "test"
+    assert config["evaluation"]["bootstrap"] == {"replicates": 1000, "confidence": 0.95, "seed": 0}
 
 
 @pytest.mark.parametrize("mutate, named", [
@@ -42,6 +44,9 @@ def test_default_config_validates_and_gets_defaults():
     (lambda c: c["data"]["world"]["sizes"].__setitem__("train", 3), "3"),
     (lambda c: c["sampling"].__setitem__("truncation_r", [1.5]), "1.5"),
     (lambda c: c["data"]["world"].__setitem__("name", "cats"), "cats"),
+    (lambda c: c.__setitem__("seeds", [0, 1000]), "1000"),
+    (lambda c: c.__setitem__("seeds", []), "seeds"),
+    (lambda c: c.__setitem__("evaluation", {"prompts": "train"}), "train"),
 ])
 def test_schema_rejects_and_names_the_key(mutate, named):
     config = copy.deepcopy(_default_config())
@@ -87,13 +92,14 @@ def _jobs(stdout: str) -> list[dict]:
 
 
 # Rules whose jobs compute with torch, on a world config: each takes the job's threads, and all but the
-# oracle and the CLIP evaluation (CPU-only) can use a GPU.
+# oracle's training and calibration and the CLIP evaluation (CPU-only) can use a GPU.
 TORCH_RULES = {"clip_train_standin", "clip_evaluate", "clip_embed", "clip_embed_captions", "oracle_train",
                "tokenizer_train", "tokenizer_evaluate", "tokenizer_tokenize", "diffusion_pretrain",
-               "diffusion_cfg_finetune", "diffusion_control", "lafite_train", "clip2latent_generator_train",
-               "clip2latent_latent_sample", "clip2latent_prior_train", "sample", "metrics"}
-CPU_ONLY_RULES = {"oracle_train", "clip_evaluate"}
-DDP_RULES = {"diffusion_pretrain", "diffusion_cfg_finetune", "diffusion_control"}
+               "diffusion_cfg_finetune", "diffusion_control", "diffusion_control_finetune", "lafite_train",
+               "clip2latent_generator_train", "clip2latent_latent_sample", "clip2latent_prior_train", "sample",
+               "metrics", "clip_embed_prompts", "oracle_calibrate"}
+CPU_ONLY_RULES = {"oracle_train", "clip_evaluate", "oracle_calibrate"}
+DDP_RULES = {"diffusion_pretrain", "diffusion_cfg_finetune", "diffusion_control", "diffusion_control_finetune"}
 
 
 @pytest.mark.parametrize("cores, overlay, threads", [("8", "", 2), ("2", "", 1), ("8", "threads: {torch: 3}", 3)])
@@ -191,6 +197,14 @@ BAD_MODEL_SETTINGS = [
     ("diffusion:\n  finetune: {batch_size: 5000}\n",
      ["diffusion.finetune.batch_size is 5000, more than the 4000 training images"]),
     ("oracle: {batch_size: 0}\n", ["batch_size", "0 is less than the minimum of 1"]),
+    # protocol v2's keys: ranges in the schema, the rest across keys in common.smk
+    ("seeds: [0, 0]\n", ["seeds", "non-unique"]),
+    ("evaluation:\n  bootstrap: {replicates: 5}\n", ["replicates", "5 is less than the minimum of 10"]),
+    ("evaluation:\n  bootstrap: {confidence: 1.5}\n", ["confidence", "1.5"]),
+    ("evaluation: {distribution_samples: 5000}\n",
+     ["evaluation.distribution_samples is 5000, but data.world.sizes.reference is 1000"]),
+    ("sampling: {best_of_prompts: 500}\n", ["sampling.best_of_prompts is 500, more than the prompt table holds"]),
+    ("evaluation: {prompts: tuning}\n", ["prompts", "'tuning' is not one of"]),
 ]
 
 
@@ -227,13 +241,13 @@ def test_paper_overlays_plan_the_complete_dag(overlay, alphas):
     counts = _job_counts(result.stdout)
     for stage in ("dataset_download", "dataset_prepare", "clip_get", "clip_embed", "tokenizer_train",
                   "tokenizer_tokenize", "diffusion_pretrain", "diffusion_cfg_finetune", "diffusion_control",
-                  "lafite_train", "clip2latent_generator_train", "clip2latent_latent_sample",
+                  "diffusion_control_finetune", "lafite_train", "clip2latent_generator_train", "clip2latent_latent_sample",
                   "clip2latent_prior_train", "sample", "metrics", "report"):
         assert counts.get(stage, 0) >= 1, f"{overlay}: no {stage} job planned"
     assert counts["diffusion_cfg_finetune"] == alphas
     assert counts["clip_get"] == 2
     # unconditional always; paired only where there are captions (COCO, not FFHQ)
-    assert counts["diffusion_control"] == (2 if overlay == "coco" else 1)
+    assert counts["diffusion_control"] == counts["diffusion_control_finetune"] == (2 if overlay == "coco" else 1)
     assert "world_generate" not in counts and "clip_train_standin" not in counts
 
 
@@ -243,13 +257,67 @@ def test_default_dag_lists_every_stage():
     counts = _job_counts(result.stdout)
     for stage in ("world_generate", "clip_train_standin", "clip_evaluate", "clip_embed", "clip_embed_captions",
                   "oracle_train", "tokenizer_train", "tokenizer_evaluate", "tokenizer_tokenize",
-                  "diffusion_pretrain", "diffusion_cfg_finetune", "diffusion_control", "sample", "metrics", "report",
+                  "diffusion_pretrain", "diffusion_cfg_finetune", "diffusion_control", "diffusion_control_finetune",
+                  "sample", "metrics", "report",
                   "lafite_train", "clip2latent_generator_train", "clip2latent_latent_sample",
                   "clip2latent_prior_train"):
         assert counts.get(stage, 0) >= 1, f"no {stage} job planned"
     # Three diffusion-based methods at the headline settings plus the two baselines at their own, all
-    # sampled by the one sample rule.
-    assert counts["diffusion_control"] == 2 and counts["sample"] == 5 and counts["metrics"] == 5
+    # sampled by the one sample rule, on both evaluation sets.
+    assert counts["diffusion_control"] == 2 and counts["sample"] == 10 and counts["metrics"] == 5
+    # the controls run the language-free chain: a second stage like the CFG fine-tune (issue: matched controls)
+    assert counts["diffusion_control_finetune"] == 2
+    assert counts["distribution_prompts"] == counts["clip_embed_prompts"] == counts["oracle_calibrate"] == 1
+
+
+def _planned_commands(stdout: str, marker: str) -> list[str]:
+    return [line for line in stdout.splitlines() if marker in line]
+
+
+@pytest.mark.parametrize("overlay, seeds", [("tests/configs/tiny.yaml", [0, 1]), ("configs/world-seeds.yaml", [0, 1, 2])])
+def test_seeds_are_branches_of_every_generator(tmp_path, overlay, seeds):
+    """Each training seed trains and samples every generator once; the data, CLIPs, oracle, tokenizer and the
+    metrics are shared: one metrics job per branch reads every seed's two sample sets."""
+    files = ["--configfile", "config.yaml", overlay]
+    if overlay.startswith("tests/"):
+        (tmp_path / "seeds.yaml").write_text(f"run: tiny-seeds\nseeds: {seeds}\n")
+        files.append(str(tmp_path / "seeds.yaml"))
+    result = _snakemake("-n", "--forceall", "-p", "--cores", "1", *files)
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = _job_counts(result.stdout)
+    n = len(seeds)
+    for stage in ("diffusion_pretrain", "diffusion_cfg_finetune", "lafite_train", "clip2latent_generator_train",
+                  "clip2latent_latent_sample", "clip2latent_prior_train"):
+        assert counts[stage] == n, stage
+    assert counts["diffusion_control"] == counts["diffusion_control_finetune"] == 2 * n
+    assert counts["sample"] == 2 * 5 * n
+    for stage in ("world_generate", "tokenizer_train", "oracle_train", "clip_embed", "distribution_prompts"):
+        assert counts[stage] == 1, stage
+    assert counts["clip_train_standin"] == 2 and counts["metrics"] == 5 and counts["report"] == 1
+    # Seed s trains from 1000 s (plus the stage's offset) in its own folders; the metrics job gets every seed.
+    pretrain = _planned_commands(result.stdout, "diffusion train --mode language_free")
+    assert sorted(int(c.split("--seed ")[1].split()[0]) for c in pretrain) == [1000 * s for s in seeds]
+    assert all(f"models/seed={s}/" in " ".join(pretrain) for s in seeds)
+    samples = _planned_commands(result.stdout, "clipvqd sample --method lafite")
+    assert sorted(int(c.split("--seed ")[1].split()[0]) for c in samples) == sorted(
+        1000 * s + offset for s in seeds for offset in (2, 5))
+    metrics = _planned_commands(result.stdout, "clipvqd evaluate metrics")
+    assert all(f"--seeds {' '.join(map(str, seeds))} " in command for command in metrics)
+    assert all(command.count("/distribution/manifest.csv") == n for command in metrics)
+
+
+def test_validation_prompts_are_a_switch_for_tuning_runs(tmp_path):
+    (tmp_path / "tuning.yaml").write_text("run: tiny-tuning\nevaluation: {prompts: validation}\n")
+    result = _snakemake("-n", "--forceall", "-p", "--cores", "1", "--configfile", "tests/configs/tiny.yaml",
+                        str(tmp_path / "tuning.yaml"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = _planned_commands(result.stdout, "clipvqd evaluate metrics")
+    assert metrics and all("--prompts results/tiny-tuning/data/validation_prompts.csv" in c for c in metrics)
+    assert all("--evaluation-set validation" in c and "/validation/manifest.csv" in c for c in metrics)
+    assert "/alignment/manifest.csv" not in result.stdout
+    (tmp_path / "coco.yaml").write_text("evaluation: {prompts: validation}\n")
+    refused = _snakemake("-n", "--cores", "1", "--configfile", "configs/coco.yaml", str(tmp_path / "coco.yaml"))
+    assert refused.returncode != 0 and "evaluation.prompts is 'validation'" in refused.stdout + refused.stderr
 
 
 def test_each_standin_trains_on_its_own_pairs():
@@ -407,3 +475,33 @@ def test_paper_overlays_use_the_lafite_presets(overlay):
     model = {**config["lafite"]["model"], "condition_dim": LafiteModelConfig.paper().condition_dim}
     assert LafiteModelConfig.from_dict(model) == LafiteModelConfig.paper()
     assert LafiteTrainConfig.from_dict(config["lafite"]["train"]) == LafiteTrainConfig.paper()
+
+
+def _planned_variants(result, method="clip-vqdiffusion"):
+    return set(re.findall(rf"samples/seed=\d+/{method}/([^/\s,]+(?:,[^/\s,]+)*)/alignment/manifest\.csv",
+                          result.stdout))
+
+
+@pytest.mark.parametrize("overlay", ["ffhq", "coco"])
+def test_cfg_false_branch_samples_the_pretrained_model_at_guidance_one(overlay):
+    """The pretrained model has no trained null vector (the sampler refuses s != 1 for it), so the cfg=false
+    ablation of an overlay whose headline guidance is not 1 samples at s = 1."""
+    result = _snakemake("-n", "--forceall", "--cores", "1", "--configfile", f"configs/{overlay}.yaml")
+    assert result.returncode == 0, result.stderr
+    ablation = [v for v in _planned_variants(result) if "cfg=false" in v]
+    assert len(ablation) == 1 and ",s=1.0," in ablation[0], ablation
+
+
+def test_a_cfg_false_headline_plans_no_guided_point_of_the_pretrained_model(tmp_path):
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(yaml.safe_dump({"diffusion": {"cfg_finetune": [False, True]},
+                                       "sampling": {"guidance_scale": [2.0, 1.0, 3.0]}}))
+    result = _snakemake("-n", "-p", "--forceall", "--cores", "1", "--configfile", "config.yaml", str(overlay))
+    assert result.returncode == 0, result.stderr
+    # default (cfg=false, s=1) and the cfg=true point at the headline s = 2; the guidance sweep of the
+    # pretrained model collapses onto the default instead of planning refused or repeated branches.
+    assert _planned_variants(result) == {"default", "alpha=0.5,cfg=true,s=2.0,r=0.85,steps=25,purity=false"}
+    # the paired control, matched to the cfg=false headline, stops after its pretraining: sampled at s = 1 too
+    paired = [line for line in result.stdout.splitlines() if "clipvqd sample --method paired" in line]
+    assert paired and all('"s": 1.0' in line for line in paired), paired[:1]
+    assert "paired/finetune.safetensors" not in result.stdout

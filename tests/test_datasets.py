@@ -80,6 +80,7 @@ def test_coco_prepare_from_zips_writes_valid_manifests(tmp_path):
     train, reference, prompts = _check_common_contract(out)
     assert len(train) == 6 and set(train["source_split"]) == {"train2014"}
     assert len(reference) == 5 and set(reference["source_split"]) == {"val2014"}
+    assert reference["caption"].str.len().min() > 0  # the distribution set's prompts
     assert len(prompts) == 5  # one caption per val2014 image
     assert all(p.startswith("A val2014 picture") and "\n" not in p for p in prompts["prompt"])
     captions = pd.read_csv(out / "train_captions.csv", dtype=str)
@@ -366,7 +367,7 @@ def test_config_values_reach_the_shell_quoted(tmp_path):
 
 # Params that hold ready-made command-line fragments, each built with shlex.quote in common.smk or the rule.
 COMMAND_FRAGMENTS = {"params.resize", "params.source", "params.models", "params.oracle", "params.inception",
-                     "params.plan"}
+                     "params.plan", "params.captions", "params.calibration"}
 
 
 def test_every_value_in_a_shell_command_is_quoted():

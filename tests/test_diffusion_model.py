@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from clipvqd.diffusion import (
+    LOG_ZERO,
     Denoiser,
     DenoiserConfig,
     MaskAndReplace,
@@ -245,6 +246,27 @@ def test_truncation_keeps_exactly_the_minimal_set():
         assert (truncated[~keep] < 1e-20).all()
         assert torch.allclose(truncated[keep], (probs / (probs * keep).sum(1, keepdim=True))[keep], atol=1e-5)
     assert torch.equal(truncate(log_probs, 1.0), log_probs)
+
+
+def test_truncation_equals_one_stable_sort_per_token_with_ties_and_long_tails():
+    """The top-k shortcut must give the full stable sort's mask bit for bit: on peaked and flat distributions,
+    many exact ties (quantised logits, floored log-probabilities), kept sets longer than the shortcut's k, and
+    r near the partial sums."""
+    from clipvqd.diffusion.sampler import _sorted_keep
+
+    generator = torch.Generator().manual_seed(1)
+    cases = [
+        torch.randn(4, 124, 64, generator=generator) * 3,  # peaked: a few codes carry the mass
+        torch.randn(4, 124, 64, generator=generator) * 0.3,  # flat: dozens of codes needed
+        torch.randint(0, 4, (4, 124, 64), generator=generator).float(),  # four levels: ties everywhere
+        torch.where(torch.rand(4, 124, 64, generator=generator) < 0.9, -200.0, 5.0),  # equal top codes, floor
+    ]
+    for logits in cases:
+        log_probs = torch.log_softmax(logits, dim=1).clamp(min=LOG_ZERO)
+        reference_rows = log_probs.movedim(1, -1).reshape(-1, 124)
+        for r in [0.05, 0.5, 0.85, 0.9, 0.99, 1.0]:
+            expected = _sorted_keep(reference_rows, r).view(4, 64, 124).movedim(-1, 1)
+            assert torch.equal(truncation_keep_mask(log_probs, r), expected), r
 
 
 # ---------------------------------------------------------------------------------------------- sampler

@@ -110,9 +110,14 @@ def test_cfg_finetune_trains_the_null_vector_from_pretrained_weights(tmp_path):
     initial = _build_model(MODEL, seed=3).null_condition.vector.detach()
     assert torch.equal(before["null_condition.vector"], initial)
     assert not torch.equal(before["null_condition.vector"], after["null_condition.vector"])
-    # the paired control drops its caption condition like the fine-tune, so it learns the null vector too
-    paired = load_file(str(run(tmp_path, "paired", mode="paired", train=finetune)))["null_condition.vector"]
-    assert not torch.equal(before["null_condition.vector"], paired)
+    # the paired control's chain mirrors it: its pretraining never drops the caption (the null vector stays
+    # where it started), its CFG fine-tune does and learns the null vector
+    paired_pretrained = run(tmp_path, "paired", mode="paired", train=finetune)
+    assert torch.equal(load_file(str(paired_pretrained))["null_condition.vector"], initial)
+    paired_tuned = run(tmp_path, "paired_ft", mode="paired_cfg_finetune", train=finetune, init_weights=paired_pretrained)
+    assert not torch.equal(load_file(str(paired_tuned))["null_condition.vector"], initial)
+    with pytest.raises(ValueError, match="'paired_cfg_finetune' starts from pretrained weights"):
+        run(tmp_path, "paired_no_init", mode="paired_cfg_finetune", train=finetune)
     assert load_denoiser(tuned)[2]["init_weights"] == str(pretrained)
     with pytest.raises(ValueError, match="init_weights"):
         run(tmp_path, "no_init", mode="cfg_finetune", train=finetune)
@@ -187,3 +192,33 @@ def test_two_process_gloo_ddp_matches_one_process(tmp_path):
     for a, b in zip(ddp_curve, one_curve):
         assert float(a["loss"]) == pytest.approx(float(b["loss"]), rel=1e-4)
     assert load_denoiser(tmp_path / "ddp" / "weights.safetensors")[2]["world_size"] == 2
+
+
+@pytest.mark.parametrize("mode", ["language_free", "cfg_finetune", "paired", "unconditional"])
+def test_a_sample_draws_the_same_noise_in_any_batch(mode):
+    """Each sample's noise comes from its own (seed, step, position) stream: drawing a batch gives, bit for bit,
+    what drawing each of its samples alone gives, in every mode (so the batched arithmetic changes nothing)."""
+    from clipvqd.diffusion import TimestepSampler, TrainingMode
+    from clipvqd.diffusion.train import _draw_training_batch
+
+    tokens, conditions = make_data()
+    x0, embeddings = tokens[:8].reshape(8, -1), conditions[:8]
+    schedule = MaskAndReplace(MODEL.num_codes, MODEL.num_steps)
+    sampler = TimestepSampler(MODEL.num_steps, min_samples_per_step=1)
+    sampler.update(torch.arange(MODEL.num_steps), torch.linspace(1.0, 3.0, MODEL.num_steps))  # non-uniform p(t)
+    train = dataclasses.replace(TRAIN, null_condition_probability=0.5)
+    positions = [3, 4, 5, 6, 7, 8, 9, 10]
+
+    def draw(rows: slice, where: list[int]):
+        return _draw_training_batch(x0[rows], embeddings[rows], where, 7, 3, TrainingMode(mode), schedule, sampler,
+                                    train, MODEL.condition_dim)
+
+    batch = draw(slice(0, 8), positions)
+    alone = [draw(slice(i, i + 1), [p]) for i, p in enumerate(positions)]
+    for index, part in enumerate(batch):
+        assert torch.equal(part, torch.cat([single[index] for single in alone])), index
+    noised, t, weight, condition, use_null = batch
+    assert noised.dtype == torch.int64 and t.dtype == torch.int64 and weight.dtype == torch.float32
+    assert condition.dtype == torch.float32 and use_null.dtype == torch.bool
+    assert len(set(t.tolist())) > 1
+    assert bool(use_null.all()) if mode == "unconditional" else not bool(use_null.all())

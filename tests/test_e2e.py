@@ -66,6 +66,7 @@ def test_foundation_stages_run_and_rerun_does_nothing(workdir):
     for path in ("data/train.csv", "data/prompts.csv", "clip/conditioner/model.safetensors",
                  "clip/judge/model.safetensors", "clip/conditioner/metrics.json", "oracle/metrics.json",
                  "embeddings/train_images.safetensors", "embeddings/prompts.safetensors",
+                 "embeddings/distribution_prompts.safetensors", "data/validation_prompts.csv",
                  "embeddings/train_captions.safetensors", "logs/world_generate.log",
                  "benchmarks/clip_train_standin_conditioner.tsv"):
         assert (results / path).is_file(), path
@@ -87,17 +88,44 @@ def test_whole_dag_runs_to_the_report_and_rerun_does_nothing(workdir):
     results, report = workdir / "results" / "tiny", workdir / "reports" / "tiny"
     tokenizer = json.loads((results / "tokenizer/metrics.json").read_text())
     assert tokenizer["attribute_oracle"]["ratio"] > 0 and tokenizer["codebook"]["vocab_size_after_compaction"] >= 1
+    reference = (results / "data" / "reference.csv").read_text().splitlines()
     for method in ("clip-vqdiffusion", "paired", "unconditional", "lafite", "clip2latent"):
-        samples = (results / "samples" / method / "default" / "manifest.csv").read_text().splitlines()
-        assert len(samples) == 1 + 2 * 6, method  # 4 in-distribution + 2 OOD prompts, 2 samples each
-    metrics = (report / "metrics.csv").read_text()
+        folder = results / "samples" / "seed=0" / method / "default"
+        samples = (folder / "alignment" / "manifest.csv").read_text().splitlines()
+        # 4 in-distribution + 2 OOD prompts, 2 samples each, and 16 of the first prompt (best-of-16)
+        assert len(samples) == 1 + 2 * 5 + 16, method
+        distribution = (folder / "distribution" / "manifest.csv").read_text().splitlines()
+        assert len(distribution) == len(reference), method  # one sample per reference image
+    import pandas as pd
+
+    metrics = pd.read_csv(report / "metrics.csv")
     for method in ("clip-vqdiffusion", "paired", "unconditional", "lafite", "clip2latent"):
-        assert f"{method},default,fid," in metrics and f"{method},default,attr_acc," in metrics
+        rows = metrics[(metrics["method"] == method) & (metrics["variant"] == "default")].set_index("metric")
+        for metric in ("fid", "kid", "precision", "recall", "cmmd"):  # on the distribution set: n is its size
+            assert rows.at[metric, "n"] == len(reference) - 1, (method, metric)
+        alignment = rows.loc[["clipscore_best16", "clipscore_mean", "clipscore_judge_mean", "attr_acc", "attr_acc_ood"]]
+        assert alignment["ci_low"].notna().all() and alignment["ci_high"].notna().all(), method
+    assert len(pd.read_csv(report / "metrics_by_seed.csv")) == len(metrics)
+    assert set(pd.read_csv(report / "significance.csv")["method"]) == {"paired", "unconditional", "lafite",
+                                                                       "clip2latent"}
+    protocol = json.loads((report / "protocol.json").read_text())
+    assert set(protocol["design"]["sets"]) == {"alignment", "distribution"}
+    assert protocol["design"]["judge_split"]["disjoint"] is True
+    assert protocol["design"]["bootstrap"]["replicates"] == 50
+    # every method's training cost, from its jobs' benchmark files, sidecars and weights (issue: compute in the open)
+    cost = protocol["design"]["training_cost"]
+    assert set(cost) == {"clip-vqdiffusion", "paired", "unconditional", "lafite", "clip2latent"}
+    assert all(c["cpu_s"] > 0 and c["examples"] > 0 and c["parameters"] > 0 for c in cost.values())
+    assert [s["stage"] for s in cost["paired"]["stages"]] == ["tokenizer", "pretrain", "fine-tune"]
+    assert cost["paired"]["steps"] == cost["clip-vqdiffusion"]["steps"]  # matched controls
+    assert "training CPU-s" in (report / "index.html").read_text()
     assert "<img" in (report / "index.html").read_text()
-    for log in ("tokenizer_train", "diffusion_pretrain_alpha=0.5", "diffusion_cfg_finetune_alpha=0.5",
-                "diffusion_paired", "sample_clip-vqdiffusion_default", "lafite_train", "sample_lafite_default",
-                "clip2latent_generator_train", "clip2latent_latent_sample", "clip2latent_prior_train",
-                "sample_clip2latent_default"):
+    for log in ("tokenizer_train", "seed=0/diffusion_pretrain_alpha=0.5", "seed=0/diffusion_cfg_finetune_alpha=0.5",
+                "seed=0/diffusion_paired_pretrain", "seed=0/diffusion_paired_finetune",
+                "seed=0/diffusion_unconditional_finetune", "seed=0/alignment/sample_clip-vqdiffusion_default", "seed=0/lafite_train",
+                "seed=0/distribution/sample_lafite_default", "seed=0/clip2latent_generator_train",
+                "seed=0/clip2latent_latent_sample", "seed=0/clip2latent_prior_train",
+                "seed=0/alignment/sample_clip2latent_default", "oracle_calibrate"):
         assert (results / "logs" / f"{log}.log").stat().st_size > 0, log
 
     again = _snakemake(workdir, "-n")
@@ -126,22 +154,22 @@ def test_new_sweep_value_runs_only_its_branch(workdir):
         if len(parts) != 2 or not parts[1].isdigit():
             break
         jobs[parts[0]] = int(parts[1])
-    # s=2.0 for clip-vqdiffusion and for paired (the unconditional control has no guidance)
-    assert jobs == {"sample": 2, "metrics": 2, "report": 1, "all": 1, "total": 6}
+    # s=2.0 for clip-vqdiffusion and for paired (the unconditional control has no guidance), both sets each
+    assert jobs == {"sample": 4, "metrics": 2, "report": 1, "all": 1, "total": 8}
 
 
 def test_clip2latent_chain_records_its_provenance(workdir):
     """The prior names the pairs, generator and CLIP it was trained from; the generator is unconditional."""
     from clipvqd.hashing import sha256_file
 
-    models = workdir / "results/tiny/models/clip2latent"
+    models = workdir / "results/tiny/models/seed=0/clip2latent"
     generator = json.loads((models / "generator.json").read_text())
     prior = json.loads((models / "prior.json").read_text())
     assert generator["conditional"] is False and generator["step"] == 4
     assert prior["generator_sha256"] == sha256_file(models / "generator.safetensors")
     assert prior["pairs_sha256"] == sha256_file(models / "latent_pairs.safetensors")
     assert prior["clip_sha256"] == sha256_file(workdir / "results/tiny/clip/conditioner/model.safetensors")
-    samples = (workdir / "results/tiny/samples/clip2latent/default/manifest.csv").read_text()
+    samples = (workdir / "results/tiny/samples/seed=0/clip2latent/default/alignment/manifest.csv").read_text()
     assert ",clip2latent,default," in samples
 
 

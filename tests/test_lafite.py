@@ -94,6 +94,29 @@ def test_projection_discriminator_depends_on_the_condition():
     assert torch.allclose(logits_a - logits_b, (features_a * (a - b)).sum(dim=1), atol=1e-5)
 
 
+def test_batch_projection_adds_the_batch_total_to_every_logit_as_the_official_epilogue():
+    """'batch' (training/networks.py DiscriminatorEpilogue: x + (d_fts * fts).sum()): each logit is
+    out(phi(x_i)) + sum_j <proj(phi(x_j)), h'_j>, so one image's condition moves every logit."""
+    torch.manual_seed(0)
+    per_sample = Discriminator(MODEL)
+    batched = Discriminator(dataclasses.replace(MODEL, projection_reduction="batch"))
+    batched.load_state_dict(per_sample.state_dict())
+    images = torch.rand(4, 3, 32, 32) * 2 - 1
+    condition = torch.nn.functional.normalize(torch.randn(4, EMBED), dim=-1)
+    out_only, _ = per_sample(images, torch.zeros(4, EMBED))  # a zero condition leaves out(phi) alone
+    logits, features = batched(images, condition)
+    total = (features * condition).sum()
+    assert torch.allclose(logits, out_only + total, atol=1e-5)
+    assert torch.allclose(per_sample(images, condition)[0], out_only + (features * condition).sum(dim=1), atol=1e-5)
+    changed = condition.clone()
+    changed[3] = -changed[3]
+    assert not torch.allclose(batched(images, changed)[0][:3], logits[:3])
+    assert torch.allclose(per_sample(images, changed)[0][:3], per_sample(images, condition)[0][:3])
+    assert LafiteModelConfig.paper().projection_reduction == "batch"
+    with pytest.raises(ValueError, match="projection_reduction"):
+        LafiteModelConfig(projection_reduction="mean")
+
+
 def test_contrastive_loss_known_answers():
     features = torch.tensor([[1.0, 0.0], [0.6, 0.8]])
     conditions = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # sim = [[1, 0], [0.6, 0.8]]
@@ -171,12 +194,42 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(world, tmp_path, monkey
     curve = pd.read_csv(tmp_path / "resumed" / "curve.csv")
     assert list(curve["step"]) == [2, 4]
     assert {"loss_g", "loss_d", "itc", "itd_fake", "itd_real", "r1"} <= set(curve.columns)
+    assert curve["iic"].isna().all() and curve["iid"].isna().all()  # weight 0: not computed, left blank
     meta = json.loads((tmp_path / "resumed" / "generator.json").read_text())
     assert meta["step"] == 4 and meta["clip_sha256"] == world["encoder"].identity
     # A changed setting starts over instead of mixing in the old snapshots.
-    changed = dataclasses.replace(TRAIN, xi=1.0)
+    changed = dataclasses.replace(TRAIN, xi=2.0)
     _train(world, tmp_path, "resumed", train=changed)
-    assert json.loads((tmp_path / "resumed" / "generator.json").read_text())["train_config"]["xi"] == 1.0
+    assert json.loads((tmp_path / "resumed" / "generator.json").read_text())["train_config"]["xi"] == 2.0
+
+
+def test_augmentation_and_image_image_terms_resume_exactly_and_are_logged(world, tmp_path, monkeypatch):
+    """DiffAugment's draws, the iic/iid terms and the official batch projection survive a kill like the
+    rest: the resumed run ends with the same weights as an uninterrupted one."""
+    train = dataclasses.replace(TRAIN, augment=("color", "translation", "cutout"), iic_weight=1.0, iid_weight=1.0)
+    model = dataclasses.replace(MODEL, projection_reduction="batch")
+
+    def run(name):
+        out = tmp_path / name / "generator.safetensors"
+        train_lafite(world["images"], world["embeddings"], world["encoder"], model, train, tmp_path / name / "work",
+                     out, tmp_path / name / "curve.csv", seed=5, progress=False)
+        return load_file(str(out))
+
+    straight = run("straight")
+    original_save = ResumeState.save
+
+    def save_then_die(self, step, objects, extra=None):
+        original_save(self, step, objects, extra)
+        raise Killed(f"killed after the snapshot at step {step}")
+
+    monkeypatch.setattr(ResumeState, "save", save_then_die)
+    with pytest.raises(Killed):
+        run("resumed")
+    monkeypatch.setattr(ResumeState, "save", original_save)
+    resumed = run("resumed")
+    assert all(torch.equal(straight[key], resumed[key]) for key in straight)
+    curve = pd.read_csv(tmp_path / "resumed" / "curve.csv")
+    assert curve["iic"].notna().all() and curve["iid"].notna().all()
 
 
 def test_cli_train_then_sample_writes_a_valid_deterministic_manifest(world, tmp_path):

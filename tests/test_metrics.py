@@ -20,7 +20,14 @@ import torch
 from PIL import Image
 
 from clipvqd.evaluation import clipscore as cs
-from clipvqd.evaluation.features import FeatureCache, FeatureError, ImageSet, inception_feature_extractor, register_encoder
+from clipvqd.evaluation.features import (
+    FeatureCache,
+    FeatureError,
+    ImageSet,
+    features_for,
+    inception_feature_extractor,
+    register_encoder,
+)
 from clipvqd.evaluation.fid import (
     cleanfid_cross_check,
     image_set_metrics,
@@ -174,6 +181,13 @@ def test_kid_and_precision_recall_behave(image_sets, encoder_spec):
     assert other["precision"] < 0.5 and other["recall"] < 0.5
     # KID subsets cannot exceed the sets; the settings used are reported for the protocol.
     assert same["settings"]["kid_subset_size"] == SET_SIZE
+    # A subset holding both whole sets: one computation is the mean of every subset torch-fidelity would draw.
+    assert same["settings"]["kid_subsets"] == 1 and same["settings"]["kid_subsets_requested"] == 100
+    from torch_fidelity.metric_kid import kid_features_to_metric
+
+    features = [features_for(ImageSet.from_manifest(image_sets[k]), encoder_spec) for k in ("other", "reference")]
+    hundred = kid_features_to_metric(*features, kid_subsets=100, kid_subset_size=SET_SIZE, verbose=False)
+    assert other["kid"] == pytest.approx(hundred["kernel_inception_distance_mean"], rel=1e-5)
 
 
 def test_precision_recall_follow_generated_reference_order():
@@ -368,7 +382,7 @@ def test_summaries_name_the_table_metrics():
 
 def _good_rows(protocol: str = "image_set_metrics-000000000000") -> list[dict]:
     return [
-        metric_row("clip-vqdiffusion", "default", "fid", 12.5, 64, protocol),
+        metric_row("clip-vqdiffusion", "default", "fid", 12.5, 64, protocol, 11.0, 14.0),
         metric_row("lafite", "default", "attr_acc/hair_colour", 0.75, 64, protocol),
         metric_row("clip-vqdiffusion", variant_name({"steps": 50, "alpha": 0.25, "s": 1.2, "r": 0.85}),
                    "clipscore_mean", 0.31, 1024, protocol),
@@ -378,8 +392,11 @@ def _good_rows(protocol: str = "image_set_metrics-000000000000") -> list[dict]:
 def test_metrics_table_round_trip_and_variant_names(tmp_path):
     path = tmp_path / "metrics.csv"
     written = write_metrics_table(_good_rows(), path)
-    assert list(pd.read_csv(path).columns) == ["method", "variant", "metric", "value", "n", "protocol"]
+    assert list(pd.read_csv(path).columns) == ["method", "variant", "metric", "value", "n", "ci_low", "ci_high",
+                                               "protocol"]
     assert read_metrics_table(path).equals(written)
+    assert written.loc[written["metric"] == "fid", ["ci_low", "ci_high"]].values.tolist() == [[11.0, 14.0]]
+    assert written.loc[written["metric"] == "clipscore_mean", "ci_low"].isna().all()  # no interval: both empty
     assert "alpha=0.25,s=1.2,r=0.85,steps=50" in set(written["variant"])
     assert parse_variant("alpha=0.25,s=1.2,r=0.85,steps=50") == {"alpha": 0.25, "s": 1.2, "r": 0.85, "steps": 50}
     assert variant_name({"purity": True, "cfg": False}) == "purity=on,cfg=off"
@@ -394,12 +411,16 @@ def test_metrics_table_round_trip_and_variant_names(tmp_path):
     (lambda f: f.assign(value=["nan", "0.5", "0.5"]), r"row 1: column 'value' is nan"),
     (lambda f: f.assign(value=["12", "1.5", "0.3"]), r"row 2: column 'value' has 1.5 .*attr_acc/hair_colour"),
     (lambda f: f.assign(n=["64", "64", "2.5"]), r"row 3: column 'n' has '2.5'"),
+    (lambda f: f.assign(ci_high=["14", "", "0.4"]), r"row 3: one of 'ci_low' and 'ci_high' is empty"),
+    (lambda f: f.assign(ci_low=["15", "", ""], ci_high=["14", "", ""]), r"row 1: ci_low 15.0 is above ci_high 14.0"),
+    (lambda f: f.assign(ci_low=["11", "0.2", ""], ci_high=["14", "1.2", ""]),
+     r"row 2: column 'ci_high' has 1.2 .*attr_acc/hair_colour"),
     (lambda f: f.assign(variant=["default", "alpha:0.5", "default"]), r"row 2: column 'variant'.*'alpha:0.5'"),
     (lambda f: f.assign(metric=["fid", "fid", "fid"], method=["lafite"] * 3, variant=["default"] * 3),
      r"\(lafite, default, fid\) appears more than once"),
 ])
 def test_metrics_table_validator_names_the_bad_column_or_value(tmp_path, change, message):
-    good = pd.DataFrame(_good_rows()).astype(str)
+    good = pd.DataFrame(_good_rows()).astype(str).replace("nan", "")
     path = tmp_path / "metrics.csv"
     change(good).to_csv(path, index=False)
     with pytest.raises(MetricsTableError, match=message):
@@ -494,33 +515,63 @@ class FakeClip:
         return torch.nn.functional.normalize(torch.stack([torch.randn(16, generator=g) for g in rows]), dim=-1)
 
 
-def test_evaluate_samples_and_merge_results(image_sets, encoder_spec, tmp_path):
-    from clipvqd.evaluation import evaluate_samples, merge_results
+def test_alignment_units_give_the_pooled_metrics():
+    """Every prompt contributes its first k samples (k = the fewest any prompt has); a metric is the ratio of
+    the summed numerators and denominators, so attr_acc pools (image, attribute) pairs as before."""
+    from clipvqd.evaluation.alignment import attribute_units, balanced_samples, best_of_units, clipscore_units, \
+        values_from_units
 
-    samples = write_manifest(tmp_path / "samples", blob_images(9, 32, 90, 40), samples_per_prompt=16)
-    generator, judge = FakeClip(11), FakeClip(12)
-    outputs = {}
+    scores = _scores({"p0": list(np.linspace(0, 0.3, 16)), "p1": [0.1, 0.2, 0.3, 0.4], "p2": [0.5, 0.5, 0.5, 0.9]})
+    k = balanced_samples(scores)
+    assert k == 4
+    units = pd.DataFrame(clipscore_units(scores, "clipscore_mean", k) + best_of_units(scores)[0])
+    values = values_from_units(units)
+    first_four = list(np.linspace(0, 0.3, 16)[:4]) + [0.1, 0.2, 0.3, 0.4, 0.5, 0.5, 0.5, 0.9]
+    assert values["clipscore_mean"] == (pytest.approx(np.mean(first_four)), 12)
+    assert values["clipscore_best16"] == (pytest.approx(0.3), 1)  # only p0 has 16 samples
+    checks = pd.DataFrame([
+        {"prompt_id": "p0", "sample_index": i, "attribute": a, "correct": ok}
+        for i in range(16) for a, ok in (("hat", i % 2 == 0), ("beard", True))] + [
+        {"prompt_id": "p1", "sample_index": i, "attribute": "hat", "correct": i < 1} for i in range(4)])
+    prompts = pd.DataFrame({"prompt_id": ["p0", "p1"], "ood": ["0", "1"]})
+    attribute = values_from_units(pd.DataFrame(attribute_units(checks, prompts, k)))
+    assert attribute["attr_acc"] == (pytest.approx(6 / 8), 4)  # p0's first 4 images, 2 attributes each
+    assert attribute["attr_acc_ood"] == (pytest.approx(1 / 4), 4)
+    assert attribute["attr_acc/hat"] == (pytest.approx(3 / 8), 8)
+
+
+def test_merge_results_with_the_per_seed_tables_and_the_design(tmp_path):
+    from clipvqd.evaluation import merge_results
+    from clipvqd.evaluation.table import BY_SEED_COLUMNS, seed_row
+
+    outputs = []
     for method in ("clip-vqdiffusion", "lafite"):
-        branch = tmp_path / method
-        branch.mkdir()
-        rows, record = evaluate_samples(
-            samples, image_sets["reference"], method=method, extractor=encoder_spec, cache_dir=tmp_path / "cache",
-            generator_clip=generator, judge_clip=judge, reference_name="reference", cross_check=method == "lafite",
-            out_metrics=branch / "metrics.csv", out_protocol=branch / "protocol.json",
-            out_candidates=branch / "best16.csv")
-        outputs[method] = branch
-    assert [r["metric"] for r in rows] == ["fid", "kid", "precision", "recall", "clipscore_best16",
-                                          "clipscore_mean", "clipscore_judge_mean"]
-    assert {r["metric"]: r["n"] for r in rows}["clipscore_best16"] == 2  # prompts
-    candidates = pd.read_csv(outputs["lafite"] / "best16.csv")
-    assert len(candidates) == 32 and candidates["chosen"].sum() == 2
-    cross_check = record[rows[0]["protocol"]]["cross_check"]  # asked for on the lafite branch
-    assert cross_check["library"] == "clean-fid" and cross_check["relative_difference"] < 1e-4
-    first_branch = ProtocolRecord.read(outputs["clip-vqdiffusion"] / "protocol.json")
-    assert {e.get("cross_check") for e in first_branch.entries.values() if e["kind"] == "image_set_metrics"} == {None}
+        record = ProtocolRecord()
+        pid = record.add(make_entry("attribute_accuracy", method=method))
+        record.write(tmp_path / f"{method}.protocol.json")
+        write_metrics_table([metric_row(method, "default", "attr_acc", 0.6, 512, pid, 0.55, 0.65)],
+                            tmp_path / f"{method}.csv", protocol_ids=record.ids())
+        write_metrics_table([seed_row(method, "default", s, "attr_acc", 0.6 + s / 100, 512, pid) for s in (0, 1)],
+                            tmp_path / f"{method}.by_seed.csv", protocol_ids=record.ids(), columns=BY_SEED_COLUMNS)
+        outputs.append(method)
+    merged, protocol = merge_results([tmp_path / f"{m}.csv" for m in outputs],
+                                     [tmp_path / f"{m}.protocol.json" for m in outputs], tmp_path / "metrics.csv",
+                                     tmp_path / "protocol.json", by_seed_paths=[tmp_path / f"{m}.by_seed.csv"
+                                                                                 for m in outputs],
+                                     out_by_seed=tmp_path / "metrics_by_seed.csv", design={"judge_split": None})
+    assert len(merged) == 2 and set(merged["ci_low"]) == {0.55}
+    by_seed = read_metrics_table(tmp_path / "metrics_by_seed.csv", columns=BY_SEED_COLUMNS)
+    assert sorted(by_seed["seed"]) == [0, 0, 1, 1]
+    reread = ProtocolRecord.read(tmp_path / "protocol.json")
+    assert reread.design == {"judge_split": None} and reread.ids() == protocol.ids()
 
-    merged, protocol = merge_results([b / "metrics.csv" for b in outputs.values()],
-                                     [b / "protocol.json" for b in outputs.values()],
-                                     tmp_path / "metrics.csv", tmp_path / "protocol.json")
-    assert len(merged) == 14 and set(merged["method"]) == {"clip-vqdiffusion", "lafite"}
-    assert set(merged["protocol"]) <= ProtocolRecord.read(tmp_path / "protocol.json").ids()
+
+def test_seed_entries_combine_into_one(tmp_path):
+    from clipvqd.evaluation.protocol import combine_seed_entries
+
+    entries = {0: make_entry("clipscore", role="judge", samples="aaa"), 1: make_entry("clipscore", role="judge",
+                                                                                      samples="bbb")}
+    combined = combine_seed_entries(entries, interval={"replicates": 10})
+    assert combined["role"] == "judge" and combined["seeds"] == [0, 1] and combined["interval"] == {"replicates": 10}
+    assert combined["by_seed"] == {"0": {"samples": "aaa"}, "1": {"samples": "bbb"}} and "samples" not in combined
+    assert "by_seed" not in combine_seed_entries({3: entries[0]})

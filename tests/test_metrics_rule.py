@@ -1,7 +1,9 @@
 """The metrics stage's command (`python -m clipvqd evaluate metrics`, what the `metrics` rule runs) on a
 tiny real world: two tiny stand-in CLIPs, a tiny oracle, and "samples" that are renders of the prompted
 attributes (a perfect generator) or the same renders under the wrong prompts (a generator that ignores
-its prompt). Also: the shared feature cache survives metrics jobs writing it at the same time.
+its prompt); their distribution sets are the reference images themselves under their own captions (a
+perfect match) or other renders under those captions. Also: the shared feature cache survives metrics jobs
+writing it at the same time.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from clipvqd.worlds import get_world
 
 SAMPLES_PER_PROMPT = 16
 SAMPLE_SEED = 7  # every image of a sample set is drawn from the run's sampling seed (its own stream per image)
+DISTRIBUTION_SEED = 5  # ... and every image of a distribution set from the distribution set's
 SETTINGS = {"alpha": 0.5, "s": 1.2, "r": 0.85, "steps": 100, "purity": False}
 TINY_CLIP = dict(embed_dim=16, text_width=32, text_layers=1, text_heads=2, epochs=1, batch_size=100)
 
@@ -41,6 +44,22 @@ def _write_samples(folder, records, prompts, variant):
     manifest = folder / f"{variant}.csv"
     pd.DataFrame(rows).to_csv(manifest, index=False)
     return manifest
+
+
+def _write_distribution(folder, images, table):
+    """A distribution set in the sample rule's layout: image i under the caption of reference image i."""
+    import shutil
+
+    folder.mkdir()
+    rows = []
+    for index, (source, row) in enumerate(zip(images, table.to_dict("records"))):
+        name = f"{index:04d}.png"
+        shutil.copyfile(source, folder / name)
+        rows.append({"path": name, "sha256": sha256_file(folder / name), "prompt_id": row["prompt_id"],
+                     "prompt": row["prompt"], "sample_index": 0, "seed": DISTRIBUTION_SEED, "method": "clip-vqdiffusion",
+                     "variant": "default", **SETTINGS})
+    pd.DataFrame(rows).to_csv(folder / "manifest.csv", index=False)
+    return folder / "manifest.csv"
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +106,13 @@ def setup(small_faces, tmp_path_factory, single_thread):
                            progress=False)
 
     matched = _write_samples(samples, records, [r["prompt_id"] for r in records], "default")
+    # The distribution sets: one image per reference image, prompted with its caption.
+    from clipvqd.evaluation.sets import distribution_prompt_table
+
+    table = distribution_prompt_table(small_faces / "reference.csv", small_faces / "distribution_prompts.csv",
+                                      world_summary=small_faces / "world.json")
+    exact = _write_distribution(root / "exact", [small_faces / p for p in table["path"]], table)
+    other = _write_distribution(root / "other", [samples / r["path"] for r in records[:len(table)]], table)
     # The same images under the next prompt's id (in0 -> in1 -> ood0 -> ood1 -> in0), 4 per prompt:
     # a generator that ignores its prompt, with too few samples per prompt for best-of-16.
     order = list(chosen["prompt_id"])
@@ -94,25 +120,30 @@ def setup(small_faces, tmp_path_factory, single_thread):
     wrong_ids = [order[(order.index(r["prompt_id"]) + 1) % len(order)] for r in shifted]
     mismatched = _write_samples(samples, shifted, wrong_ids, "alpha=0.25")
     return {"root": root, "world": small_faces, "prompts_csv": root / "prompts.csv", "oracle": oracle, "clips": clips,
-            "matched": matched,
+            "matched": matched, "exact": exact, "other": other, "n_reference": len(table),
             "mismatched": mismatched, "records": records, "shifted": shifted, "wrong_ids": wrong_ids,
             "prompts": prompts.set_index("prompt_id"), "cache": root / "feature-cache"}
 
 
-def _run_metrics(setup, manifest, variant, name, samples_per_prompt=SAMPLES_PER_PROMPT):
+def _run_metrics(setup, manifest, distribution, variant, name, samples_per_prompt=SAMPLES_PER_PROMPT):
     out = setup["root"] / "metrics" / f"{name}.csv"
-    protocol = setup["root"] / "metrics" / f"{name}.protocol.json"
-    candidates = setup["root"] / "metrics" / f"{name}.best16.csv"
-    main(["evaluate", "metrics", "--samples", str(manifest), "--reference", str(setup["world"] / "reference.csv"),
-          "--prompts", str(setup["prompts_csv"]), "--samples-per-prompt", str(samples_per_prompt),
-          "--sample-seed", str(SAMPLE_SEED), "--conditioner", str(setup["clips"]["conditioner"]),
-          "--judge", str(setup["clips"]["judge"]), "--oracle", str(setup["oracle"]), "--method", "clip-vqdiffusion",
-          "--variant", variant, "--cache-dir", str(setup["cache"]), "--kid-subsets", "10",
-          "--reference-name", "faces world, reference split", "--out", str(out), "--protocol-out", str(protocol),
-          "--candidates", str(candidates)])
-    record = ProtocolRecord.read(protocol)
+    files = {suffix: setup["root"] / "metrics" / f"{name}.{suffix}" for suffix in
+             ("by_seed.csv", "units.csv", "features.safetensors", "protocol.json", "best16.csv")}
+    main(["evaluate", "metrics", "--samples", str(manifest), "--distribution-samples", str(distribution),
+          "--seeds", "0", "--prompts", str(setup["prompts_csv"]),
+          "--distribution-prompts", str(setup["world"] / "distribution_prompts.csv"),
+          "--samples-per-prompt", str(samples_per_prompt), "--sample-seeds", str(SAMPLE_SEED),
+          "--distribution-sample-seeds", str(DISTRIBUTION_SEED),
+          "--conditioner", str(setup["clips"]["conditioner"]), "--judge", str(setup["clips"]["judge"]),
+          "--oracle", str(setup["oracle"]), "--method", "clip-vqdiffusion", "--variant", variant,
+          "--cache-dir", str(setup["cache"]), "--kid-subsets", "10", "--bootstrap-replicates", "200",
+          "--reference-name", "faces world, reference split", "--out", str(out),
+          "--by-seed-out", str(files["by_seed.csv"]), "--units-out", str(files["units.csv"]),
+          "--features-out", str(files["features.safetensors"]), "--protocol-out", str(files["protocol.json"]),
+          "--candidates", str(files["best16.csv"])])
+    record = ProtocolRecord.read(files["protocol.json"])
     table = read_metrics_table(out, protocol_ids=record.ids())  # validates columns, names, values, protocol ids
-    return table, record, candidates
+    return table, record, files
 
 
 def _expected_accuracy(setup, records, prompt_ids, ood: str) -> float:
@@ -125,10 +156,10 @@ def _expected_accuracy(setup, records, prompt_ids, ood: str) -> float:
 
 
 def test_metrics_of_renders_that_show_the_prompted_attributes(setup):
-    table, record, candidates = _run_metrics(setup, setup["matched"], "default", "matched")
+    table, record, files = _run_metrics(setup, setup["matched"], setup["exact"], "default", "matched")
     values = dict(zip(table["metric"], table["value"]))
     counts = dict(zip(table["metric"], table["n"]))
-    main_metrics = {"fid", "kid", "precision", "recall", "clipscore_best16", "clipscore_mean",
+    main_metrics = {"fid", "kid", "precision", "recall", "cmmd", "clipscore_best16", "clipscore_mean",
                     "clipscore_judge_mean", "attr_acc", "attr_acc_ood"}
     assert main_metrics <= set(values), sorted(values)
     requested = {name for name in get_world("faces").attribute_names
@@ -139,13 +170,29 @@ def test_metrics_of_renders_that_show_the_prompted_attributes(setup):
     # A perfect generator: every requested attribute is there, in and out of distribution.
     assert values["attr_acc"] == 1.0 and values["attr_acc_ood"] == 1.0, values
     assert all(values[f"attr_acc/{name}"] == 1.0 for name in requested)
-    assert counts["attr_acc"] == 32 and counts["attr_acc_ood"] == 32 and counts["fid"] == 64
+    assert counts["attr_acc"] == 32 and counts["attr_acc_ood"] == 32
     assert counts["clipscore_best16"] == 4 and counts["clipscore_mean"] == 64
-    assert values["fid"] > 0 and -1 <= values["clipscore_mean"] <= values["clipscore_best16"] <= 1
+    assert -1 <= values["clipscore_mean"] <= values["clipscore_best16"] <= 1
+    # The distribution set is the reference under its own captions: n is its size, and the distribution
+    # metrics see two identical sets.
+    assert {counts[m] for m in ("fid", "kid", "precision", "recall", "cmmd")} == {setup["n_reference"]}
+    assert abs(values["fid"]) < 1e-3 and values["precision"] == values["recall"] == 1.0
+    # Every alignment metric has an interval around its value; the per-attribute ones too.
+    alignment = table[~table["metric"].isin(["fid", "kid", "precision", "recall", "cmmd"])]
+    assert alignment["ci_low"].notna().all() and (alignment["ci_low"] <= alignment["value"]).all()
+    assert (alignment["value"] <= alignment["ci_high"]).all()
+    by_seed = pd.read_csv(files["by_seed.csv"])
+    assert set(by_seed["seed"]) == {0} and len(by_seed) == len(table)
+    units = pd.read_csv(files["units.csv"])
+    assert set(units[units["metric"] == "attr_acc"]["unit"]) == {r["prompt_id"] for r in setup["records"]
+                                                               if setup["prompts"].at[r["prompt_id"], "ood"] == "0"}
 
     # Every row points at an entry that says how it was measured.
     by_kind = {record[pid]["kind"]: record[pid] for pid in set(table["protocol"])}
-    assert set(by_kind) == {"image_set_metrics", "clipscore", "attribute_accuracy"}
+    assert set(by_kind) == {"image_set_metrics", "clipscore", "attribute_accuracy", "cmmd"}
+    assert by_kind["cmmd"]["sigma"] == 10 and by_kind["cmmd"]["scale"] == 1000
+    assert by_kind["image_set_metrics"]["evaluation_set"]["name"] == "distribution"
+    assert by_kind["attribute_accuracy"]["interval"]["bootstrap"]["replicates"] == 200
     image_entry = by_kind["image_set_metrics"]
     assert image_entry["feature_extractor"]["weights_sha256"] == sha256_file(setup["clips"]["judge"])
     assert "not InceptionV3" in image_entry["approximation"]
@@ -156,13 +203,14 @@ def test_metrics_of_renders_that_show_the_prompted_attributes(setup):
     clip_entries = [record[pid] for pid in set(table["protocol"]) if record[pid]["kind"] == "clipscore"]
     assert {e["role"] for e in clip_entries} == {"generator", "judge"}
 
-    chosen = pd.read_csv(candidates)
+    chosen = pd.read_csv(files["best16.csv"])
     assert len(chosen) == 64 and chosen["chosen"].sum() == 4
 
 
 def test_metrics_of_renders_under_the_wrong_prompts(setup):
     before = {p.name for p in setup["cache"].glob("*.safetensors")}  # reference + matched set, if that ran
-    table, record, candidates = _run_metrics(setup, setup["mismatched"], "alpha=0.25", "mismatched", samples_per_prompt=4)
+    table, record, files = _run_metrics(setup, setup["mismatched"], setup["other"], "alpha=0.25", "mismatched",
+                                        samples_per_prompt=4)
     values = dict(zip(table["metric"], table["value"]))
     # A generator that ignores its prompt: accuracy falls to the chance agreement of the renders.
     expected_in = _expected_accuracy(setup, setup["shifted"], setup["wrong_ids"], "0")
@@ -171,11 +219,11 @@ def test_metrics_of_renders_under_the_wrong_prompts(setup):
     assert values["attr_acc_ood"] == pytest.approx(expected_ood, abs=0.05), values
     assert values["attr_acc"] <= 0.75 and values["attr_acc_ood"] <= 0.75, values
     # 4 samples per prompt: no best-of-16 number (never a NaN row), an empty candidates list.
-    assert "clipscore_best16" not in values and "clipscore_mean" in values and "fid" in values
+    assert "clipscore_best16" not in values and "clipscore_mean" in values and values["fid"] > 0.001
     assert set(table["variant"]) == {"alpha=0.25"}
-    assert pd.read_csv(candidates).empty
-    # Features are cached by content: after the matched set ran, the reference split's are reused and only
-    # this set's are new.
+    assert pd.read_csv(files["best16.csv"]).empty
+    # Features are cached by content: after the matched run, the reference images' are reused and only this
+    # distribution set's are new.
     after = {p.name for p in setup["cache"].glob("*.safetensors")}
     assert before < after and len(after - before) == (1 if before else 2)
     assert not list(setup["cache"].glob("*.tmp"))
@@ -308,7 +356,7 @@ def _edited_copy(setup, name, edit):
 
 def _refused(setup, manifest, name):
     with pytest.raises(SystemExit) as error:
-        _run_metrics(setup, manifest, "default", name)
+        _run_metrics(setup, manifest, setup["exact"], "default", name)
     assert not (setup["root"] / "metrics" / f"{name}.csv").exists()
     return str(error.value.code)
 
@@ -351,3 +399,17 @@ def test_a_listed_path_outside_the_sample_folder_is_refused(setup, tmp_path, way
     manifest = _edited_copy(setup, f"escape-{way_out}", edit)
     message = _refused(setup, manifest, f"escape-{way_out}")
     assert str(manifest) in message and repr(listed) in message
+
+
+def test_a_distribution_set_that_does_not_hold_its_plan_is_refused(setup):
+    """One sample per row of the distribution prompt table, drawn from the distribution set's seed: a set
+    drawn from another seed, or missing a reference image, is refused before anything is measured."""
+    frame = pd.read_csv(setup["exact"], dtype={"prompt_id": str}, keep_default_na=False)
+    for name, edited in (("reseeded", frame.assign(seed=DISTRIBUTION_SEED + 1)), ("short", frame.drop(index=2))):
+        manifest = setup["exact"].with_name(f"{name}.csv")
+        edited.to_csv(manifest, index=False)
+        with pytest.raises(SystemExit) as error:
+            _run_metrics(setup, setup["matched"], manifest, "default", f"distribution-{name}")
+        message = str(error.value.code)
+        assert str(manifest) in message and "missing row" in message, message
+        assert not (setup["root"] / "metrics" / f"distribution-{name}.csv").exists()

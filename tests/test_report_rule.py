@@ -130,6 +130,107 @@ def test_report_from_two_branches(inputs):
     assert (report / "figures").is_dir()
 
 
+def _units_and_features(root: Path, method: str, shift: float, spread: float):
+    """A branch's units (40 prompts whose attr_acc is shared prompt difficulty plus `shift`) and distribution
+    features (60 images, generated = reference plus `spread` noise), written as a metrics job writes them."""
+    import numpy as np
+    import torch
+
+    from clipvqd.evaluation.uncertainty import DistributionFeatures, write_units
+
+    rng = np.random.default_rng(0)
+    difficulty = np.random.default_rng(42).uniform(0.2, 0.7, size=40)
+    rows = [{"seed": 0, "metric": "attr_acc", "unit": f"p{i:04d}",
+             "numerator": 4 * 2 * min(1.0, d + shift + 0.01 * rng.normal()), "denominator": 8.0, "n": 4}
+            for i, d in enumerate(difficulty)]
+    folder = root / "results" / "metrics" / method
+    units = write_units(pd.DataFrame(rows), folder / "default.units.csv")
+    reference = torch.nn.functional.normalize(torch.randn(60, 8, generator=torch.Generator().manual_seed(1)), dim=1)
+    generated = reference + spread * torch.randn(60, 8, generator=torch.Generator().manual_seed(2))
+    features = DistributionFeatures([f"d{i:06d}" for i in range(60)],
+                                    {space: {"reference": reference, "generated": {0: generated}}
+                                     for space in ("fid", "clip")}).write(folder / "default.features.safetensors")
+    value = float(sum(r["numerator"] for r in rows) / sum(r["denominator"] for r in rows))
+    return units, features, value
+
+
+def test_report_marks_significant_differences_and_writes_its_headline_from_them(inputs, tmp_path):
+    """LAFITE's attribute accuracy is 0.05 below CLIP-VQDiffusion's on every prompt: the paired bootstrap
+    calls it significant, the table marks it, the headline sentence says so; FID is not significant."""
+    from clipvqd.evaluation.bootstrap import BootstrapSettings
+    from clipvqd.report import build_report
+
+    branches, units, features = _significance_branches(tmp_path)
+    report = tmp_path / "reports" / "run"
+    build_report(report, [b[0] for b in branches], [b[1] for b in branches], report / "metrics.csv",
+                 report / "protocol.json", units=units, features=features,
+                 significance_out=report / "significance.csv", bootstrap=BootstrapSettings(400, 0.95, 0),
+                 design={"prompts": "test", "seeds": {"values": [0]}, "judge_split": None})
+    significance = pd.read_csv(report / "significance.csv").set_index("metric")
+    assert significance.at["attr_acc", "method"] == "lafite"
+    assert significance.at["attr_acc", "difference"] < 0 and significance.at["attr_acc", "ci_high"] < 0
+    assert bool(significance.at["attr_acc", "significant"]) and significance.at["attr_acc", "favours"] == "clip-vqdiffusion"
+    assert not bool(significance.at["fid", "significant"])  # identical features: no difference to find
+    html = (report / "index.html").read_text()
+    assert re.search(r"On attribute accuracy \(in-distribution prompts\), CLIP-VQDiffusion \([^)]*\) is "
+                     r"significantly better than LAFITE", html)
+    assert re.search(r"On FID on the distribution set, CLIP-VQDiffusion \([^)]*\) is not significantly different "
+                     r"from LAFITE", html)
+    assert 'class="mark" title="significantly worse than CLIP-VQDiffusion' in html
+    assert ProtocolRecord.read(report / "protocol.json").design["judge_split"] is None
+
+
+@pytest.mark.parametrize("damage", ["swapped units", "edited features", "unlisted"])
+def test_report_refuses_comparison_inputs_its_branch_did_not_write(tmp_path, damage):
+    """The paired comparisons read each branch's units table and feature file: one swapped for another
+    branch's, edited, or not listed (with its sha256) in the branch's protocol record is refused, named."""
+    from clipvqd.report import ReportError, build_report
+
+    branches, units, features = _significance_branches(tmp_path)
+    if damage == "swapped units":
+        units = [units[1], units[0]]
+        expected = f"{units[0]} is not the units file of {branches[0][1]}"
+    elif damage == "edited features":
+        features[1].write_bytes(features[1].read_bytes()[:-4] + b"\0\0\0\0")
+        expected = f"file {features[1]} has sha256"
+    else:
+        record = ProtocolRecord.read(branches[0][1])
+        record.files = None
+        record.write(branches[0][1])
+        expected = f"{branches[0][1]} lists no units file with its sha256"
+    report = tmp_path / "reports" / "run"
+    with pytest.raises(ReportError) as error:
+        build_report(report, [b[0] for b in branches], [b[1] for b in branches], report / "metrics.csv",
+                     report / "protocol.json", units=units, features=features,
+                     significance_out=report / "significance.csv")
+    assert expected in str(error.value)
+    assert not (report / "significance.csv").exists()
+
+
+def _significance_branches(tmp_path):
+    """Two branches (CLIP-VQDiffusion 0.05 ahead on attr_acc) as their metrics jobs write them: table,
+    protocol record listing the units table and feature file with their sha256, units, features."""
+    from clipvqd.evaluation.branch import listed_file
+
+    branches, units, features = [], [], []
+    for method, shift in (("clip-vqdiffusion", 0.05), ("lafite", 0.0)):
+        unit_file, feature_file, value = _units_and_features(tmp_path, method, shift, 0.05)
+        record = ProtocolRecord()
+        pid = record.add(make_entry("attribute_accuracy", oracle={"weights_sha256": "34" * 32}))
+        fid_id = record.add(make_entry("image_set_metrics", metrics=["fid"], branch=method))
+        folder = tmp_path / "results" / "metrics" / method
+        record.files = {"units": listed_file(folder / "default.protocol.json", unit_file),
+                        "features": listed_file(folder / "default.protocol.json", feature_file)}
+        record.write(folder / "default.protocol.json")
+        write_metrics_table([metric_row(method, "default", "attr_acc", value, 160, pid, value - 0.02, value + 0.02),
+                             metric_row(method, "default", "fid", 0.1, 60, fid_id)],
+                            folder / "default.csv", protocol_ids=record.ids())
+        branches.append((folder / "default.csv", folder / "default.protocol.json"))
+        units.append(unit_file)
+        features.append(feature_file)
+    return branches, units, features
+
+
 def test_report_refuses_inconsistent_branches(inputs, tmp_path):
     (table_a, protocol_a), (table_b, protocol_b) = inputs["branches"]
     with pytest.raises(SystemExit, match="2 metrics tables but 1 protocol"):
@@ -241,10 +342,11 @@ def test_report_rule_plots_every_training_curve_the_dag_writes(tmp_path):
     run = "results/tiny-report-plan"
     assert set(curves.values()) == {
         f"{run}/clip/conditioner/curve.csv", f"{run}/clip/judge/curve.csv", f"{run}/oracle/curve.csv",
-        f"{run}/tokenizer/curve.csv", f"{run}/models/clip-vqdiffusion/alpha=0.5/pretrain_curve.csv",
-        f"{run}/models/clip-vqdiffusion/alpha=0.5/cfg_curve.csv",
-        f"{run}/models/clip-vqdiffusion/alpha=0.25/pretrain_curve.csv",
-        f"{run}/models/paired/curve.csv", f"{run}/models/unconditional/curve.csv"}
+        f"{run}/tokenizer/curve.csv", f"{run}/models/seed=0/clip-vqdiffusion/alpha=0.5/pretrain_curve.csv",
+        f"{run}/models/seed=0/clip-vqdiffusion/alpha=0.5/cfg_curve.csv",
+        f"{run}/models/seed=0/clip-vqdiffusion/alpha=0.25/pretrain_curve.csv",
+        # the headline is cfg=false, so the controls, matched to it, stop after their first stage
+        f"{run}/models/seed=0/paired/pretrain_curve.csv", f"{run}/models/seed=0/unconditional/pretrain_curve.csv"}
     grids = json.loads(arguments[arguments.index("--grids") + 1])
     assert list(grids) == ["clip-vqdiffusion", "paired", "unconditional"]
     quality = json.loads(arguments[arguments.index("--quality") + 1])
@@ -253,8 +355,19 @@ def test_report_rule_plots_every_training_curve_the_dag_writes(tmp_path):
     # clip-vqdiffusion: default, alpha=0.25, cfg=true variant; paired and unconditional: default.
     assert len(tables) == 5 and all(t.endswith(".csv") for t in tables)
     assert plan.count("clipvqd evaluate metrics") == 5
-    # The report and every metrics job check the sample sets against the plan the sample rule drew.
+    # Every branch's units and features reach the report (paired comparisons), and the design its protocol.
+    units = arguments[arguments.index("--units") + 1:arguments.index("--features")]
+    assert [u.replace(".units.csv", ".csv") for u in units] == tables
+    design = json.loads(arguments[arguments.index("--design") + 1])
+    assert design["seeds"]["values"] == [0] and design["judge_split"] is None
+    assert design["sets"]["distribution"]["metrics"] == "fid, kid, precision, recall, cmmd"
+    assert arguments[arguments.index("--oracle-calibration") + 1] == f"{run}/oracle/calibration.json"
+    # The report and every metrics job check the sample sets against the plans the sample rule drew: seed 0's
+    # alignment sets (2 samples per prompt, 16 of the first) from seed 2, its distribution sets from seed 5.
     assert arguments[arguments.index("--prompts") + 1] == f"{run}/data/prompts.csv"
-    assert "--samples-per-prompt 2 --sample-seed 2 --prompt-prefix=''" in command
-    assert plan.count("--samples-per-prompt 2 --sample-seed 2 --prompt-prefix=''") == 6
-    assert plan.count("--samples-per-prompt 2 --seed 2 ") == 5  # the sample rule draws that plan
+    assert "--samples-per-prompt 2 --best-of-prompts 1 --sample-seed 2 --prompt-prefix=''" in command
+    metrics = [line for line in plan.splitlines() if "clipvqd evaluate metrics" in line]
+    assert all("--prompt-prefix= --samples-per-prompt 2 --best-of-prompts 1 --sample-seeds 2"
+               " --distribution-sample-seeds 5 " in line for line in metrics), metrics
+    assert plan.count("--samples-per-prompt 2 --best-of-prompts 1 --seed 2 ") == 5  # the alignment sets drawn
+    assert plan.count("--samples-per-prompt 1 --best-of-prompts 0 --seed 5 ") == 5  # the distribution sets

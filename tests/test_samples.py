@@ -28,6 +28,42 @@ def test_plan_orders_prompts_then_samples():
         sample_plan(PROMPTS, 0)
 
 
+def test_the_first_prompts_get_sixteen_samples_for_best_of_16():
+    plan = sample_plan(PROMPTS, 4, best_of_prompts=2)
+    assert plan.groupby("prompt_id").size().to_dict() == {"p0": 16, "p1": 16, "p2": 4}
+    assert list(plan["sample_index"][:16]) == list(range(16))  # still prompt order, then sample index
+    assert len(sample_plan(PROMPTS, 20, best_of_prompts=3)) == 60  # never fewer than samples_per_prompt
+    with pytest.raises(ValueError, match="best_of_prompts"):
+        sample_plan(PROMPTS, 4, best_of_prompts=-1)
+
+
+def test_plans_of_the_alignment_and_distribution_sets_check_their_manifests(tmp_path):
+    """The alignment plan (16 samples of the first prompts, samples_per_prompt of the rest) and the
+    distribution plan (one sample per row, the caption after the prefix) each accept exactly their rows."""
+    from clipvqd.samples import SamplePlan, SampleSetError
+
+    PROMPTS.to_csv(tmp_path / "prompts.csv", index=False)
+    alignment = SamplePlan(tmp_path / "prompts.csv", 4, seed=1002, prompt_prefix="a photo of ", best_of_prompts=1)
+    rows = sample_plan(PROMPTS.assign(prompt="a photo of " + PROMPTS["prompt"]), 4, best_of_prompts=1)
+    manifest = rows.assign(seed=1002)
+    alignment.check(manifest, "alignment.csv")
+    assert len(manifest) == 16 + 4 + 4
+    with pytest.raises(SampleSetError, match=r"alignment.csv holds 12 row\(s\).*has 24; 12 missing row\(s\)"):
+        alignment.check(manifest[manifest["sample_index"] < 4], "alignment.csv")  # no best-of-16 draws
+    with pytest.raises(SampleSetError, match="seed 1003"):
+        alignment.check(manifest.assign(seed=1003), "alignment.csv")  # another training seed's set
+
+    captions = pd.DataFrame({"prompt_id": ["d000000", "d000001"], "prompt": ["red hair", "a hat"], "ood": "0",
+                             "path": ["reference/0.png", "reference/1.png"], "sha256": ["0" * 64, "1" * 64]})
+    captions.to_csv(tmp_path / "distribution_prompts.csv", index=False)
+    distribution = SamplePlan(tmp_path / "distribution_prompts.csv", 1, seed=5, prompt_prefix="a photo of ")
+    drawn = pd.DataFrame({"prompt_id": ["d000001", "d000000"], "prompt": ["a photo of a hat", "a photo of red hair"],
+                          "sample_index": 0, "seed": 5})
+    distribution.check(drawn, "distribution.csv")  # any order
+    with pytest.raises(SampleSetError, match="1 missing row"):
+        distribution.check(drawn.assign(prompt=["a photo of a hat", "a photo of a cap"]), "distribution.csv")
+
+
 def test_duplicate_prompt_ids_are_refused(tmp_path):
     PROMPTS.assign(prompt_id=["p0", "p0", "p2"]).to_csv(tmp_path / "prompts.csv", index=False)
     with pytest.raises(ValueError, match="repeats prompt ids \\['p0'\\]"):

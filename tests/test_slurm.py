@@ -40,7 +40,7 @@ from local_http import LocalFiles
 SLURM_CONF = Path("/etc/slurm/slurm.conf")
 LOCK = Path(tempfile.gettempdir()) / "clipvqd-test-slurm.lock"
 MARK = "# written by clipvqd tests/test_slurm.py (removed when the test ends)"
-TARGET = "results/tiny/models/clip-vqdiffusion/alpha=0.5/pretrain.safetensors"
+TARGET = "results/tiny/models/seed=0/clip-vqdiffusion/alpha=0.5/pretrain.safetensors"
 # A rule with no entry in the profile's set-resources: it runs on the default resources alone.
 UNLISTED_TARGET = "results/tiny/clip/conditioner/metrics.json"
 WEIGHTS_TARGET = "downloads/weights/inception.pth"
@@ -250,7 +250,7 @@ def test_profile_runtimes_grow_with_the_attempt():
     profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
     assert profile["executor"] == "slurm" and profile["retries"] >= 1
     for rule in ("tokenizer_train", "diffusion_pretrain", "diffusion_cfg_finetune", "diffusion_control",
-                 "lafite_train"):
+                 "diffusion_control_finetune", "lafite_train"):
         assert "gpu" in profile["set-resources"][rule] and "slurm_extra" not in profile["set-resources"][rule]
         runtime = str(profile["set-resources"][rule]["runtime"])
         Resources.parse([f"runtime={runtime}"], allow_expressions=True)  # Snakemake accepts it
@@ -356,7 +356,7 @@ def test_tiny_dag_part_runs_through_slurm(slurm_run, tmp_path):
     results = work / "results" / "tiny"
     for path in ("data/train.csv", "clip/conditioner/model.safetensors", "embeddings/train_images.safetensors",
                  "tokenizer/model.safetensors", "tokens/train.json",
-                 "models/clip-vqdiffusion/alpha=0.5/pretrain.safetensors", "logs/diffusion_pretrain_alpha=0.5.log"):
+                 "models/seed=0/clip-vqdiffusion/alpha=0.5/pretrain.safetensors", "logs/seed=0/diffusion_pretrain_alpha=0.5.log"):
         assert (results / path).is_file(), path
 
     # Every job but the download went through sbatch; the download ran on the submit host (a local rule,
@@ -387,7 +387,7 @@ def test_killed_training_job_is_retried_with_more_time_and_resumes(slurm_run, tm
     config = yaml.safe_load((work / "tiny.yaml").read_text())
     config["diffusion"]["pretrain"].update(steps=600, snapshot_every=20, log_every=20)
     (work / "longer.yaml").write_text(yaml.safe_dump(config))  # new settings: only pretraining reruns (~45 s at 13 steps/s here)
-    snapshots = work / "results" / "tiny" / "work" / "diffusion-alpha=0.5-pretrain"
+    snapshots = work / "results" / "tiny" / "work" / "seed=0" / "diffusion-alpha=0.5-pretrain"
     log = tmp_path / "snakemake.log"
     process = start(["longer.yaml"], log)
     try:
@@ -416,9 +416,10 @@ def test_killed_training_job_is_retried_with_more_time_and_resumes(slurm_run, tm
     assert jobs[0] == first[0] and "JobState=CANCELLED" in cancelled and "TimeLimit=1-00:00:00" in cancelled, cancelled
     retry = _job(jobs[1])
     assert "JobState=COMPLETED" in retry and "TimeLimit=2-00:00:00" in retry, retry  # attempt 2: 2880 min
-    trainer_log = (work / "results" / "tiny" / "logs" / "diffusion_pretrain_alpha=0.5.log").read_text()
+    trainer_log = (work / "results" / "tiny" / "logs" / "seed=0" / "diffusion_pretrain_alpha=0.5.log").read_text()
     resumed = re.search(r"resuming from the snapshot at step (\d+) of 600", trainer_log)
     assert resumed and 20 <= int(resumed.group(1)) < 600, trainer_log[-2000:]
     from clipvqd.checkpoint import load_meta
 
-    assert load_meta(work / "results" / "tiny" / "models" / "clip-vqdiffusion" / "alpha=0.5" / "pretrain.safetensors")["step"] == 600
+    assert load_meta(work / "results" / "tiny" / "models" / "seed=0" / "clip-vqdiffusion" / "alpha=0.5"
+                     / "pretrain.safetensors")["step"] == 600

@@ -36,9 +36,11 @@ def test_loss_falls_when_overfitting_a_handful_of_images(tmp_path):
     assert (reconstructions - images.images).abs().mean() < first
 
 
-def test_resume_after_a_stop_gives_identical_weights(tmp_path):
+@pytest.mark.parametrize("schedule", [{}, {"lr_warmup_steps": 2, "final_lr_fraction": 0.1}],
+                         ids=["constant_lr", "warmup_cosine_lr"])
+def test_resume_after_a_stop_gives_identical_weights(tmp_path, schedule):
     images = TensorImages(blob_images(8))  # two batches per epoch, so the run crosses epochs
-    training = tiny_training(max_steps=6, disc_start=2, log_every=2)
+    training = tiny_training(max_steps=6, disc_start=2, log_every=2, **schedule)
 
     straight = tmp_path / "straight"
     train_tokenizer(images, TINY, training, straight / "work", straight / "tok.safetensors",
@@ -143,3 +145,16 @@ def test_model_state_has_no_discriminator_or_lpips_weights():
     keys = GumbelVQGAN(TINY).state_dict().keys()
     assert not any(k.startswith(("discriminator", "perceptual")) for k in keys)
     assert "quantizer.codebook.weight" in keys and "decoder.conv_out.weight" in keys
+
+
+def test_learning_rate_schedule_warms_up_and_decays_to_its_final_fraction(tmp_path):
+    images = TensorImages(blob_images(8))
+    training = tiny_training(max_steps=6, disc_weight=0.0, lr_warmup_steps=2, final_lr_fraction=0.25)
+    train_tokenizer(images, TINY, training, tmp_path / "work", tmp_path / "tok.safetensors", tmp_path / "curve.csv",
+                    progress=False)
+    state = torch.load(ResumeState(tmp_path / "work").snapshots()[-1], weights_only=True)["objects"]
+    # LambdaLR's last multipliers: warm-up 1/2, 2/2, then cosine from 1 to 0.25 over steps 2..5.
+    assert state["lr_schedule"]["last_epoch"] == 6
+    assert state["opt_g"]["param_groups"][0]["lr"] == pytest.approx(training.learning_rate * 0.25)
+    with pytest.raises(ValueError, match="final_lr_fraction"):
+        tiny_training(final_lr_fraction=1.5)

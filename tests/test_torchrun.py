@@ -116,7 +116,7 @@ def test_training_rules_launch_torchrun_for_more_than_one_gpu(tmp_path):
     shutil.copy(REPO / "tests" / "configs" / "tiny.yaml", tmp_path / "tiny.yaml")
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     plan = subprocess.run(
-        [sys.executable, "-m", "snakemake", "results/tiny/models/clip-vqdiffusion/alpha=0.5/pretrain.safetensors",
+        [sys.executable, "-m", "snakemake", "results/tiny/models/seed=0/clip-vqdiffusion/alpha=0.5/pretrain.safetensors",
          "-n", "-p", "--cores", "1", "--set-resources", "diffusion_pretrain:gpu=2", "tokenizer_train:gpu=2",
          "--configfile", "tiny.yaml"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)

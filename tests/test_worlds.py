@@ -250,3 +250,67 @@ def test_bad_heldout_value_is_named(tmp_path):
                        heldout=[{"hair_color": "purple"}], prompt_count=1, attributes_per_prompt=1,
                        ood_prompts_per_combination=0, oracle_test_fraction=0.5, clip_holdout_fraction=0.5,
                        progress=False)
+
+
+# ------------------------------------------------------------------------------------------------
+# The evaluation sets' prompt tables
+# ------------------------------------------------------------------------------------------------
+
+
+def test_reference_captions_come_from_their_own_stream(small_faces, tmp_path):
+    """Captioning the reference split does not change a single image of it."""
+    from clipvqd.worlds.generate import _render_split
+
+    world = get_world("faces")
+    plain = _render_split(world, "reference", 20, tmp_path / "plain", 0, 32, HELD_OUT, False, False)
+    captioned = pd.read_csv(small_faces / "reference.csv", dtype=str, keep_default_na=False)
+    assert [row["sha256"] for row in plain] == captioned["sha256"].tolist()
+    assert captioned["caption"].str.len().min() > 0
+
+
+def test_validation_prompts_share_the_distribution_but_no_text(small_faces):
+    test = pd.read_csv(small_faces / "prompts.csv", dtype=str, keep_default_na=False)
+    validation = pd.read_csv(small_faces / "validation_prompts.csv", dtype=str, keep_default_na=False)
+    assert set(test["prompt"]).isdisjoint(validation["prompt"])
+    assert (validation["ood"] == "0").sum() == (test["ood"] == "0").sum() == 8
+    assert validation["prompt_id"].str.startswith("v").all() and test["prompt_id"].str.startswith("p").all()
+    for row in validation.to_dict("records"):  # the same flags: an OOD prompt asks for a held-out combination
+        specified = {k: v for k, v in row.items() if k not in ("prompt_id", "prompt", "ood") and v}
+        assert any(matches(specified, c) for c in HELD_OUT) == (row["ood"] == "1"), row
+
+
+def test_distribution_prompts_are_the_reference_captions(small_faces, tmp_path):
+    """One prompt per reference image, its own caption, paired with that image; no held-out combination."""
+    from clipvqd.evaluation.sets import distribution_prompt_table
+
+    reference = pd.read_csv(small_faces / "reference.csv", dtype=str, keep_default_na=False)
+    table = distribution_prompt_table(small_faces / "reference.csv", tmp_path / "distribution_prompts.csv",
+                                      world_summary=small_faces / "world.json")
+    assert table["prompt"].tolist() == [" ".join(c.split()) for c in reference["caption"]]
+    assert table[["path", "sha256"]].values.tolist() == reference[["path", "sha256"]].values.tolist()
+    assert (table["ood"] == 0).all() and table["prompt_id"].is_unique
+    # A seeded subset keeps each image with its own caption.
+    subset = distribution_prompt_table(small_faces / "reference.csv", tmp_path / "subset.csv", count=7, seed=3)
+    captions = dict(zip(reference["path"], reference["caption"]))
+    assert len(subset) == 7 and all(captions[p] == c for p, c in zip(subset["path"], subset["prompt"]))
+    with pytest.raises(ValueError, match="distribution_samples is 21.*only 20"):
+        distribution_prompt_table(small_faces / "reference.csv", tmp_path / "x.csv", count=21)
+
+
+def test_distribution_prompts_refuse_a_held_out_combination_and_need_captions(small_faces, tmp_path):
+    from clipvqd.evaluation.sets import distribution_prompt_table
+
+    reference = pd.read_csv(small_faces / "reference.csv", dtype=str, keep_default_na=False)
+    bad = reference.copy()
+    bad.loc[3, ["hair_color", "beard"]] = ["red", "yes"]
+    (tmp_path / "data").mkdir()
+    bad.to_csv(tmp_path / "data" / "reference.csv", index=False)
+    with pytest.raises(ValueError, match=r"reference/000003.png shows a held-out combination"):
+        distribution_prompt_table(tmp_path / "data" / "reference.csv", tmp_path / "out.csv",
+                                  world_summary=small_faces / "world.json")
+    # Without captions (FFHQ) every image gets the generic prompt, or the table is refused.
+    reference.drop(columns=["caption"]).to_csv(tmp_path / "data" / "plain.csv", index=False)
+    with pytest.raises(ValueError, match="no 'caption' column"):
+        distribution_prompt_table(tmp_path / "data" / "plain.csv", tmp_path / "out.csv")
+    generic = distribution_prompt_table(tmp_path / "data" / "plain.csv", tmp_path / "out.csv", generic_prompt="a face")
+    assert set(generic["prompt"]) == {"a face"} and set(generic["caption_source"]) == {"generic prompt"}

@@ -1,5 +1,5 @@
-"""`python -m clipvqd clip get | evaluate | embed | embed-captions` (rules clip_train_standin, clip_get,
-clip_evaluate, clip_embed, clip_embed_captions)."""
+"""`python -m clipvqd clip get | evaluate | embed | embed-prompts | embed-captions` (rules clip_train_standin,
+clip_get, clip_evaluate, clip_embed, clip_embed_prompts, clip_embed_captions)."""
 
 from __future__ import annotations
 
@@ -43,6 +43,14 @@ def cmd_embed(args) -> None:
     embed_text_column(encoder, args.prompts, "prompt", args.prompts_out, prefix=args.prompt_prefix)
 
 
+def cmd_embed_prompts(args) -> None:
+    from clipvqd.clip.embed import embed_text_column
+    from clipvqd.clip.encoder import ClipEncoder
+
+    encoder = ClipEncoder.load(args.clip, device=args.device)
+    embed_text_column(encoder, args.prompts, "prompt", args.out, prefix=args.prompt_prefix)
+
+
 def cmd_embed_captions(args) -> None:
     from clipvqd.clip.embed import embed_text_column
     from clipvqd.clip.encoder import ClipEncoder
@@ -70,6 +78,13 @@ def register(group: argparse.ArgumentParser) -> None:
     emb.add_argument("--prompts-out", required=True)
     emb.add_argument("--prompt-prefix", default="", help='e.g. "a photograph of " for FFHQ')
     compute_arguments(emb)
+    pro = add_command(table, "embed-prompts", cmd_embed_prompts,
+                      "cache text embeddings of a prompt table (validation prompts, the distribution set's captions)")
+    pro.add_argument("--clip", required=True)
+    pro.add_argument("--prompts", required=True, help="prompt table with a 'prompt' column")
+    pro.add_argument("--out", required=True)
+    pro.add_argument("--prompt-prefix", default="", help='e.g. "a photograph of " for FFHQ')
+    compute_arguments(pro)
     cap = add_command(table, "embed-captions", cmd_embed_captions, "cache text embeddings of training captions")
     cap.add_argument("--clip", required=True)
     cap.add_argument("--captions", required=True, help="training captions (read by the paired control only)")

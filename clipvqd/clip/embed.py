@@ -7,7 +7,7 @@ manifest they embed, so a changed CLIP or data set is detected instead of silent
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import pandas as pd
 import torch
@@ -15,9 +15,11 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from clipvqd.clip.encoder import ClipEncoder
 from clipvqd.hashing import sha256_file
 from clipvqd.manifest import ManifestImages
+
+if TYPE_CHECKING:  # the readers below need no CLIP: jobs that only read a cache do not import open_clip
+    from clipvqd.clip.encoder import ClipEncoder
 
 
 class StaleEmbeddings(ValueError):

@@ -21,6 +21,10 @@ if TYPE_CHECKING:  # imported where used: importing clipvqd.lafite pulls in torc
     from clipvqd.lafite.config import LafiteModelConfig, LafiteTrainConfig
 
 BETA_SCHEDULES = ("cosine", "linear")
+POSTERIOR_VARIANCES = ("respaced", "full_schedule")
+# The DiffAugment policies of clipvqd.lafite.config (restated: importing clipvqd.lafite pulls in torch,
+# which the CLI parser avoids; tests/test_clip2latent.py keeps the two equal).
+AUGMENT_POLICIES = ("color", "translation", "cutout")
 
 
 class _Block:
@@ -91,9 +95,11 @@ class GeneratorTrainConfig(_Block):
     """StyleGAN2's optimisation (non-saturating loss, lazy R1, G EMA), run by LAFITE's trainer without
     contrastive losses."""
 
-    steps: int = 600
-    """Optimiser steps of G and of D. World default: about 0.4 s a step on one CPU thread (about 4 minutes).
-    Paper preset: 25 000 kimg at batch 32 (StyleGAN2 FFHQ config-f)."""
+    steps: int = 1800
+    """Optimiser steps of G and of D. World default: about 0.21 CPU-seconds a step, about 380 in all, so that
+    generator, pairs and prior together cost about CLIP-VQDiffusion's chain; the generator alone reached
+    precision 0.06 / 0.14 / 0.23 at 600 / 1200 / 1800 steps, and clip2latent's samples follow it
+    (docs/baselines.md). Paper preset: 25 000 kimg at batch 32 (StyleGAN2 FFHQ config-f)."""
     batch_size: int = 16
     """Images per step (StyleGAN2 config-f: 32)."""
     learning_rate: float = 0.0025
@@ -108,6 +114,9 @@ class GeneratorTrainConfig(_Block):
     """Half-life of the generator EMA in images (StyleGAN2-ADA: batch * 10 / 32 kimg; config-f: 10 kimg)."""
     ema_rampup: float = 0.05
     """The EMA half-life is capped at this fraction of the images seen (StyleGAN2-ADA: 0.05); 0 = off."""
+    augment: tuple[str, ...] = ()
+    """DiffAugment policies on every discriminator input (LAFITE's trainer, `clipvqd.lafite.augment`):
+    any of 'color', 'translation', 'cutout'. NVIDIA's StyleGAN2 config-f: none."""
     snapshot_every: int = 200
     """Steps between resume snapshots."""
     log_every: int = 20
@@ -119,6 +128,7 @@ class GeneratorTrainConfig(_Block):
             "adam_betas": len(self.adam_betas) == 2 and all(0.0 <= b < 1.0 for b in self.adam_betas),
             "r1_gamma": self.r1_gamma >= 0, "r1_interval": self.r1_interval >= 1,
             "ema_half_life_images": self.ema_half_life_images >= 0, "ema_rampup": self.ema_rampup >= 0,
+            "augment": all(p in AUGMENT_POLICIES for p in self.augment) and len(set(self.augment)) == len(self.augment),
             "snapshot_every": self.snapshot_every >= 1, "log_every": self.log_every >= 1,
         }, self)
 
@@ -133,7 +143,8 @@ class GeneratorTrainConfig(_Block):
         return LafiteTrainConfig(steps=self.steps, batch_size=self.batch_size, learning_rate=self.learning_rate,
                                  adam_betas=self.adam_betas, itd_weight=0.0, itc_weight=0.0, r1_gamma=self.r1_gamma,
                                  r1_interval=self.r1_interval, ema_half_life_images=self.ema_half_life_images,
-                                 ema_rampup=self.ema_rampup, snapshot_every=self.snapshot_every,
+                                 ema_rampup=self.ema_rampup, augment=self.augment,
+                                 snapshot_every=self.snapshot_every,
                                  log_every=self.log_every)
 
 
@@ -266,11 +277,18 @@ class PriorSamplingConfig(_Block):
     and 2, eval.py sweeps 1 to 10). 1 = conditional only."""
     batch_size: int = 512
     """Samples per batch (memory only)."""
+    posterior_variance: str = "respaced"
+    """Noise of each reverse step. 'respaced': the posterior variance of the respaced schedule (exact
+    DDPM ancestral sampling on the kept timesteps); 'full_schedule': the 1000-step schedule's variance at
+    each kept timestep, what the released sampler adds because set_timestep_skip (clip2latent/
+    latent_prior.py) leaves DALLE2-pytorch's posterior_log_variance_clipped untouched: far less noise,
+    so samples vary less."""
 
     def __post_init__(self) -> None:
         _check("PriorSamplingConfig", {"steps": self.steps >= 1, "guidance_scale": self.guidance_scale >= 0,
-                                       "batch_size": self.batch_size >= 1}, self)
+                                       "batch_size": self.batch_size >= 1,
+                                       "posterior_variance": self.posterior_variance in POSTERIOR_VARIANCES}, self)
 
     @classmethod
     def paper(cls) -> "PriorSamplingConfig":
-        return cls(steps=10, guidance_scale=2.0)
+        return cls(steps=10, guidance_scale=2.0, posterior_variance="full_schedule")

@@ -89,12 +89,13 @@ class DiffusionPrior(nn.Module):
 
     @torch.no_grad()
     def sample(self, embeds: Tensor, steps: int, guidance_scale: float, seeds: Sequence[torch.Generator],
-               progress: bool = False) -> Tensor:
-        """Raw latents w (B, latent_dim) for CLIP embeddings (B, embed_dim); seeds: one generator per row."""
+               progress: bool = False, full_schedule_variance: bool = False) -> Tensor:
+        """Raw latents w (B, latent_dim) for CLIP embeddings (B, embed_dim); seeds: one generator per row.
+        full_schedule_variance: the released sampler's noise (see `schedule.GaussianSchedule.respaced`)."""
         if len(seeds) != len(embeds):
             raise ValueError(f"{len(seeds)} random streams for {len(embeds)} embeddings")
         device = embeds.device
-        schedule = self.schedule.respaced(steps)
+        schedule = self.schedule.respaced(steps, full_schedule_variance)
         n = len(schedule)
         # All draws of a sample up front from its own stream: x_T, then one noise vector per step.
         draws = torch.stack([torch.randn(n + 1, self.config.latent_dim, generator=g) for g in seeds]).to(device)

@@ -34,7 +34,8 @@ def sample_latents(prior: DiffusionPrior, text_embeddings: Tensor, settings: Pri
         rows = range(start, min(start + settings.batch_size, len(text_embeddings)))
         seeds = [generator_for(seed, _STREAM_SAMPLE, i) for i in rows]
         out.append(prior.sample(text_embeddings[rows.start:rows.stop].to(device), settings.steps,
-                                settings.guidance_scale, seeds).float().cpu())
+                                settings.guidance_scale, seeds,
+                                full_schedule_variance=settings.posterior_variance == "full_schedule").float().cpu())
     return torch.cat(out) if out else torch.empty(0, prior.config.latent_dim)
 
 

@@ -11,6 +11,12 @@ As in DALLE2-pytorch 0.2.38 (`BaseGaussianDiffusion`), which clip2latent's `Late
 Few-step sampling respaces the schedule the way clip2latent's `set_timestep_skip` does: keep the timesteps
 0, k, 2k, ... (k = T / steps) and recompute the betas between consecutive kept ones, so the cumulative
 products at the kept timesteps are unchanged. Timesteps are 0-based, t = 0 being the least noisy.
+
+The released `set_timestep_skip` (clip2latent/latent_prior.py) rewrites the posterior mean coefficients
+and `posterior_variance` at the kept timesteps but not `posterior_log_variance_clipped`, which
+DALLE2-pytorch 0.2.38's `p_sample` draws its noise with (`q_posterior` returns it): the official sampler
+therefore adds, at each kept timestep, the noise of the 1000-step chain's single step there, far less
+than the respaced posterior's. `respaced(steps, full_schedule_variance=True)` reproduces that.
 """
 
 from __future__ import annotations
@@ -55,6 +61,8 @@ class GaussianSchedule:
 
     betas: Tensor
     timesteps: Tensor
+    log_variance_override: Tensor | None = None
+    """Posterior log-variances to sample with instead of this schedule's own (see `respaced`)."""
 
     def __post_init__(self) -> None:
         self.alphas = 1.0 - self.betas
@@ -63,6 +71,10 @@ class GaussianSchedule:
         self.posterior_variance = self.betas * (1 - self.alphas_cumprod_prev) / (1 - self.alphas_cumprod)
         # log of the variance clipped at its t=1 value: the t=0 variance is 0 (DDPM's convention)
         self.posterior_log_variance = torch.log(torch.cat([self.posterior_variance[1:2], self.posterior_variance[1:]]))
+        if self.log_variance_override is not None:
+            if self.log_variance_override.shape != self.betas.shape:
+                raise ValueError(f"{len(self.log_variance_override)} log-variances for {len(self.betas)} timesteps")
+            self.posterior_log_variance = self.log_variance_override.to(torch.float64)
         self.posterior_mean_coef1 = self.betas * self.alphas_cumprod_prev.sqrt() / (1 - self.alphas_cumprod)
         self.posterior_mean_coef2 = (1 - self.alphas_cumprod_prev) * self.alphas.sqrt() / (1 - self.alphas_cumprod)
 
@@ -73,8 +85,11 @@ class GaussianSchedule:
     def __len__(self) -> int:
         return len(self.betas)
 
-    def respaced(self, steps: int) -> "GaussianSchedule":
-        """The schedule on every (T/steps)-th timestep, starting at 0 (clip2latent's set_timestep_skip)."""
+    def respaced(self, steps: int, full_schedule_variance: bool = False) -> "GaussianSchedule":
+        """The schedule on every (T/steps)-th timestep, starting at 0 (clip2latent's set_timestep_skip).
+
+        full_schedule_variance: sample with this schedule's own posterior variance at each kept timestep
+        (the released sampler's behaviour, see the module docstring) instead of the respaced one."""
         total = len(self)
         if steps < 1 or total % steps:
             raise ValueError(f"sampling steps must divide the {total} diffusion timesteps, got {steps}")
@@ -82,7 +97,8 @@ class GaussianSchedule:
         kept = torch.arange(0, total, skip)
         cumprod = self.alphas_cumprod[kept]
         previous = torch.cat([torch.ones(1, dtype=torch.float64), cumprod[:-1]])
-        return GaussianSchedule(1 - cumprod / previous, self.timesteps[kept])
+        override = self.posterior_log_variance[kept] if full_schedule_variance else None
+        return GaussianSchedule(1 - cumprod / previous, self.timesteps[kept], override)
 
     def q_sample(self, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
         """x_t given x0 (t indexes this schedule)."""

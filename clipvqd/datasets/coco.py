@@ -5,7 +5,8 @@ extraction needed) or an extracted copy (`train2014/`, `val2014/`, `annotations/
 
 - train: train2014 images by default; `train_on="train+val"` adds val2014, as the paper's released
   code trained on both (the FID reference then overlaps the training set; the summary says so).
-- reference (FID): val2014 images.
+- reference (FID and the other distribution metrics): val2014 images, each with one seeded caption among
+  its own (the distribution set prompts every method with it: COCO's FID-from-val-captions protocol).
 - prompts: one caption per val2014 image, chosen with the seed.
 - train_captions: one caption per training image, chosen with the seed (paired control only).
 Optional counts take seeded subsets, in image-id order, for quick runs.
@@ -29,7 +30,8 @@ from clipvqd.datasets.tables import prompt_rows, write_csv, write_json
 SPLITS = ("train2014", "val2014")
 TRAIN_ON = {"train": ("train2014",), "train+val": ("train2014", "val2014")}
 # Fixed stream ids: a seeded choice never depends on which other choices a config makes.
-_STREAM = {"reference": 1, "prompt_images": 2, "prompt_captions": 3, "train": 4, "train_captions": 5}
+_STREAM = {"reference": 1, "prompt_images": 2, "prompt_captions": 3, "train": 4, "train_captions": 5,
+           "reference_captions": 6}
 
 
 class CocoError(ValueError):
@@ -180,8 +182,10 @@ def prepare_coco(source: CocoSource, out_dir: str | Path, *, resolution: int, tr
     write_csv(out_dir / "train_captions.csv",
               [{"path": location(i), "caption": " ".join(c.split())} for i, c in zip(train, train_captions)],
               ["path", "caption"])
-    write_csv(out_dir / "reference.csv", [manifest_row(i) for i in reference],
-              ["path", "sha256", "image_id", "source_split"])
+    reference_captions = _choose_captions(reference, seed, _STREAM["reference_captions"])
+    write_csv(out_dir / "reference.csv",
+              [dict(manifest_row(i), caption=" ".join(c.split())) for i, c in zip(reference, reference_captions)],
+              ["path", "sha256", "image_id", "source_split", "caption"])
     prompts = _choose_captions(prompt_images, seed, _STREAM["prompt_captions"])
     write_csv(out_dir / "prompts.csv",
               prompt_rows(prompts, [{"image_id": i["image_id"], "source_split": i["split"]} for i in prompt_images]),
@@ -199,7 +203,7 @@ def prepare_coco(source: CocoSource, out_dir: str | Path, *, resolution: int, tr
         "images_listed": {split: len(images) for split, images in listed.items()},
         "sizes": {"train": len(train), "reference": len(reference), "prompts": len(prompt_images)},
         "prompts": "one caption per val2014 image (seeded choice among its captions)",
-        "reference": "val2014 images",
+        "reference": "val2014 images, each with one seeded caption of its own (the distribution set's prompt)",
         "subsets": {"train_count": train_count, "reference_count": reference_count, "prompt_count": prompt_count},
     }
     write_json(out_dir / "dataset.json", summary)

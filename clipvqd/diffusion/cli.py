@@ -1,13 +1,14 @@
 """`python -m clipvqd diffusion train`: language-free pretraining, the CFG fine-tune and the two controls
-(rules diffusion_pretrain, diffusion_cfg_finetune, diffusion_control). Sampling is `python -m clipvqd sample`."""
+(rules diffusion_pretrain, diffusion_cfg_finetune, diffusion_control, diffusion_control_finetune). Sampling is `python -m clipvqd sample`."""
 
 from __future__ import annotations
 
 import argparse
 
 from clipvqd.cli_args import add_command, commands, trainer_arguments
+from clipvqd.diffusion.train_config import TrainingMode
 
-MODES = ("language_free", "cfg_finetune", "paired", "unconditional")  # diffusion.train.TrainingMode
+MODES = tuple(mode.value for mode in TrainingMode)
 
 
 def cmd_train(args) -> None:

@@ -31,7 +31,20 @@ def noisy_image_condition(image_embedding: Tensor, alpha: float, generator: torc
     e = l2_normalize(image_embedding)
     gen_device = generator.device if generator is not None else e.device
     noise = torch.randn(e.shape, generator=generator, device=gen_device, dtype=e.dtype).to(e.device)
-    return l2_normalize(e + alpha * l2_normalize(noise))
+    return _push_off(e, alpha, noise)
+
+
+def condition_from_noise(image_embedding: Tensor, alpha: float, noise: Tensor) -> Tensor:
+    """normalize(e/|e| + alpha * eps/|eps|) for `(B, D)` embeddings and already drawn standard normal `eps`
+    of the same shape: the arithmetic of `noisy_image_condition`, for callers that draw eps themselves."""
+    if alpha < 0:
+        raise ValueError(f"condition noise alpha must be >= 0, got {alpha}")
+    e = l2_normalize(image_embedding)
+    return _push_off(e, alpha, noise.to(device=e.device, dtype=e.dtype))
+
+
+def _push_off(unit_embedding: Tensor, alpha: float, noise: Tensor) -> Tensor:
+    return l2_normalize(unit_embedding + alpha * l2_normalize(noise))
 
 
 def text_condition(text_embedding: Tensor) -> Tensor:

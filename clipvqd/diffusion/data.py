@@ -42,7 +42,7 @@ def training_conditions(mode: TrainingMode | str, embeddings_path: str | Path | 
         raise TrainingDataError(f"{embeddings_path} holds {len(embeddings)} embeddings but {tokens_path} has "
                                 f"{count} token maps: they were made from different splits")
     expected = tokens_manifest.get("provenance", {}).get("manifest_sha256")
-    if mode is not TrainingMode.PAIRED and expected and meta.get("source_sha256") != expected:
+    if not mode.uses_text_condition and expected and meta.get("source_sha256") != expected:
         raise TrainingDataError(f"{embeddings_path} embeds {meta.get('source')} (sha256 {meta.get('source_sha256')}), "
                                 f"but the token maps come from a manifest with sha256 {expected}; rerun clip_embed")
     return embeddings

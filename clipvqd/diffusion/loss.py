@@ -130,8 +130,12 @@ class TimestepSampler:
         """Draw `(B,)` int64 step indices and their importance weights 1 / (p(t) T) (float32), on CPU."""
         probabilities = self.probabilities()
         t = torch.multinomial(probabilities, batch_size, replacement=True, generator=generator)
-        weight = (1.0 / (probabilities[t] * self.num_steps)).float()
-        return t, weight
+        return t, self.importance_weights(probabilities, t)
+
+    def importance_weights(self, probabilities: Tensor, t: Tensor) -> Tensor:
+        """1 / (p(t) T) (float32) of step indices `t` drawn from `probabilities` (this sampler's
+        `probabilities()`): for callers that draw t themselves, e.g. one sample per generator."""
+        return (1.0 / (probabilities[t] * self.num_steps)).float()
 
     def update(self, t: Tensor, vlb: Tensor) -> None:
         """Record per-sample bound terms L_t (in the given order, so every process of a data-parallel

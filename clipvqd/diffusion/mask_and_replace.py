@@ -166,13 +166,20 @@ class MaskAndReplace(nn.Module):
         if x0.dim() != 2:
             raise ValueError(f"x0 must be (B, N) tokens, got shape {tuple(x0.shape)}")
         gen_device = generator.device if generator is not None else x0.device
+        uniform = torch.rand(x0.shape, generator=generator, device=gen_device, dtype=torch.float64)
+        random_codes = torch.randint(self.num_codes, x0.shape, generator=generator, device=gen_device)
+        return self.q_sample_from_draws(x0, t, uniform, random_codes)
+
+    def q_sample_from_draws(self, x0: Tensor, t: Tensor, uniform: Tensor, random_codes: Tensor) -> Tensor:
+        """`q_sample` with its random numbers given: `(B, N)` float64 uniforms in [0, 1) and `(B, N)` int64
+        replacement codes in [0, K), as `q_sample` draws them (first the uniforms, then the codes)."""
+        if x0.dim() != 2 or uniform.shape != x0.shape or random_codes.shape != x0.shape:
+            raise ValueError(f"x0, uniform and random_codes must be (B, N) alike, got {tuple(x0.shape)}, "
+                             f"{tuple(uniform.shape)}, {tuple(random_codes.shape)}")
         counts = self._counts(t + 1, x0.shape[0], x0.device)
         keep = self.cumulative_keep.to(x0.device)[counts].unsqueeze(1)
         masked = (1.0 - self.cumulative_not_mask.to(x0.device)[counts]).unsqueeze(1)
-        uniform = torch.rand(x0.shape, generator=generator, device=gen_device, dtype=torch.float64).to(x0.device)
-        random_codes = torch.randint(
-            self.num_codes, x0.shape, generator=generator, device=gen_device
-        ).to(x0.device)
+        uniform, random_codes = uniform.to(x0.device), random_codes.to(x0.device)
         xt = torch.where(uniform < keep, x0, random_codes)
         return torch.where(uniform >= 1.0 - masked, torch.full_like(x0, self.mask_index), xt)
 

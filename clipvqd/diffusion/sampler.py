@@ -67,13 +67,55 @@ def truncation_keep_mask(log_probs: Tensor, truncation_r: float) -> Tensor:
     Codes sorted by probability are kept while the mass of the codes before them is below r, so the
     most likely code is always kept and the code that crosses r is included. Ties are broken by code
     index (stable sort), so the result is deterministic.
+
+    Computed on the few most likely codes of each token first (`torch.topk`), which settles almost every
+    token: the kept set's masses and sums are the first terms of the full sort's, bit for bit. A token goes
+    through the full stable sort when that is not certain: its top codes do not clearly reach r, every one
+    of them is kept, or equal probabilities straddle the cut (where the sort's order by code index decides).
     """
     if not 0.0 < truncation_r <= 1.0:
         raise ValueError(f"truncation_r must be in (0, 1], got {truncation_r}")
-    sorted_log, order = torch.sort(log_probs, dim=1, descending=True, stable=True)
-    mass_before = sorted_log.exp().cumsum(dim=1) - sorted_log.exp()
-    keep_sorted = mass_before < truncation_r
-    return torch.zeros_like(keep_sorted).scatter(1, order, keep_sorted)
+    # Codes last, contiguous: sorting and summing along the strided code axis of (B, K, N) is several times slower.
+    by_token = log_probs.movedim(1, -1).contiguous()
+    rows = by_token.reshape(-1, by_token.shape[-1])
+    top = min(_TRUNCATION_TOP, rows.shape[-1] - 1)
+    if top < 2:
+        keep = _sorted_keep(rows, truncation_r)
+    else:
+        values, order = torch.topk(rows, top, dim=-1, largest=True, sorted=True)
+        probabilities = values.exp()
+        cumulative = probabilities.cumsum(dim=-1)
+        keep_top = cumulative - probabilities < truncation_r
+        kept = keep_top.sum(dim=-1)
+        # Settled: the top codes' total exceeds r by more than the rounding of any later partial sum (so every
+        # other code is dropped), the kept codes are a prefix ending inside them, and the codes on either side
+        # of the cut differ (equal ones would be ordered by code index, which topk does not promise).
+        prefix = keep_top == (torch.arange(top, device=rows.device) < kept.unsqueeze(-1))
+        boundary = values.gather(-1, kept.clamp(max=top - 1).unsqueeze(-1)).squeeze(-1)
+        last_kept = values.gather(-1, (kept - 1).clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        settled = ((cumulative[:, -1] >= truncation_r + _TRUNCATION_MARGIN) & (kept < top) & (boundary != last_kept)
+                   & prefix.all(dim=-1))
+        keep = torch.zeros_like(rows, dtype=torch.bool).scatter_(-1, order, keep_top)
+        unsettled = (~settled).nonzero().squeeze(-1)
+        if unsettled.numel():
+            keep[unsettled] = _sorted_keep(rows[unsettled], truncation_r)
+    return keep.view(by_token.shape).movedim(-1, 1)
+
+
+# Codes examined per token before falling back to the full sort: at the default run's r = 0.85 a token keeps
+# 2.6 codes on average and more than 16 for about 0.6% of tokens.
+_TRUNCATION_TOP = 16
+# Partial sums of probabilities below 1 in float32 round by less than 1e-7 each step; a top-k total this far
+# above r cannot be followed by a later code whose mass-before falls back under r.
+_TRUNCATION_MARGIN = 1e-5
+
+
+def _sorted_keep(rows: Tensor, truncation_r: float) -> Tensor:
+    """`truncation_keep_mask` for `(M, K)` log-probabilities by one stable sort per row (the reference)."""
+    sorted_log, order = torch.sort(rows, dim=-1, descending=True, stable=True)
+    probabilities = sorted_log.exp()
+    keep_sorted = probabilities.cumsum(dim=-1) - probabilities < truncation_r
+    return torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
 
 
 def truncate(log_probs: Tensor, truncation_r: float) -> Tensor:
@@ -118,9 +160,9 @@ def predict_log_x0(
 
 def _draw_categorical(log_probs: Tensor, generators: Sequence[torch.Generator]) -> Tensor:
     """One draw per token from `(B, C, N)` log-probabilities (Gumbel-max), row b using generators[b]."""
-    uniform = torch.stack(
-        [torch.rand(log_probs.shape[1:], generator=g, device=log_probs.device) for g in generators]
-    )
+    uniform = torch.empty(log_probs.shape, device=log_probs.device)
+    for row, generator in enumerate(generators):
+        torch.rand(log_probs.shape[1:], generator=generator, device=log_probs.device, out=uniform[row])
     exponential = -torch.log(uniform.clamp(min=1e-20))
     gumbel = -torch.log(exponential.clamp(min=1e-20))
     return (log_probs + gumbel).argmax(dim=1)

@@ -1,13 +1,16 @@
 """One trainer for every CLIP-VQDiffusion variant (docs/design.md §4, §7).
 
 Modes differ only in the condition each training sample gets:
-  language_free  normalize(e/|e| + alpha eps/|eps|) from the CLIP *image* embedding e (the method);
-  cfg_finetune   the same, replaced by the learnable null vector with probability p (0.1); starts
-                 from pretrained weights and normally runs at a lower learning rate;
-  paired         the normalised CLIP *text* embedding of the image's real caption (upper-bound control),
-                 replaced by the null vector with probability p like cfg_finetune, so that the control
-                 is sampled with the same guidance scale as the method it bounds;
-  unconditional  always the null vector (lower-bound control).
+  language_free        normalize(e/|e| + alpha eps/|eps|) from the CLIP *image* embedding e (the method);
+  cfg_finetune         the same, replaced by the learnable null vector with probability p (0.1); starts
+                       from pretrained weights and normally runs at a lower learning rate;
+  paired               the normalised CLIP *text* embedding of the image's real caption (upper-bound
+                       control), the counterpart of language_free;
+  paired_cfg_finetune  the same, replaced by the null vector with probability p: the counterpart of
+                       cfg_finetune, so that the control runs the method's whole chain (same stages, steps
+                       and guidance) and differs from it only in its condition;
+  unconditional        always the null vector (lower-bound control); run as the same two stages with
+                       init_weights for the second, it gets the same total steps.
 
 Reproducibility: every random draw comes from a generator named by (seed, purpose, step, sample), see
 `clipvqd.training.seeding`. The model, EMA, optimiser, LR schedule and timestep sampler are snapshotted
@@ -30,7 +33,7 @@ from clipvqd.hashing import sha256_file
 from clipvqd.training import (Distributed, ExponentialMovingAverage, TrainingRun, generator_for, seeded_global_rng,
                               tensor_sha256, warmup_cosine, without_bookkeeping)
 
-from .condition import NullCondition, draw_null_mask, l2_normalize, noisy_image_condition, substitute_null
+from .condition import NullCondition, condition_from_noise, l2_normalize, substitute_null
 from .loss import TimestepSampler, diffusion_loss
 from .mask_and_replace import MaskAndReplace
 from .train_config import DiffusionTrainConfig, TrainingMode
@@ -110,28 +113,54 @@ def _draw_training_batch(
     train_cfg: DiffusionTrainConfig,
     condition_dim: int,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Per-sample noise on CPU, each sample from its own (seed, step, position-in-global-batch) stream."""
-    timesteps, weights, noised, condition_rows, null_flags = [], [], [], [], []
+    """Per-sample noise on CPU, each sample from its own (seed, step, position-in-global-batch) stream.
+
+    Each sample's generator makes the same draws in the same order as a one-sample batch would (its step
+    index, the uniforms and replacement codes of `MaskAndReplace.q_sample`, the condition noise of
+    `noisy_image_condition`, the null-condition coin of `draw_null_mask`); only the raw draws are made per
+    sample, the arithmetic on them runs once on the whole batch. The result is bit-identical to drawing
+    and transforming each sample on its own (benchmarks/train_steps_cpu.py keeps that form and checks it)."""
+    batch, tokens = x0.shape
+    noisy = mode in (TrainingMode.LANGUAGE_FREE, TrainingMode.CFG_FINETUNE)
+    dropout = mode.drops_condition
+    probabilities = timestep_sampler.probabilities()
+    timesteps = torch.empty(batch, dtype=torch.int64)
+    uniform = torch.empty(batch, tokens, dtype=torch.float64)
+    random_codes = torch.empty(batch, tokens, dtype=torch.int64)
+    noise = torch.empty(batch, condition_dim) if noisy else None
+    coins = torch.empty(batch) if dropout else None
     for row, position in enumerate(global_positions):
         generator = generator_for(seed, _STREAM_SAMPLE_NOISE, step, position)
-        t, weight = timestep_sampler.sample(1, generator)
-        noised.append(schedule.q_sample(x0[row : row + 1], t, generator))
-        if mode in (TrainingMode.LANGUAGE_FREE, TrainingMode.CFG_FINETUNE):
-            condition = noisy_image_condition(embeddings[row : row + 1], train_cfg.condition_noise_alpha, generator)
-        elif mode is TrainingMode.PAIRED:
-            condition = l2_normalize(embeddings[row : row + 1])
-        else:
-            condition = torch.zeros(1, condition_dim)
-        if mode in (TrainingMode.CFG_FINETUNE, TrainingMode.PAIRED):
-            use_null = draw_null_mask(1, train_cfg.null_condition_probability, generator)
-        else:
-            use_null = torch.full((1,), mode is TrainingMode.UNCONDITIONAL)
-        timesteps.append(t)
-        weights.append(weight)
-        condition_rows.append(condition.float())
-        null_flags.append(use_null)
-    return (torch.cat(noised), torch.cat(timesteps), torch.cat(weights), torch.cat(condition_rows),
-            torch.cat(null_flags))
+        torch.multinomial(probabilities, 1, replacement=True, generator=generator, out=timesteps[row : row + 1])
+        torch.rand((1, tokens), generator=generator, dtype=torch.float64, out=uniform[row : row + 1])
+        torch.randint(schedule.num_codes, (1, tokens), generator=generator, out=random_codes[row : row + 1])
+        if noisy:
+            torch.randn((1, condition_dim), generator=generator, out=noise[row : row + 1])
+        if dropout:
+            torch.rand(1, generator=generator, out=coins[row : row + 1])
+    weights = timestep_sampler.importance_weights(probabilities, timesteps)
+    noised = schedule.q_sample_from_draws(x0, timesteps, uniform, random_codes)
+    if noisy:
+        conditions = condition_from_noise(embeddings, train_cfg.condition_noise_alpha, noise)
+    elif mode.uses_text_condition:
+        conditions = l2_normalize(embeddings).float()
+    else:
+        conditions = torch.zeros(batch, condition_dim)
+    if dropout:
+        use_null = coins < train_cfg.null_condition_probability
+    else:
+        use_null = torch.full((batch,), mode is TrainingMode.UNCONDITIONAL)
+    return noised, timesteps, weights, conditions, use_null
+
+
+def build_optimizer(trained: list[Tensor], train_cfg: DiffusionTrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """The trainer's AdamW. Fused on CUDA: one kernel for all parameters (benchmarks/diffusion_gpu.py's bf16
+    configurations). On CPU the multi-tensor (foreach) form: per tensor the same arithmetic as PyTorch's CPU
+    default, so the weights are bit-identical (benchmarks/train_steps_cpu.py checks it), in a few calls instead
+    of about ten per tensor."""
+    return torch.optim.AdamW(trained, lr=train_cfg.learning_rate, betas=tuple(train_cfg.adam_betas),
+                             weight_decay=train_cfg.weight_decay,
+                             **({"fused": True} if device.type == "cuda" else {"foreach": True}))
 
 
 def train_diffusion(
@@ -152,14 +181,14 @@ def train_diffusion(
     the loss curve to `curve_csv`. Returns the sidecar metadata.
 
     tokens: `(N, H, W)` int64 code maps in [0, K). conditions: `(N, D)` CLIP embeddings (image
-    embeddings for language_free / cfg_finetune, caption text embeddings for paired; ignored and may
-    be None for unconditional). init_weights: a checkpoint of this trainer to start from (required for
-    cfg_finetune). Under torchrun, every process calls this with the same arguments; only rank 0 writes.
+    embeddings for language_free / cfg_finetune, caption text embeddings for the paired modes; ignored
+    and may be None for unconditional). init_weights: a checkpoint of this trainer to start from (required
+    for the two CFG fine-tunes). Under torchrun, every process calls this with the same arguments; only rank 0 writes.
     """
     mode = TrainingMode.parse(mode)
     _validate_inputs(tokens, conditions, model_cfg, mode)
-    if mode is TrainingMode.CFG_FINETUNE and init_weights is None:
-        raise ValueError("mode 'cfg_finetune' starts from pretrained weights: pass init_weights")
+    if mode.needs_init and init_weights is None:
+        raise ValueError(f"mode '{mode.value}' starts from pretrained weights: pass init_weights")
     num_maps = tokens.shape[0]
     if num_maps < train_cfg.batch_size:
         raise ValueError(f"batch_size {train_cfg.batch_size} exceeds the {num_maps} training token maps")
@@ -205,16 +234,13 @@ def _train(
             )
         load_weights(init_weights, parts)
     # The null vector is trained only where it is used; frozen, it stays out of the optimiser and DDP.
-    parts.null_condition.vector.requires_grad_(
-        mode in (TrainingMode.CFG_FINETUNE, TrainingMode.PAIRED, TrainingMode.UNCONDITIONAL))
+    parts.null_condition.vector.requires_grad_(mode.drops_condition or mode is TrainingMode.UNCONDITIONAL)
     parts.to(device)
     trained = [p for p in parts.parameters() if p.requires_grad]
 
     schedule = MaskAndReplace(model_cfg.num_codes, model_cfg.num_steps).to(device)
     ema = ExponentialMovingAverage(parts, train_cfg.ema_decay)
-    # Fused AdamW on CUDA: one kernel for all parameters (benchmarks/diffusion_gpu.py's bf16 configurations).
-    optimizer = torch.optim.AdamW(trained, lr=train_cfg.learning_rate, betas=tuple(train_cfg.adam_betas),
-                                  weight_decay=train_cfg.weight_decay, fused=True if device.type == "cuda" else None)
+    optimizer = build_optimizer(trained, train_cfg, device)
     lr_schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(
         step, train_cfg.steps, train_cfg.warmup_steps, train_cfg.final_lr_fraction))
     timestep_sampler = TimestepSampler(model_cfg.num_steps, train_cfg.importance_min_samples,

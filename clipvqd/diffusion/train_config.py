@@ -16,7 +16,22 @@ class TrainingMode(str, Enum):
     LANGUAGE_FREE = "language_free"
     CFG_FINETUNE = "cfg_finetune"
     PAIRED = "paired"
+    PAIRED_CFG_FINETUNE = "paired_cfg_finetune"
     UNCONDITIONAL = "unconditional"
+
+    @property
+    def uses_text_condition(self) -> bool:
+        """The paired control's two stages: conditioned on the real captions' CLIP text embeddings."""
+        return self in (TrainingMode.PAIRED, TrainingMode.PAIRED_CFG_FINETUNE)
+
+    @property
+    def drops_condition(self) -> bool:
+        """The CFG fine-tunes: a sample's condition is replaced by the learned null vector with probability p."""
+        return self in (TrainingMode.CFG_FINETUNE, TrainingMode.PAIRED_CFG_FINETUNE)
+
+    @property
+    def needs_init(self) -> bool:
+        return self.drops_condition
 
     @classmethod
     def parse(cls, value: "TrainingMode | str") -> "TrainingMode":
@@ -72,8 +87,8 @@ class DiffusionTrainConfig:
     """alpha of the language-free condition noise (FFHQ 0.5, COCO 0.25; ablation 0.25-0.9). Used by
     language_free and cfg_finetune."""
     null_condition_probability: float = 0.1
-    """cfg_finetune and paired: probability that a sample's condition is replaced by the null vector
-    (paper 0.1)."""
+    """cfg_finetune and paired_cfg_finetune: probability that a sample's condition is replaced by the
+    null vector (paper 0.1)."""
     snapshot_every: int = 200
     """Steps between resume snapshots in work_dir."""
     log_every: int = 10

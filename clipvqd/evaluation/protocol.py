@@ -6,7 +6,12 @@ settings) against which reference set. An entry's id is a hash of its content, s
 way point to the same entry, per-branch records merge without conflicts, and an id cannot silently come
 to mean something else.
 
-File layout: {"format": "clipvqd-protocol", "version": 1, "entries": {id: entry, ...}}
+A measurement repeated on several training seeds is one entry (`combine_seed_entries`): what every seed
+shares at the top, what differs (the sample sets' hashes, their seeds) under `by_seed`.
+
+File layout: {"format": "clipvqd-protocol", "version": 2, "entries": {id: entry, ...}, "design": {...}}.
+`design` (written by the report) describes the evaluation as a whole: the two evaluation sets, the seeds,
+the bootstrap, the significance tests, the prompt table the numbers come from, and the judge's data.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import pandas as pd
 from clipvqd.hashing import sha256_bytes
 
 PROTOCOL_FORMAT = "clipvqd-protocol"
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 # Manifest columns that describe a sample rather than the settings it was drawn with.
 SAMPLE_IDENTITY_COLUMNS = {"path", "sha256", "prompt_id", "prompt", "sample_index", "seed", "method", "variant"}
@@ -143,6 +148,30 @@ def make_entry(kind: str, **fields) -> dict:
     return _jsonable(entry)
 
 
+def combine_seed_entries(entries_by_seed: Mapping[int, Mapping], **shared) -> dict:
+    """One entry for a measurement made on each training seed: fields equal on every seed stay at the top,
+    the others move to `by_seed` ({seed: {field: value}}); `shared` adds fields (e.g. the interval)."""
+    if not entries_by_seed:
+        raise ProtocolError("combine_seed_entries needs at least one seed's entry")
+    entries = {int(seed): _jsonable(entry) for seed, entry in entries_by_seed.items()}
+    keys = sorted(set().union(*(entry.keys() for entry in entries.values())))
+    combined, by_seed = {}, {str(seed): {} for seed in entries}
+    for key in keys:
+        values = [entry.get(key) for entry in entries.values()]
+        if all(_canonical({"v": v}) == _canonical({"v": values[0]}) for v in values):
+            combined[key] = values[0]
+        else:
+            for seed, entry in entries.items():
+                by_seed[str(seed)][key] = entry.get(key)
+    if "kind" not in combined:
+        raise ProtocolError(f"entries of different kinds cannot be combined: {[e.get('kind') for e in entries.values()]}")
+    combined["seeds"] = sorted(entries)
+    if any(by_seed.values()):
+        combined["by_seed"] = by_seed
+    combined.update(_jsonable(dict(shared)))
+    return combined
+
+
 def image_metrics_entry(*, extractor, generated, reference, result: Mapping, sample_manifest: str | Path | None = None,
                         reference_name: str | None = None, cross_check: Mapping | None = None) -> dict:
     """The entry behind one method's fid/kid/precision/recall rows.
@@ -165,7 +194,10 @@ def image_metrics_entry(*, extractor, generated, reference, result: Mapping, sam
         library={"name": "torch-fidelity", "version": importlib.metadata.version("torch-fidelity")},
         mode=(
             "torch-fidelity feature-level functions on uint8 images: FID (Frechet distance, eigenvalue form), "
-            f"KID (cubic polynomial kernel, {settings['kid_subsets']} subsets of {settings['kid_subset_size']}), "
+            f"KID (cubic polynomial kernel, {settings['kid_subsets']} subsets of {settings['kid_subset_size']}"
+            + (", each the whole of both sets, so one stands for the "
+               f"{settings['kid_subsets_requested']} requested" if "kid_subsets_requested" in settings else "")
+            + "), "
             f"precision/recall (k={settings['prc_neighborhood']} nearest neighbours); input 1 generated, "
             "input 2 reference"
         ),
@@ -207,10 +239,15 @@ def clipscore_entry(*, clip_label: str, clip_identity: str, role: str, scores: p
 
 
 class ProtocolRecord:
-    """An ordered mapping id -> entry, read from and written to protocol.json."""
+    """An ordered mapping id -> entry, read from and written to protocol.json, plus the run's `design`."""
 
-    def __init__(self, entries: Mapping[str, Mapping] | None = None):
+    def __init__(self, entries: Mapping[str, Mapping] | None = None, design: Mapping | None = None,
+                 files: Mapping[str, Mapping] | None = None):
         self.entries: dict[str, dict] = {}
+        self.design: dict | None = _jsonable(dict(design)) if design is not None else None
+        # A branch's record lists the other files its metrics job wrote for the report ({role: {"path": relative
+        # to the record's folder, "sha256": ...}}), so the report reads exactly those files; a merged record has none.
+        self.files: dict | None = _jsonable(dict(files)) if files is not None else None
         for entry_id, entry in (entries or {}).items():
             self._insert(entry_id, dict(entry), source="given entries")
 
@@ -240,8 +277,13 @@ class ProtocolRecord:
         return set(self.entries)
 
     def to_json(self) -> dict:
-        return {"format": PROTOCOL_FORMAT, "version": PROTOCOL_VERSION,
+        data = {"format": PROTOCOL_FORMAT, "version": PROTOCOL_VERSION,
                 "entries": {key: self.entries[key] for key in sorted(self.entries)}}
+        if self.design is not None:
+            data["design"] = self.design
+        if self.files is not None:
+            data["files"] = self.files
+        return data
 
     def write(self, path: str | Path) -> Path:
         path = Path(path)
@@ -265,7 +307,15 @@ class ProtocolRecord:
         entries = data.get("entries")
         if not isinstance(entries, dict):
             raise ProtocolError(f"protocol file {path}: 'entries' must be an object")
-        record = cls()
+        design = data.get("design")
+        if design is not None and not isinstance(design, dict):
+            raise ProtocolError(f"protocol file {path}: 'design' must be an object")
+        files = data.get("files")
+        if files is not None and not (isinstance(files, dict) and all(
+                isinstance(f, dict) and isinstance(f.get("path"), str) and isinstance(f.get("sha256"), str)
+                for f in files.values())):
+            raise ProtocolError(f"protocol file {path}: 'files' must map a role to {{path, sha256}}")
+        record = cls(design=design, files=files)
         for entry_id, entry in entries.items():
             record._insert(entry_id, entry, source=str(path))
         return record
@@ -280,7 +330,10 @@ class ProtocolRecord:
         return record
 
 
-def merge_protocol_files(paths: Iterable[str | Path], out_path: str | Path) -> ProtocolRecord:
+def merge_protocol_files(paths: Iterable[str | Path], out_path: str | Path,
+                         design: Mapping | None = None) -> ProtocolRecord:
     record = ProtocolRecord.merge(paths)
+    if design is not None:
+        record.design = _jsonable(dict(design))
     record.write(out_path)
     return record

@@ -14,6 +14,8 @@ from clipvqd.config_blocks import check_fields as _check
 from clipvqd.config_blocks import from_mapping as _from_dict
 
 CONTRASTIVE_FORMS = ("official", "infonce")
+PROJECTION_REDUCTIONS = ("batch", "sample")
+AUGMENT_POLICIES = ("color", "translation", "cutout")
 
 
 @dataclass(frozen=True)
@@ -37,9 +39,11 @@ class LafiteModelConfig:
     condition_hidden: int = 64
     """Width of the per-layer MLP that embeds the pseudo text feature before it joins w in each style
     affine (official: 512, see training/networks.py SynthesisLayer)."""
-    channel_base: int = 1024
+    channel_base: int = 512
     """Feature maps at resolution r are min(channel_base // r, channel_max), in G and D alike
-    (official: 32768 at fmap=1)."""
+    (official: 32768 at fmap=1, train.py:92-93, 243, 251). World default 512 (64, 64, 32, 16 maps at 4, 8,
+    16, 32 px): on validation prompts it trains about 1.7x faster a step than 1024 and, at 1800 steps,
+    reaches precision 0.39 (docs/baselines.md)."""
     channel_max: int = 64
     """Upper bound on feature maps per layer (official: 512)."""
     use_noise: bool = False
@@ -49,6 +53,11 @@ class LafiteModelConfig:
     mbstd_group_size: int = 4
     """Minibatch standard-deviation group size in the discriminator epilogue (official: min(batch, 4));
     0 disables it."""
+    projection_reduction: str = "sample"
+    """How the discriminator's projection term <proj(phi(x)), h'> enters its logits. 'batch': every
+    image's logit gets the same term, summed over the batch, as the released code computes it
+    (training/networks.py DiscriminatorEpilogue.forward, `x + (d_fts * fts).sum()`); 'sample': each
+    image gets its own, as in a projection discriminator (Miyato & Koyama 2018)."""
 
     def __post_init__(self) -> None:
         r = self.resolution
@@ -63,6 +72,7 @@ class LafiteModelConfig:
             "channel_base": self.channel_base >= 1,
             "channel_max": self.channel_max >= 1,
             "mbstd_group_size": self.mbstd_group_size >= 0,
+            "projection_reduction": self.projection_reduction in PROJECTION_REDUCTIONS,
         }, self)
 
     def channels(self, resolution: int) -> int:
@@ -81,7 +91,8 @@ class LafiteModelConfig:
     def paper(cls) -> "LafiteModelConfig":
         """The official 256 px network (train.py 'auto' config with fmap=1, map_num=8, f_dim=512)."""
         return cls(resolution=256, condition_dim=512, z_dim=512, w_dim=512, mapping_layers=8,
-                   condition_hidden=512, channel_base=32768, channel_max=512, use_noise=True)
+                   condition_hidden=512, channel_base=32768, channel_max=512, use_noise=True,
+                   projection_reduction="batch")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,9 +106,11 @@ class LafiteModelConfig:
 class LafiteTrainConfig:
     """Optimisation and loss settings. Defaults: the world run; losses as in the official train.py."""
 
-    steps: int = 600
+    steps: int = 1800
     """Optimiser steps of G and of D (one each per step). A resumed run stops at the same total. World
-    default: about 0.65 s a step on one CPU thread for the default model at 32 px (about 7 minutes)."""
+    default: about 0.24 CPU-seconds a step for the default model at 32 px, about 420 in all, the CPU budget of
+    CLIP-VQDiffusion's chain (tokenizer, pretraining, fine-tune: about 390). Precision on validation prompts
+    rose 0.17 / 0.31 / 0.39 at 600 / 1200 / 1800 steps and stayed at 0.39 at 3000 (docs/baselines.md)."""
     batch_size: int = 16
     """Images per step (official: 16 per GPU)."""
     learning_rate: float = 0.01
@@ -106,9 +119,13 @@ class LafiteTrainConfig:
     reading noise); at 0.01 it draws conditioned faces (0.69)."""
     adam_betas: tuple[float, float] = (0.0, 0.99)
     """Adam betas of G and D (StyleGAN2 / official)."""
-    xi: float = 3.0
+    xi: float = 1.0
     """Noise scale of the pseudo text feature h' = normalize(h + xi * eps/|eps|). The official language-free
-    path (training/loss.py) forms normalize(0.25 h + 0.75 eps/|eps|), i.e. xi = 0.75 / 0.25 = 3."""
+    path (training/loss.py) forms normalize(0.25 h + 0.75 eps/|eps|), i.e. xi = 0.75 / 0.25 = 3, which puts
+    h' at cosine 1/sqrt(1 + xi^2) = 0.32 from h, about where CLIP ViT-B/32 puts a caption from its image.
+    The world's stand-in conditioner puts its held-out captions at mean cosine 0.62 from their images, i.e.
+    xi = 1.28 by the same rule. World default 1: on validation prompts at 1800 steps, precision 0.39 and
+    recall 0.93 against 0.21 and 0.63 with xi 3 (docs/baselines.md)."""
     temperature: float = 0.5
     """Temperature of both contrastive losses (official train.py default --temp=0.5)."""
     itd_weight: float = 10.0
@@ -116,6 +133,12 @@ class LafiteTrainConfig:
     README's language-free example uses 20)."""
     itc_weight: float = 10.0
     """Weight of the contrastive loss between CLIP(G(z, h')) and h' (official --itc=10; README example 20)."""
+    iic_weight: float = 0.0
+    """Weight of the contrastive loss between CLIP(G(z, h')) and the *clean* CLIP image embedding h of the
+    real image whose h' conditioned G (official --iic, default 0: `img_img_c` in training/loss.py)."""
+    iid_weight: float = 0.0
+    """Weight of the contrastive loss between the discriminator features of G(z, h') and of the real image
+    whose h' conditioned G (official --iid, default 0: `img_img_d` in training/loss.py)."""
     contrastive_lambda: float = 0.0
     """Mix of the two softmax directions: 0 normalises over the images for each condition (official
     --lam default 0), 1 over the conditions for each image."""
@@ -132,6 +155,10 @@ class LafiteTrainConfig:
     """Half-life of the generator EMA in images (official ema_kimg = batch * 10 / 32 = 5 kimg)."""
     ema_rampup: float = 0.05
     """The EMA half-life is capped at this fraction of the images seen so far (official: 0.05); 0 = off."""
+    augment: tuple[str, ...] = ()
+    """DiffAugment policies applied to every image the discriminator sees, real and generated, in both
+    updates (`clipvqd.lafite.augment`): any of 'color', 'translation', 'cutout', applied in the order
+    listed. Official: none (train.py: aug='noaug')."""
     snapshot_every: int = 200
     """Steps between resume snapshots in the work folder."""
     log_every: int = 20
@@ -147,12 +174,15 @@ class LafiteTrainConfig:
             "temperature": self.temperature > 0,
             "itd_weight": self.itd_weight >= 0,
             "itc_weight": self.itc_weight >= 0,
+            "iic_weight": self.iic_weight >= 0,
+            "iid_weight": self.iid_weight >= 0,
             "contrastive_lambda": 0.0 <= self.contrastive_lambda <= 1.0,
             "contrastive_form": self.contrastive_form in CONTRASTIVE_FORMS,
             "r1_gamma": self.r1_gamma >= 0,
             "r1_interval": self.r1_interval >= 1,
             "ema_half_life_images": self.ema_half_life_images >= 0,
             "ema_rampup": self.ema_rampup >= 0,
+            "augment": all(p in AUGMENT_POLICIES for p in self.augment) and len(set(self.augment)) == len(self.augment),
             "snapshot_every": self.snapshot_every >= 1,
             "log_every": self.log_every >= 1,
         }, self)
@@ -161,11 +191,12 @@ class LafiteTrainConfig:
     def paper(cls) -> "LafiteTrainConfig":
         """The official language-free run's losses and optimiser; steps are a budget choice (25 000 kimg
         at batch 16 would be 1.56 M steps)."""
-        return cls(steps=200_000, learning_rate=0.0025, r1_gamma=10.0, snapshot_every=2000, log_every=100)
+        return cls(steps=200_000, learning_rate=0.0025, xi=3.0, r1_gamma=10.0, snapshot_every=2000, log_every=100)
 
     def to_dict(self) -> dict[str, Any]:
         values = asdict(self)
         values["adam_betas"] = list(self.adam_betas)
+        values["augment"] = list(self.augment)
         return values
 
     @classmethod

@@ -4,10 +4,14 @@ fromRGB (1x1) at full resolution; per resolution down to 8 a residual block (3x3
 down-sampling, and a 1x1 down-sampled skip, summed and scaled by sqrt(1/2)); an epilogue at 4x4
 (minibatch standard deviation, 3x3 conv, fully connected) gives the feature phi(x). Outputs:
 
-    logit(x, h') = out(phi(x)) + <proj(phi(x)), h'>,      features = proj(phi(x))   (length condition_dim)
+    logit(x_i, h'_i) = out(phi(x_i)) + <proj(phi(x_i)), h'_i>          (projection_reduction 'sample')
+    logit(x_i, h'_i) = out(phi(x_i)) + sum_j <proj(phi(x_j)), h'_j>    (projection_reduction 'batch')
+    features = proj(phi(x))   (length condition_dim)
 
 The features are what the itd contrastive loss compares with h' (official: D returns (logits, d_fts) and
-its epilogue adds the projection onto the text feature, training/networks.py DiscriminatorEpilogue).
+its epilogue adds the projection onto the text feature, training/networks.py DiscriminatorEpilogue). The
+released code sums that projection over the whole batch and adds the one total to every logit
+('batch'); a projection discriminator proper gives each image its own term ('sample').
 """
 
 from __future__ import annotations
@@ -71,5 +75,8 @@ class Discriminator(nn.Module):
         x = self.conv(minibatch_stddev(x, self.config.mbstd_group_size))
         phi = self.fc(x.flatten(1))
         features = self.proj(phi)
-        logits = self.out(phi).squeeze(1) + (features * condition.to(features.dtype)).sum(dim=1)
+        projection = (features * condition.to(features.dtype)).sum(dim=1)
+        if self.config.projection_reduction == "batch":
+            projection = projection.sum().expand_as(projection)
+        logits = self.out(phi).squeeze(1) + projection
         return logits, features

@@ -28,6 +28,7 @@ from clipvqd.clip.encoder import ClipEncoder
 from clipvqd.training import (ExponentialMovingAverage, TrainingRun, generator_for, seeded_global_rng, tensor_sha256,
                               without_bookkeeping)
 
+from .augment import diff_augment
 from .clip_features import clip_image_features, freeze
 from .conditioning import pseudo_text_feature
 from .config import LafiteModelConfig, LafiteTrainConfig
@@ -41,10 +42,11 @@ _STREAM_INIT, _STREAM_DATA_ORDER, _STREAM_STEP = 11, 12, 13
 
 # Loss-curve columns, each averaged over the log_every steps ending at `step`: loss_g and loss_d (the
 # optimised objectives; loss_d without R1), g_adversarial (softplus(-D(G))), itc and itd_fake (the
-# generator's contrastive terms, unweighted), itd_real (the discriminator's), r1 (mean |grad|^2 on the
+# generator's contrastive terms, unweighted), itd_real (the discriminator's), iic and iid (the generator's
+# image-image contrastive terms, unweighted; blank when their weight is 0), r1 (mean |grad|^2 on the
 # steps where it was applied), real_logit / fake_logit (mean D outputs), elapsed_s (wall time, summed over
 # resumed runs).
-CURVE_FIELDS = ["step", "loss_g", "loss_d", "g_adversarial", "itc", "itd_fake", "itd_real", "r1",
+CURVE_FIELDS = ["step", "loss_g", "loss_d", "g_adversarial", "itc", "itd_fake", "itd_real", "iic", "iid", "r1",
                 "real_logit", "fake_logit", "elapsed_s"]
 
 
@@ -128,6 +130,10 @@ def train_lafite(
         state={"generator": generator, "discriminator": discriminator, "ema": ema, "g_opt": g_opt, "d_opt": d_opt})
     start_step = run.start()
 
+    def contrastive(features: Tensor, targets: Tensor) -> Tensor:
+        return contrastive_loss(features, targets, train_cfg.temperature, train_cfg.contrastive_lambda,
+                                train_cfg.contrastive_form)
+
     generator.train()
     discriminator.train()
     batch = train_cfg.batch_size
@@ -149,17 +155,34 @@ def train_lafite(
             condition = torch.zeros(batch, model_cfg.condition_dim, device=device)
         z = torch.randn(batch, model_cfg.z_dim, generator=draws).to(device)
         no_loss = torch.zeros((), device=device)
+        # DiffAugment: every discriminator input of this step, real or fake, passes through the same kind of
+        # random transformation; the draws have their own stream, so the others do not move when it is on.
+        augment_draws = generator_for(seed, _STREAM_STEP, step, 3)
+
+        def augment(x: Tensor) -> Tensor:
+            return diff_augment(x, train_cfg.augment, augment_draws) if train_cfg.augment else x
 
         # Generator update: D is frozen (its parameters get no gradient), CLIP always is.
         discriminator.requires_grad_(False)
         fake = generator(z, condition, "random", generator_for(seed, _STREAM_STEP, step, 1))
-        fake_logits, fake_features = discriminator(fake, condition)
+        fake_logits, fake_features = discriminator(augment(fake), condition)
         g_adversarial = generator_adversarial_loss(fake_logits)
-        itc = contrastive_loss(clip_image_features(clip, fake), condition, train_cfg.temperature,
-                               train_cfg.contrastive_lambda, train_cfg.contrastive_form) if conditional else no_loss
-        itd_fake = contrastive_loss(fake_features, condition, train_cfg.temperature, train_cfg.contrastive_lambda,
-                                    train_cfg.contrastive_form) if conditional else no_loss
+        fake_clip = clip_image_features(clip, fake) if conditional else None
+        itc = contrastive(fake_clip, condition) if conditional else no_loss
+        itd_fake = contrastive(fake_features, condition) if conditional else no_loss
+        # The official image-image terms (training/loss.py img_img_c / img_img_d): G's CLIP features against
+        # the clean embeddings of the real images, G's D features against the real images' D features.
+        iic = contrastive(fake_clip, embeddings[indices].to(device)) if conditional and train_cfg.iic_weight else None
+        iid = None
+        if conditional and train_cfg.iid_weight:
+            with torch.no_grad():
+                _, real_features_for_g = discriminator(augment(real), condition)
+            iid = contrastive(real_features_for_g, fake_features)
         loss_g = g_adversarial + train_cfg.itc_weight * itc + train_cfg.itd_weight * itd_fake
+        if iic is not None:
+            loss_g = loss_g + train_cfg.iic_weight * iic
+        if iid is not None:
+            loss_g = loss_g + train_cfg.iid_weight * iid
         g_opt.zero_grad(set_to_none=True)
         loss_g.backward()
         g_opt.step()
@@ -168,16 +191,15 @@ def train_lafite(
         discriminator.requires_grad_(True)
         with torch.no_grad():
             fake = generator(z, condition, "random", generator_for(seed, _STREAM_STEP, step, 2))
-        fake_logits, _ = discriminator(fake, condition)
-        real_logits, real_features = discriminator(real, condition)
-        itd_real = contrastive_loss(real_features, condition, train_cfg.temperature, train_cfg.contrastive_lambda,
-                                    train_cfg.contrastive_form) if conditional else no_loss
+        fake_logits, _ = discriminator(augment(fake), condition)
+        real_logits, real_features = discriminator(augment(real), condition)
+        itd_real = contrastive(real_features, condition) if conditional else no_loss
         loss_d = discriminator_adversarial_loss(real_logits, fake_logits) + train_cfg.itd_weight * itd_real
         total_d = loss_d
         r1 = None
         if train_cfg.r1_gamma > 0 and step % train_cfg.r1_interval == 0:
             real_input = real.detach().requires_grad_(True)
-            r1_logits, _ = discriminator(real_input, condition)
+            r1_logits, _ = discriminator(augment(real_input), condition)
             r1 = r1_penalty(r1_logits, real_input).mean()
             total_d = total_d + r1 * (train_cfg.r1_gamma / 2) * train_cfg.r1_interval
         d_opt.zero_grad(set_to_none=True)
@@ -190,6 +212,7 @@ def train_lafite(
 
         window.append({"loss_g": loss_g.item(), "loss_d": loss_d.item(), "g_adversarial": g_adversarial.item(),
                        "itc": itc.item(), "itd_fake": itd_fake.item(), "itd_real": itd_real.item(),
+                       "iic": None if iic is None else iic.item(), "iid": None if iid is None else iid.item(),
                        "r1": None if r1 is None else r1.item(), "real_logit": real_logits.mean().item(),
                        "fake_logit": fake_logits.mean().item()})
         if done % train_cfg.log_every == 0 or done == train_cfg.steps:

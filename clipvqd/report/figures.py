@@ -29,7 +29,7 @@ METRIC_LABELS = {
     "fid": "FID ↓", "kid": "KID ↓", "precision": "precision ↑", "recall": "recall ↑",
     "clipscore_best16": "CLIPscore best-of-16 ↑", "clipscore_mean": "CLIPscore mean ↑",
     "clipscore_judge_mean": "judge CLIPscore mean ↑", "attr_acc": "attribute accuracy ↑",
-    "attr_acc_ood": "attribute accuracy, held-out combos ↑",
+    "attr_acc_ood": "attribute accuracy, held-out combos ↑", "cmmd": "CMMD ↓",
 }
 # The trade-off plot's alignment axis, in order of preference: the judge did not condition any method.
 TRADEOFF_ALIGNMENT_METRICS = ("clipscore_judge_mean", "clipscore_mean", "clipscore_best16")
@@ -192,18 +192,20 @@ def _legend_below(figure: Figure, axes) -> None:
 
 
 def sample_job_seconds(benchmarks: pd.DataFrame) -> dict[tuple[str, str], float]:
-    """(method, variant) -> wall seconds of its sample job, from the benchmark stages the sample rules
-    name `sample_<method>_<variant>`."""
-    seconds = {}
+    """(method, variant) -> wall seconds of its alignment-set sample job (the mean over seeds), from the
+    benchmark stages the sample rule names `[seed=<s>/<set>/]sample_<method>_<variant>`; the distribution
+    set's jobs (another prompt table) are left out."""
+    seconds: dict[tuple[str, str], list[float]] = {}
     for row in benchmarks.to_dict("records"):
-        name = str(row["stage"]).rsplit("/", 1)[-1]
-        if not name.startswith("sample_") or pd.isna(row["seconds"]):
+        parts = str(row["stage"]).split("/")
+        name = parts[-1]
+        if not name.startswith("sample_") or pd.isna(row["seconds"]) or "distribution" in parts[:-1]:
             continue
         rest = name[len("sample_"):]
         for method in ALLOWED_METHODS:
             if rest.startswith(method + "_"):
-                seconds[(method, rest[len(method) + 1:])] = float(row["seconds"])
-    return seconds
+                seconds.setdefault((method, rest[len(method) + 1:]), []).append(float(row["seconds"]))
+    return {key: float(np.mean(values)) for key, values in seconds.items()}
 
 
 def sampling_speed_figure(metrics: pd.DataFrame, benchmarks: pd.DataFrame, out_dir: str | Path,
@@ -244,6 +246,43 @@ def sampling_speed_figure(metrics: pd.DataFrame, benchmarks: pd.DataFrame, out_d
         _legend_below(figure, axes)
     note = None if speed_lines else "no sample-job benchmark files for these points, so no speed-up panel"
     return FigureResult("sampling-speed", title, path=_save(figure, out_dir, "sampling_speed"), note=note)
+
+
+# --------------------------------------------------------------------------------------------------
+# The oracle on degraded renders
+# --------------------------------------------------------------------------------------------------
+
+_FAMILY_LABELS = {"gaussian_blur": "Gaussian blur (sigma, px)", "noise": "additive noise (std)",
+                  "jpeg": "JPEG (100 - quality)", "down_up": "down-and-up sampling (factor)"}
+
+
+def oracle_calibration_figure(calibration: Mapping, out_dir: str | Path) -> FigureResult:
+    """The oracle's worst and mean per-attribute accuracy against each degradation's level, with its clean and
+    tokenizer-reconstruction accuracy as horizontal references and the retraining threshold."""
+    sns, style = _styled()
+    title = "Attribute oracle on degraded held-out renders (worst attribute solid, mean dashed)"
+    levels = pd.DataFrame(calibration.get("levels", []))
+    families = [f for f in _FAMILY_LABELS if not levels.empty and f in set(levels["family"])]
+    if not families:
+        return FigureResult("oracle-calibration", title, note="no degradation levels measured")
+    references = {row["label"]: row["min"] for row in calibration["levels"] if row["family"] in ("clean", "tokenizer")}
+    with style:
+        figure = _new_figure(3.3 * len(families), 3.3)
+        axes = figure.subplots(1, len(families), squeeze=False, sharey=True)[0]
+        for ax, family in zip(axes, families):
+            part = levels[levels["family"] == family].sort_values("level")
+            x = 100 - part["level"] if family == "jpeg" else part["level"]
+            ax.plot(x, part["min"], marker="o", color="#1b6ca8", label="worst attribute")
+            ax.plot(x, part["mean"], marker="o", linestyle="--", color="#1b6ca8", alpha=0.6, label="mean")
+            for (label, value), colour in zip(references.items(), ("#00798c", "#d1495b")):
+                ax.axhline(value, color=colour, linewidth=1, label=f"{label} (worst)")
+            ax.axhline(calibration.get("threshold", 0.9), color="#6c757d", linestyle=":", linewidth=1,
+                       label="threshold")
+            ax.set_xlabel(_FAMILY_LABELS[family])
+            ax.set_ylim(0, 1.02)
+        axes[0].set_ylabel("oracle accuracy")
+        _legend_below(figure, axes)
+    return FigureResult("oracle-calibration", title, path=_save(figure, out_dir, "oracle_calibration"))
 
 
 # --------------------------------------------------------------------------------------------------

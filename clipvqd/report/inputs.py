@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from clipvqd.report.render import ReportError
+from clipvqd.report.errors import ReportError
 
 
 def _with_chance(value, chance) -> str:
@@ -67,3 +67,60 @@ def read_paper_rows(path: str | Path | None) -> list[dict] | None:
         return json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise ReportError(f"paper rows: cannot read {path}: {error}") from error
+
+
+def read_oracle_calibration(path: str | Path | None) -> dict | None:
+    """The oracle's accuracy on degraded renders (`python -m clipvqd oracle calibrate`), or None."""
+    if not path:
+        return None
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ReportError(f"oracle calibration: cannot read {path}: {error}") from error
+
+
+def check_branch_files(protocol_path: str | Path, **given: str | Path | None) -> None:
+    """Refuse a branch's units table or feature file (`units=...`, `features=...`) that is not the file its
+    protocol record lists: the same path (kept inside the record's folder) and the recorded sha256. The
+    significance tests read these files, so a swapped or damaged one is named instead of compared."""
+    from clipvqd.evaluation.protocol import ProtocolError, ProtocolRecord
+    from clipvqd.manifest import ManifestError, read_listed_bytes, resolve_listed
+
+    try:
+        files = ProtocolRecord.read(protocol_path).files or {}
+    except ProtocolError as error:
+        raise ReportError(str(error)) from None
+    for role, path in given.items():
+        if path is None:
+            continue
+        listed = files.get(role)
+        if listed is None:
+            raise ReportError(f"{protocol_path} lists no {role} file with its sha256, so {path} cannot be checked; "
+                              "rerun the branch's metrics job")
+        try:
+            recorded = resolve_listed(protocol_path, listed["path"])
+            if recorded.resolve() != Path(path).resolve():
+                raise ReportError(f"{path} is not the {role} file of {protocol_path}, which lists {recorded}")
+            read_listed_bytes(protocol_path, listed["path"], listed["sha256"])
+        except ManifestError as error:
+            raise ReportError(str(error)) from None
+
+
+def sample_sharpness(sample_grids: Mapping[str, str | Path] | None) -> dict[str, float]:
+    """{label: sharpness of its sample set} for the sample manifests among `sample_grids` (the mean absolute
+    Laplacian, the scale the oracle calibration puts its degradation levels on)."""
+    import torch
+
+    from clipvqd.manifest import ManifestError, ManifestImages
+    from clipvqd.oracle_calibration import sharpness
+
+    found = {}
+    for label, source in (sample_grids or {}).items():
+        if Path(source).suffix.lower() != ".csv":
+            continue
+        try:  # paths kept in the manifest's folder, each file hashed as it is read
+            dataset = ManifestImages(source, verify_on_read=True)
+            found[label] = sharpness(torch.stack([dataset.uint8(i) for i in range(len(dataset))]))
+        except ManifestError as error:
+            raise ReportError(str(error)) from None
+    return found

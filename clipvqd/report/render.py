@@ -26,26 +26,30 @@ from clipvqd.evaluation.table import (
     DEFAULT_VARIANT,
     read_metrics_table,
 )
-from clipvqd.manifest import ManifestError, read_listed_bytes, read_manifest
 from clipvqd.report import figures
-from clipvqd.samples import SampleSetError, check_same_plan
+from clipvqd.report.errors import ReportError
+from clipvqd.report.sample_grids import sample_grids_context
 
 STYLESHEET = "report.css"
 PAPER_ROW_REQUIRED = ("method", "metric", "value", "source")
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".gif"}
 
-_METRIC_FORMATS = {"fid": "{:.2f}", "kid": "{:.4f}"}
+_METRIC_FORMATS = {"fid": "{:.3f}", "kid": "{:.4f}", "cmmd": "{:.3f}"}
 _COLUMN_NOTES = {
     "clipscore_best16": "scored by the CLIP that conditioned the method (self-scoring can inflate it); n = prompts",
     "clipscore_mean": "scored by the CLIP that conditioned the method (self-scoring can inflate it)",
     "clipscore_judge_mean": "scored by a judge CLIP that conditioned no method",
     "attr_acc": "attribute oracle, in-distribution prompts",
     "attr_acc_ood": "attribute oracle, attribute combinations never seen in training",
+    "fid": "distribution set: one sample per reference image, prompted with its caption",
+    "kid": "distribution set: one sample per reference image, prompted with its caption",
+    "precision": "distribution set: generated images inside the reference manifold",
+    "recall": "distribution set: reference images inside the generated manifold",
+    "cmmd": "distribution set; MMD on the judge CLIP's image embeddings, RBF sigma 10, x1000 (Jayasumana et al. 2024)",
 }
-
-
-class ReportError(ValueError):
-    pass
+_MARKS = {"better": ("▲", "significantly better than CLIP-VQDiffusion (paired bootstrap, Holm-adjusted)"),
+          "worse": ("▼", "significantly worse than CLIP-VQDiffusion (paired bootstrap, Holm-adjusted)"),
+          "tie": ("", "not significantly different from CLIP-VQDiffusion"),
+          "point": ("◦", "reference point, not a rival: it ignores its prompts and models the marginal distribution")}
 
 
 def format_value(metric: str, value) -> str:
@@ -88,8 +92,25 @@ class Footnotes:
         return self.texts.index(text) + 1
 
 
+def _mark(significance: pd.DataFrame | None, method: str, variant: str, metric: str) -> tuple[str, str] | None:
+    if significance is None or significance.empty:
+        return None
+    row = significance[(significance["method"] == method) & (significance["variant"] == variant)
+                       & (significance["metric"] == metric)]
+    if row.empty:
+        return None
+    record = row.iloc[0]
+    if str(record.get("note", "")).startswith("reference point"):
+        return _MARKS["point"]
+    if pd.isna(record["p_value"]):
+        return None
+    if not bool(record["significant"]):
+        return _MARKS["tie"]
+    return _MARKS["better"] if record["favours"] == method else _MARKS["worse"]
+
+
 def _metric_table(metrics: pd.DataFrame, protocol: ProtocolRecord, columns: Sequence[str],
-                  footnotes: Footnotes) -> dict:
+                  footnotes: Footnotes, significance: pd.DataFrame | None = None) -> dict:
     rows = []
     for (method, variant), group in metrics.groupby(["method", "variant"], sort=False):
         by_metric = {r["metric"]: r for r in group.to_dict("records")}
@@ -100,11 +121,17 @@ def _metric_table(metrics: pd.DataFrame, protocol: ProtocolRecord, columns: Sequ
                 cells.append(None)
                 continue
             entry = protocol[record["protocol"]]
+            has_interval = pd.notna(record.get("ci_low"))
+            mark = _mark(significance, method, variant, metric)
             cells.append({
                 "text": format_value(metric, record["value"]),
+                "ci": (f"[{format_value(metric, record['ci_low'])}, {format_value(metric, record['ci_high'])}]"
+                       if has_interval else None),
                 "n": record["n"],
                 "protocol": record["protocol"],
                 "approx": footnotes.number(entry.get("approximation")),
+                "mark": mark[0] if mark else "",
+                "mark_title": mark[1] if mark else "",
             })
         rows.append({"method": method, "variant": variant, "cells": cells})
     return {
@@ -114,14 +141,30 @@ def _metric_table(metrics: pd.DataFrame, protocol: ProtocolRecord, columns: Sequ
     }
 
 
-def comparison_tables(metrics: pd.DataFrame, protocol: ProtocolRecord) -> dict:
-    """Headline (default variants), all variants, and per-attribute accuracy; shared footnotes."""
+def _add_training_cost(table: dict, costs: Mapping | None) -> None:
+    """Each headline row gains its method's training cost (protocol.json's design.training_cost)."""
+    table["cost"] = bool(costs)
+    for row in table["rows"]:
+        cost = (costs or {}).get(row["method"])
+        row["cost"] = None if cost is None else {
+            "cpu": f"{cost['cpu_s']:,.0f}",
+            "examples": f"{cost['examples']:,.0f}",
+            "parameters": "—" if cost.get("parameters") is None else f"{cost['parameters'] / 1e6:.2f}M",
+            "stages": "; ".join(f"{stage['stage']}{' (shared)' if stage['shared'] else ''} {stage['cpu_s']:,.0f} s"
+                                for stage in cost["stages"]),
+        }
+
+
+def comparison_tables(metrics: pd.DataFrame, protocol: ProtocolRecord, significance: pd.DataFrame | None = None) -> dict:
+    """Headline (default variants), all variants, and per-attribute accuracy; shared footnotes. Headline cells of
+    other methods carry a mark when they differ significantly from CLIP-VQDiffusion."""
     footnotes = Footnotes()
     present = set(metrics["metric"])
     main_columns = [m for m in ALLOWED_METRICS if m in present]
     attribute_columns = sorted(m for m in present if m.startswith(ATTRIBUTE_METRIC_PREFIX))
     main = metrics[metrics["metric"].isin(main_columns)]
-    headline = _metric_table(main[main["variant"] == DEFAULT_VARIANT], protocol, main_columns, footnotes)
+    headline = _metric_table(main[main["variant"] == DEFAULT_VARIANT], protocol, main_columns, footnotes,
+                             significance)
     variants = _metric_table(main[main["variant"] != DEFAULT_VARIANT], protocol, main_columns, footnotes)
     attributes = _metric_table(metrics[metrics["metric"].isin(attribute_columns)], protocol,
                                attribute_columns, footnotes)
@@ -220,85 +263,44 @@ def protocol_facts(entry: Mapping) -> list[tuple[str, str]]:
 
 
 # --------------------------------------------------------------------------------------------------
-# Sample grids
+# Significance and the oracle's calibration
 # --------------------------------------------------------------------------------------------------
 
 
-def _copy_asset(source: Path, out_dir: Path, relative: Path) -> str:
-    if not source.is_file():
-        raise ReportError(f"report asset {source} does not exist")
-    target = out_dir / relative
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, target)
-    return relative.as_posix()
+def _significance_rows(significance: pd.DataFrame | None) -> list[dict]:
+    rows = []
+    for record in ([] if significance is None else significance.to_dict("records")):
+        measured = pd.notna(record["p_value"])
+        rows.append({
+            "method": record["method"], "metric": figures.METRIC_LABELS.get(record["metric"], record["metric"]),
+            "difference": f"{record['difference']:+.4g}" if measured else "—",
+            "interval": f"[{record['ci_low']:+.4g}, {record['ci_high']:+.4g}]" if measured else "—",
+            "p": f"{record['p_value']:.3g}" if measured else "—",
+            "p_holm": f"{float(record['p_holm']):.3g}" if measured else "—",
+            "significant": "yes" if record["significant"] else "no",
+            "favours": record["favours"], "note": record["note"] or "",
+        })
+    return rows
 
 
-def _copy_listed(manifest: Path, record: Mapping, out_dir: Path, relative: Path) -> str:
-    """Copy one image a sample manifest lists into the report: its path must stay inside the manifest's
-    folder and its bytes must have the recorded sha256 (the same rule as every reader of a manifest)."""
-    try:
-        data = read_listed_bytes(manifest, record["path"], record["sha256"])
-    except ManifestError as error:
-        raise ReportError(str(error)) from None
-    target = out_dir / relative
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(data)
-    return relative.as_posix()
+def oracle_calibration_context(calibration: Mapping | None, sample_grids: Mapping | None, out_dir: Path) -> dict | None:
+    """The accuracy-vs-degradation figure, and each method's samples placed on the blur scale: the level whose
+    sharpness is closest, and the oracle's worst per-attribute accuracy there."""
+    if not calibration:
+        return None
+    from clipvqd.oracle_calibration import resembling_level
+    from clipvqd.report.inputs import sample_sharpness
 
-
-def sample_grids_context(sample_grids: Mapping[str, str | Path] | None, out_dir: Path, max_prompts: int,
-                         max_samples: int, plan=None) -> dict:
-    """Sample manifests become per-prompt rows of every method's first samples; ready-made grid images are
-    shown as they are. The manifests must hold the same (prompt, sample index, seed) rows, and each exactly
-    `plan` (a `clipvqd.samples.SamplePlan`) when given; every copied image must have its recorded sha256."""
-    manifests, images = {}, []
-    for label, source in (sample_grids or {}).items():
-        source = Path(source)
-        if source.suffix.lower() == ".csv":
-            try:
-                frame = read_manifest(source, verify=False)  # paths checked here, each copied file's hash below
-            except ManifestError as error:
-                raise ReportError(str(error)) from None
-            missing = [c for c in ("prompt_id", "prompt", "sample_index") if c not in frame.columns]
-            if missing:
-                raise ReportError(f"sample manifest {source} (grid {label!r}) lacks column(s) {', '.join(missing)}")
-            manifests[label] = (source, frame)
-        elif source.suffix.lower() in IMAGE_SUFFIXES:
-            slug = figures.slug(label)
-            images.append({"label": label, "path": _copy_asset(source, out_dir,
-                                                               Path("assets", "grids", f"{slug}{source.suffix.lower()}"))})
-        else:
-            raise ReportError(f"sample grid {label!r}: {source} is neither a manifest (.csv) nor an image")
-    try:
-        for source, frame in manifests.values():
-            if plan is not None:
-                plan.check(frame, source)
-        check_same_plan(manifests)
-    except SampleSetError as error:
-        raise ReportError(str(error)) from None
-    prompt_order: dict[str, str] = {}
-    for _, frame in manifests.values():
-        for pid, prompt in frame.sort_values("prompt_id", kind="stable")[["prompt_id", "prompt"]].itertuples(index=False):
-            prompt_order.setdefault(str(pid), str(prompt))
-    prompts = []
-    for prompt_index, (pid, prompt) in enumerate(list(prompt_order.items())[:max_prompts]):
-        rows = []
-        for label, (source, frame) in manifests.items():
-            subset = frame[frame["prompt_id"].astype(str) == pid].sort_values("sample_index").head(max_samples)
-            cells = []
-            for record in subset.to_dict("records"):
-                suffix = Path(record["path"]).suffix.lower()
-                if suffix not in IMAGE_SUFFIXES:
-                    raise ReportError(f"sample manifest {source} lists {record['path']!r}, which is not an image")
-                relative = Path("assets", "samples", figures.slug(label),
-                                f"p{prompt_index:03d}_s{int(record['sample_index']):03d}{suffix}")
-                cells.append({"path": _copy_listed(source, record, out_dir, relative),
-                              "caption": f"sample {record['sample_index']}"
-                                         + (f", seed {record['seed']}" if "seed" in record else "")})
-            rows.append({"label": label, "cells": cells})
-        prompts.append({"prompt_id": pid, "prompt": prompt, "rows": rows})
-    return {"prompts": prompts, "images": images, "n_prompts_total": len(prompt_order),
-            "max_prompts": max_prompts, "max_samples": max_samples}
+    placed = []
+    for label, value in sample_sharpness(sample_grids).items():
+        level = resembling_level(calibration, value)
+        placed.append({"method": label, "sharpness": f"{value:.4f}", "level": level["label"],
+                       "level_sharpness": f"{level['sharpness']:.4f}", "oracle_min": f"{level['min']:.3f}",
+                       "below": level["min"] < calibration["threshold"]})
+    return {"figure": figures.oracle_calibration_figure(calibration, out_dir), "placed": placed,
+            "threshold": calibration["threshold"], "below_threshold": calibration.get("below_threshold", []),
+            "levels": [{"label": row["label"], "min": f"{row['min']:.3f}", "mean": f"{row['mean']:.3f}",
+                        "sharpness": f"{row['sharpness']:.4f}"} for row in calibration["levels"]]}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -344,13 +346,18 @@ def render_report(out_dir: str | Path, metrics_csv: str | Path, protocol_json: s
                   benchmark_files: Sequence[str | Path] | None = None,
                   quality_numbers: Mapping | None = None, paper_rows: Sequence[Mapping] | None = None,
                   *, title: str = "clipvqd comparison report", run_name: str | None = None,
-                  max_prompts: int = 6, max_samples_per_prompt: int = 4, plan=None) -> Path:
+                  max_prompts: int = 6, max_samples_per_prompt: int = 4, significance: pd.DataFrame | None = None,
+                  headline: Sequence[str] | None = None, oracle_calibration: Mapping | None = None,
+                  by_seed_csv: str | Path | None = None, significance_csv: str | Path | None = None,
+                  plan=None) -> Path:
     """Write `out_dir/index.html` with its figures and assets; return its path.
 
     sample_grids: {label: sample manifest.csv (grids are built from it) or a ready-made grid image}.
     training_curves: {model name: CSV with a `step` column}. benchmark_files: Snakemake benchmark TSVs.
     quality_numbers: {group (e.g. "stand-in CLIP"): {name: value}}. paper_rows: cited numbers, each
     with method, metric, value, source (and optionally dataset, note); shown apart from measured rows.
+    significance: the paired comparisons with CLIP-VQDiffusion (`significance.significance_table`); headline:
+    the sentences written from them. oracle_calibration: the oracle's accuracy on degraded renders.
     plan: the `clipvqd.samples.SamplePlan` every sample manifest of `sample_grids` must hold.
     """
     out_dir = Path(out_dir)
@@ -363,7 +370,8 @@ def render_report(out_dir: str | Path, metrics_csv: str | Path, protocol_json: s
     for stale in ("figures", "assets"):
         shutil.rmtree(out_dir / stale, ignore_errors=True)
 
-    tables = comparison_tables(metrics, protocol)
+    tables = comparison_tables(metrics, protocol, significance)
+    _add_training_cost(tables["headline"], (protocol.design or {}).get("training_cost"))
     sweep = figures.sweep_figures(metrics, out_dir, protocol.entries)
     tradeoff = figures.tradeoff_figure(metrics, out_dir)
     training = figures.training_curve_figures(training_curves, out_dir)
@@ -371,6 +379,7 @@ def render_report(out_dir: str | Path, metrics_csv: str | Path, protocol_json: s
     runtime = figures.runtime_figure(benchmarks, out_dir)
     sampling_speed = figures.sampling_speed_figure(metrics, benchmarks, out_dir, protocol.entries)
     samples = sample_grids_context(sample_grids, out_dir, max_prompts, max_samples_per_prompt, plan)
+    calibration = oracle_calibration_context(oracle_calibration, sample_grids, out_dir)
 
     used = list(dict.fromkeys(metrics["protocol"]))
     cards = []
@@ -404,6 +413,14 @@ def render_report(out_dir: str | Path, metrics_csv: str | Path, protocol_json: s
         "runtime_notes": benchmark_notes,
         "protocol_cards": cards,
         "quality": quality_context(quality_numbers),
+        "headline": list(headline or []),
+        "significance_rows": _significance_rows(significance),
+        "design": protocol.design,
+        "validation_run": bool(protocol.design and protocol.design.get("prompts") == "validation"),
+        "calibration": calibration,
+        "by_seed_link": _copy_alongside(Path(by_seed_csv), out_dir, "metrics_by_seed.csv") if by_seed_csv else None,
+        "significance_link": (_copy_alongside(Path(significance_csv), out_dir, "significance.csv")
+                              if significance_csv else None),
         "metrics_link": _copy_alongside(Path(metrics_csv), out_dir, "metrics.csv"),
         "protocol_link": _copy_alongside(Path(protocol_json), out_dir, "protocol.json"),
         "stylesheet": STYLESHEET,

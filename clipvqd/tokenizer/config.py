@@ -125,6 +125,11 @@ class TokenizerTrainConfig:
     batch_size: int = 16
     # AdamW learning rate of the autoencoder (taming: 4.5e-6 x batch 32 = 1.44e-4).
     learning_rate: float = 2e-3
+    # Steps of linear warm-up of the autoencoder's learning rate (0: start at learning_rate).
+    lr_warmup_steps: int = 0
+    # After warm-up, cosine decay of the autoencoder's learning rate to learning_rate * this by the last
+    # step; 1.0 keeps it constant (taming-transformers' schedule).
+    final_lr_fraction: float = 1.0
     # AdamW learning rate of the discriminator.
     disc_learning_rate: float = 2e-3
     # AdamW betas for both optimisers (taming uses (0.5, 0.9) for GAN stability).
@@ -181,6 +186,11 @@ class TokenizerTrainConfig:
         for name in ("epochs", "batch_size", "snapshot_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TokenizerTrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr_warmup_steps < 0 or not 0.0 <= self.final_lr_fraction <= 1.0:
+            raise ValueError(
+                "TokenizerTrainConfig needs lr_warmup_steps >= 0 and 0 <= final_lr_fraction <= 1, got "
+                f"{self.lr_warmup_steps} and {self.final_lr_fraction}"
+            )
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"TokenizerTrainConfig.max_steps must be >= 1 or null, got {self.max_steps}")
         if not 0 < self.temperature_end <= self.temperature_start:

@@ -9,6 +9,7 @@ autoencoder has learnt to reconstruct.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -16,7 +17,8 @@ from torch import nn
 
 from clipvqd.tokenizer.config import TokenizerTrainConfig
 from clipvqd.tokenizer.discriminator import PatchDiscriminator
-from clipvqd.tokenizer.perceptual import LPIPS
+if TYPE_CHECKING:  # torchvision's model zoo only where LPIPS is built (tokenizer/train.py)
+    from clipvqd.tokenizer.perceptual import LPIPS
 
 
 @dataclass

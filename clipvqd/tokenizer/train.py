@@ -13,7 +13,7 @@ import json
 import math
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -24,9 +24,12 @@ from clipvqd.tokenizer.compaction import usage_statistics
 from clipvqd.tokenizer.config import TokenizerConfig, TokenizerTrainConfig
 from clipvqd.tokenizer.losses import LossTerms, VQGANLoss
 from clipvqd.tokenizer.model import GumbelVQGAN
-from clipvqd.tokenizer.perceptual import LPIPS
 from clipvqd.tokenizer.quantizer import cosine_temperature
-from clipvqd.training import TrainingRun, generator_for, seeded_global_rng, settings_fingerprint, without_bookkeeping
+from clipvqd.training import (TrainingRun, generator_for, seeded_global_rng, settings_fingerprint, warmup_cosine,
+                              without_bookkeeping)
+
+if TYPE_CHECKING:  # LPIPS imports torchvision's model zoo: only when the perceptual loss is on
+    from clipvqd.tokenizer.perceptual import LPIPS
 
 _STREAM_INIT, _STREAM_DATA_ORDER, _STREAM_GUMBEL = 61, 62, 63
 LOSS_FIELDS = [f.name for f in fields(LossTerms)]
@@ -111,6 +114,8 @@ def batches_from(dataset: Dataset, images: torch.Tensor | None, order: torch.Ten
 def _build_perceptual(config: TokenizerTrainConfig) -> LPIPS | None:
     if not config.perceptual_enabled:
         return None
+    from clipvqd.tokenizer.perceptual import LPIPS
+
     return LPIPS.from_files(config.lpips_vgg_weights, config.lpips_vgg_sha256,
                             config.lpips_linear_weights, config.lpips_linear_sha256)
 
@@ -180,14 +185,19 @@ def train_tokenizer(
     opt_g = torch.optim.AdamW(model.parameters(), lr=train_cfg.learning_rate, **adamw)
     opt_d = torch.optim.AdamW(loss.discriminator.parameters(), lr=train_cfg.disc_learning_rate, **adamw)
     window = CurveWindow(model_cfg.codebook_size)
+    state = {"model": model, "discriminator": loss.discriminator, "opt_g": opt_g, "opt_d": opt_d, "window": window}
+    lr_schedule = None
+    if train_cfg.lr_warmup_steps or train_cfg.final_lr_fraction != 1.0:
+        lr_schedule = torch.optim.lr_scheduler.LambdaLR(opt_g, lambda step: warmup_cosine(
+            step, total_steps, train_cfg.lr_warmup_steps, train_cfg.final_lr_fraction))
+        state["lr_schedule"] = lr_schedule
 
     run = TrainingRun(
         "tokenizer", work_dir=work_dir, curve_csv=curve_csv, curve_fields=CURVE_COLUMNS, total_steps=total_steps,
         snapshot_every=train_cfg.snapshot_every, progress=progress, stop_after_step=stop_after_step,
         settings={"model": model_cfg.to_dict(), "train": without_bookkeeping(train_cfg.to_dict()), "seed": seed,
                   "dataset_size": dataset_size, "images": _dataset_identity(dataset)},
-        state={"model": model, "discriminator": loss.discriminator, "opt_g": opt_g, "opt_d": opt_d,
-               "window": window})
+        state=state)
     step = run.start()
 
     images = preload_images(dataset, model_cfg) if train_cfg.preload else None
@@ -211,6 +221,8 @@ def train_tokenizer(
             if train_cfg.grad_clip_norm is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip_norm)
             opt_g.step()
+            if lr_schedule is not None:
+                lr_schedule.step()
             if loss.gan_active(step):
                 disc_loss = loss.discriminator_loss(batch, reconstructions, terms)
                 opt_d.zero_grad(set_to_none=True)

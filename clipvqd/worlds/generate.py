@@ -10,11 +10,16 @@ Splits (all drawn from one seed, each from its own random stream, so they are di
   caption a hard negative (`negative_caption`: the same caption with one named attribute changed).
 - `train`: the image-only training set of every generator. Its captions go to a separate file read
   only by the paired-caption control, so language-free methods cannot see them.
-- `reference`: FID reference images from the training distribution.
+- `reference`: reference images from the training distribution (FID and the other distribution metrics),
+  each with a caption from the split's own caption stream: the distribution set prompts every method with
+  them, one sample per reference image (docs/design.md §6). Like `train`, it never shows a held-out
+  combination, so no held-out-combination prompt can enter the distribution set.
 - `oracle`: renders with their true attributes, for the attribute oracle, covering every combination
   (held-out ones included: the oracle is a measuring instrument, not a generator).
-- `prompts`: evaluation prompts naming a few attributes each, plus out-of-distribution prompts built
-  on the held-out combinations that no training image shows.
+- `prompts`: the test prompts (the alignment set's), naming a few attributes each, plus out-of-distribution
+  prompts built on the held-out combinations that no training image shows.
+- `validation_prompts`: prompts of the same distribution from another stream, none repeating a test prompt's
+  text: tuning runs (`evaluation.prompts: validation`) are measured on them, never on the test prompts.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ CLIP_CAPTION_MIN_ATTRIBUTES = 1
 OPTIONAL_SPLITS = ("judge_pairs",)
 # Fixed stream ids: adding a split later never changes the images of the existing ones.
 _STREAM = {"clip_pairs": 1, "train": 2, "reference": 3, "oracle": 4, "prompts": 5, "captions": 6, "judge_pairs": 7,
-           "negatives": 8}
+           "negatives": 8, "validation_prompts": 9}
 
 
 def _png_bytes(image) -> bytes:
@@ -74,6 +79,8 @@ def _render_split(world: World, split: str, count: int, out_dir: Path, seed: int
         relative = f"{split}/{index:06d}.png"
         (out_dir / relative).write_bytes(data)
         row = {"path": relative, "sha256": sha256_bytes(data), **attributes}
+        if split != "oracle" and matches_any(attributes, heldout):  # the generators' and FID's splits never do
+            raise AssertionError(f"{split} image {index} shows a held-out combination: {attributes}")
         if wording:
             if pairs:  # a CLIP's pairs: each caption with its hard negative (empty when it names nothing)
                 caption, negative = world.caption_with_negative(attributes, caption_rng, negative_rng, wording,
@@ -87,12 +94,15 @@ def _render_split(world: World, split: str, count: int, out_dir: Path, seed: int
 
 
 def make_prompts(world: World, seed: int, count: int, attributes_per_prompt: int,
-                 heldout: Sequence[Mapping[str, str]], ood_per_combination: int) -> list[dict]:
-    """In-distribution prompts (never a held-out combination) and OOD prompts (each contains one)."""
-    rng = np.random.default_rng([seed, _STREAM["prompts"]])
+                 heldout: Sequence[Mapping[str, str]], ood_per_combination: int, *, stream: str = "prompts",
+                 exclude: Sequence[str] = (), id_prefix: str = "p") -> list[dict]:
+    """In-distribution prompts (never a held-out combination) and OOD prompts (each contains one), in that
+    order. `stream` names the random stream (the test prompts: "prompts"; the validation prompts:
+    "validation_prompts"); texts in `exclude` are skipped, so a validation table never repeats a test prompt."""
+    rng = np.random.default_rng([seed, _STREAM[stream]])
     names = world.attribute_names
     k = min(attributes_per_prompt, len(names))
-    seen: set[str] = set()
+    seen: set[str] = set(exclude)
     prompts: list[dict] = []
 
     def add(specified: dict[str, str], ood: bool) -> None:
@@ -125,7 +135,7 @@ def make_prompts(world: World, seed: int, count: int, attributes_per_prompt: int
             made += len(prompts) > before
     rows = []
     for index, prompt in enumerate(prompts):
-        row = {"prompt_id": f"p{index:04d}", "prompt": prompt["prompt"], "ood": int(prompt["ood"])}
+        row = {"prompt_id": f"{id_prefix}{index:04d}", "prompt": prompt["prompt"], "ood": int(prompt["ood"])}
         row.update({name: prompt["specified"].get(name, "") for name in names})
         rows.append(row)
     return rows
@@ -180,8 +190,11 @@ def generate_world(world_name: str, out_dir: str | Path, *, seed: int, resolutio
                ["path", "caption"])
     _write_csv(out_dir / "train.csv", train_rows, ["path", "sha256", *attribute_columns])
 
-    reference_rows = _render_split(world, "reference", sizes["reference"], out_dir, seed, resolution, heldout, None, progress)
-    _write_csv(out_dir / "reference.csv", reference_rows, ["path", "sha256", *attribute_columns])
+    reference_rows = _render_split(world, "reference", sizes["reference"], out_dir, seed, resolution, heldout,
+                                   "conditioner", progress)
+    for row in reference_rows:
+        row.pop("wording")
+    _write_csv(out_dir / "reference.csv", reference_rows, ["path", "sha256", *attribute_columns, "caption"])
 
     oracle_rows = _render_split(world, "oracle", sizes["oracle"], out_dir, seed, resolution, heldout, None, progress)
     test_start = len(oracle_rows) - int(round(oracle_test_fraction * len(oracle_rows)))
@@ -191,6 +204,10 @@ def generate_world(world_name: str, out_dir: str | Path, *, seed: int, resolutio
 
     prompt_rows = make_prompts(world, seed, prompt_count, attributes_per_prompt, heldout, ood_prompts_per_combination)
     _write_csv(out_dir / "prompts.csv", prompt_rows, ["prompt_id", "prompt", "ood", *attribute_columns])
+    validation_rows = make_prompts(world, seed, prompt_count, attributes_per_prompt, heldout,
+                                   ood_prompts_per_combination, stream="validation_prompts",
+                                   exclude=[row["prompt"] for row in prompt_rows], id_prefix="v")
+    _write_csv(out_dir / "validation_prompts.csv", validation_rows, ["prompt_id", "prompt", "ood", *attribute_columns])
 
     summary = {
         "world": world.name,
@@ -208,6 +225,8 @@ def generate_world(world_name: str, out_dir: str | Path, *, seed: int, resolutio
         "caption_wordings": world.wording_tables(),
         "prompts": {"in_distribution": sum(1 for r in prompt_rows if not r["ood"]),
                     "out_of_distribution": sum(1 for r in prompt_rows if r["ood"])},
+        "validation_prompts": {"in_distribution": sum(1 for r in validation_rows if not r["ood"]),
+                               "out_of_distribution": sum(1 for r in validation_rows if r["ood"])},
     }
     (out_dir / "world.json").write_text(json.dumps(summary, indent=2))
     return summary

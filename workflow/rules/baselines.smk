@@ -1,5 +1,6 @@
 # The language-free baselines: LAFITE, and clip2latent (unconditional generator -> latents -> prior).
-# Both are sampled by the `sample` rule (evaluation.smk), like every method.
+# Both are sampled by the `sample` rule (evaluation.smk), like every method; each is trained once per training
+# seed (seeds: in the config; results/<run>/models/seed=<s>/).
 
 
 rule lafite_train:
@@ -11,13 +12,13 @@ rule lafite_train:
         embeddings=RESULTS / "embeddings" / "train_images.safetensors",
         clip=clip_file("conditioner"),
     output:
-        model=RESULTS / "models" / "lafite" / "generator.safetensors",
-        sidecar=RESULTS / "models" / "lafite" / "generator.json",
-        curve=RESULTS / "models" / "lafite" / "curve.csv",
+        model=RESULTS / "models" / "seed={seed}" / "lafite" / "generator.safetensors",
+        sidecar=RESULTS / "models" / "seed={seed}" / "lafite" / "generator.json",
+        curve=RESULTS / "models" / "seed={seed}" / "lafite" / "curve.csv",
     log:
-        LOGS / "lafite_train.log",
+        LOGS / "seed={seed}" / "lafite_train.log",
     benchmark:
-        BENCHMARKS / "lafite_train.tsv"
+        BENCHMARKS / "seed={seed}" / "lafite_train.tsv"
     # The longest single job of the world run: started as soon as the embeddings exist, it does not
     # hold up the report at the end.
     priority: 5
@@ -30,8 +31,8 @@ rule lafite_train:
     params:
         settings=as_json({"model": config["lafite"]["model"], "train": config["lafite"]["train"]}),
         resize="--resize" if config["lafite"]["resize"] else "",
-        work=RESULTS / "work" / "lafite",
-        seed=run_seed(),
+        work=seed_work("lafite"),
+        seed=generator_seed(),
     shell:
         clipvqd_trainer(
             "lafite train --params {params.settings:q} --train {input.train:q}"
@@ -48,13 +49,13 @@ rule clip2latent_generator_train:
     input:
         train=DATA / "train.csv",
     output:
-        model=RESULTS / "models" / "clip2latent" / "generator.safetensors",
-        sidecar=RESULTS / "models" / "clip2latent" / "generator.json",
-        curve=RESULTS / "models" / "clip2latent" / "generator_curve.csv",
+        model=RESULTS / "models" / "seed={seed}" / "clip2latent" / "generator.safetensors",
+        sidecar=RESULTS / "models" / "seed={seed}" / "clip2latent" / "generator.json",
+        curve=RESULTS / "models" / "seed={seed}" / "clip2latent" / "generator_curve.csv",
     log:
-        LOGS / "clip2latent_generator_train.log",
+        LOGS / "seed={seed}" / "clip2latent_generator_train.log",
     benchmark:
-        BENCHMARKS / "clip2latent_generator_train.tsv"
+        BENCHMARKS / "seed={seed}" / "clip2latent_generator_train.tsv"
     conda:
         ENVS["train"]
     threads: torch_threads
@@ -64,8 +65,8 @@ rule clip2latent_generator_train:
     params:
         settings=as_json({k: config["clip2latent"][k] for k in ("generator_model", "generator_train")}),
         resize="--resize" if config["clip2latent"]["resize"] else "",
-        work=RESULTS / "work" / "clip2latent" / "generator",
-        seed=run_seed(),
+        work=seed_work("clip2latent/generator"),
+        seed=generator_seed(),
     shell:
         clipvqd_trainer(
             "clip2latent train-generator --params {params.settings:q} --train {input.train:q} {params.resize}"
@@ -80,14 +81,14 @@ rule clip2latent_latent_sample:
 
     # (w, CLIP image embedding of G(w)) pairs with the z-scoring statistics.
     input:
-        generator=RESULTS / "models" / "clip2latent" / "generator.safetensors",
+        generator=RESULTS / "models" / "seed={seed}" / "clip2latent" / "generator.safetensors",
         clip=clip_file("conditioner"),
     output:
-        pairs=RESULTS / "models" / "clip2latent" / "latent_pairs.safetensors",
+        pairs=RESULTS / "models" / "seed={seed}" / "clip2latent" / "latent_pairs.safetensors",
     log:
-        LOGS / "clip2latent_latent_sample.log",
+        LOGS / "seed={seed}" / "clip2latent_latent_sample.log",
     benchmark:
-        BENCHMARKS / "clip2latent_latent_sample.tsv"
+        BENCHMARKS / "seed={seed}" / "clip2latent_latent_sample.tsv"
     conda:
         ENVS["train"]
     threads: torch_threads
@@ -96,7 +97,7 @@ rule clip2latent_latent_sample:
         device=DEVICE,
     params:
         settings=as_json({"pairs": config["clip2latent"]["pairs"]}),
-        seed=run_seed(4),
+        seed=generator_seed(4),
     shell:
         clipvqd_command(
             "clip2latent pairs --params {params.settings:q} --generator {input.generator:q}"
@@ -109,15 +110,15 @@ rule clip2latent_prior_train:
 
     # The diffusion prior p(w | CLIP embedding): transformer, x0 prediction, cosine schedule, CFG dropout.
     input:
-        pairs=RESULTS / "models" / "clip2latent" / "latent_pairs.safetensors",
+        pairs=RESULTS / "models" / "seed={seed}" / "clip2latent" / "latent_pairs.safetensors",
     output:
-        model=RESULTS / "models" / "clip2latent" / "prior.safetensors",
-        sidecar=RESULTS / "models" / "clip2latent" / "prior.json",
-        curve=RESULTS / "models" / "clip2latent" / "prior_curve.csv",
+        model=RESULTS / "models" / "seed={seed}" / "clip2latent" / "prior.safetensors",
+        sidecar=RESULTS / "models" / "seed={seed}" / "clip2latent" / "prior.json",
+        curve=RESULTS / "models" / "seed={seed}" / "clip2latent" / "prior_curve.csv",
     log:
-        LOGS / "clip2latent_prior_train.log",
+        LOGS / "seed={seed}" / "clip2latent_prior_train.log",
     benchmark:
-        BENCHMARKS / "clip2latent_prior_train.tsv"
+        BENCHMARKS / "seed={seed}" / "clip2latent_prior_train.tsv"
     conda:
         ENVS["train"]
     threads: torch_threads
@@ -126,8 +127,8 @@ rule clip2latent_prior_train:
         device=DEVICE,
     params:
         settings=as_json({k: config["clip2latent"][k] for k in ("prior_model", "prior_train")}),
-        work=RESULTS / "work" / "clip2latent" / "prior",
-        seed=run_seed(),
+        work=seed_work("clip2latent/prior"),
+        seed=generator_seed(),
     shell:
         clipvqd_trainer(
             "clip2latent train-prior --params {params.settings:q} --pairs {input.pairs:q} --work {params.work:q}"

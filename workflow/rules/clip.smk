@@ -115,6 +115,34 @@ rule clip_embed:
         )
 
 
+rule clip_embed_prompts:
+    """Cache the conditioner's text embeddings of another prompt table (validation prompts, distribution set)."""
+
+    # The other prompt tables: a tuning run's validation prompts, the distribution set's reference captions.
+    input:
+        clip=clip_file("conditioner"),
+        prompts=DATA / "{table}.csv",
+    output:
+        prompts=RESULTS / "embeddings" / "{table}.safetensors",
+    log:
+        LOGS / "clip_embed_prompts_{table}.log",
+    wildcard_constraints:
+        table="validation_prompts|distribution_prompts",
+    conda:
+        ENVS["clip"]
+    threads: torch_threads
+    resources:
+        gpu=GPU,
+        device=DEVICE,
+    params:
+        prefix=config["data"]["prompt_prefix"],
+    shell:
+        clipvqd_command(
+            "clip embed-prompts --clip {input.clip:q} --prompts {input.prompts:q} --out {output.prompts:q}"
+            " --prompt-prefix={params.prefix:q} --device {resources.device:q} --threads {threads} > {log:q} 2>&1"
+        )
+
+
 if HAS_CAPTIONS:
 
     rule clip_embed_captions:

@@ -62,6 +62,28 @@ def check_config():
         world = get_world(config["data"]["world"]["name"])
         for number, combination in enumerate(config["data"]["world"]["heldout"]):
             world.validate_combination(combination, f"data.world.heldout[{number}]")
+    if config["evaluation"]["prompts"] == "validation" and not IS_WORLD:
+        raise ConfigError(
+            f"evaluation.prompts is 'validation', but only a world writes a validation prompt table "
+            f"(data.source is '{SOURCE}'); use 'test'"
+        )
+    if len(set(config["seeds"])) != len(config["seeds"]):
+        raise ConfigError(f"seeds {config['seeds']} repeat a value; each value is a branch of its own")
+    reference_size = config["data"]["world"]["sizes"]["reference"] if IS_WORLD else None
+    distribution = config["evaluation"]["distribution_samples"]
+    if reference_size is not None and distribution is not None and distribution > reference_size:
+        raise ConfigError(
+            f"evaluation.distribution_samples is {distribution}, but data.world.sizes.reference is "
+            f"{reference_size}: the distribution set has one sample per reference image"
+        )
+    if IS_WORLD:
+        spec = config["data"]["world"]["prompts"]
+        table_size = spec["count"] + spec["ood_per_combination"] * len(config["data"]["world"]["heldout"])
+        if config["sampling"]["best_of_prompts"] > table_size:
+            raise ConfigError(
+                f"sampling.best_of_prompts is {config['sampling']['best_of_prompts']}, more than the prompt table "
+                f"holds (at most {table_size}: data.world.prompts.count + ood_per_combination per heldout combination)"
+            )
 
 
 check_config()
@@ -130,7 +152,39 @@ def as_json(block):
 
 
 def run_seed(offset=0):
+    """Seed of the shared stages (data, CLIPs, oracle, tokenizer, metrics): the config's `seed` plus the rule's
+    offset."""
     return config["seed"] + offset
+
+
+# ---- training seeds: every generator and its sampling is trained and drawn once per value of `seeds` ------
+# The data, the CLIPs, the oracle and the tokenizer are shared infrastructure (the paper's pretrained VQGAN
+# and CLIP play that role) fixed by `seed`; each value s of `seeds` is a branch of its own
+# (results/<run>/models/seed=<s>/, samples/seed=<s>/) whose stages draw from s * SEED_STRIDE + the stage's
+# offset, so no two stages of two branches share a stream. With seeds [0] and seed 0 the stages draw what
+# they drew before seeds were branches.
+
+SEEDS = [int(value) for value in config["seeds"]]
+SEED_STRIDE = 1000  # > every stage offset; the schema caps seeds at 999
+
+
+wildcard_constraints:
+    seed=r"\d+",
+
+
+def generator_seed(offset=0):
+    """params function: the seed of a generator stage (training or sampling) on the job's seed branch."""
+    return lambda wildcards: int(wildcards.seed) * SEED_STRIDE + offset
+
+
+def seed_work(name):
+    """params function: a trainer's resume folder `name` (its {wildcards} filled in) on the job's seed branch,
+    results/<run>/work/seed=<s>/<name>."""
+    return lambda wildcards: seed_dir("work", wildcards.seed) / name.format(**dict(wildcards.items()))
+
+
+def seed_dir(kind, seed):
+    return RESULTS / kind / f"seed={seed}"
 
 
 # ---- how jobs run: the package, threads, GPUs, device --------------------------------------------------
@@ -258,12 +312,24 @@ def variants(method):
     if method not in METHOD_SETTINGS:
         return {"default": {}}
     keys = METHOD_SETTINGS[method]
-    found = {"default": {k: HEADLINE[k] for k in keys}}
+    found = {"default": sampleable({k: HEADLINE[k] for k in keys})}
     for key in keys:
         for value in SWEEPS[key][1:]:
-            settings = {k: HEADLINE[k] for k in keys} | {key: value}
-            found[variant_name(settings)] = settings
+            settings = sampleable({k: HEADLINE[k] for k in keys} | {key: value})
+            if settings not in found.values():
+                found[variant_name(settings)] = settings
     return found
+
+
+def sampleable(settings):
+    """A model pretrained without condition dropout has no trained null vector, so guidance s != 1 is
+    undefined for it (the sampler refuses it): a cfg=false point samples at s = 1, named so, and so does the
+    paired control under a cfg=false headline. A point that
+    becomes another one (cfg=false as the headline with a guidance sweep) is planned once."""
+    # The paired control has no cfg key of its own: it is matched to the headline's chain (diffusion_model).
+    if not settings.get("cfg", HEADLINE["cfg"]) and "s" in settings:
+        return settings | {"s": 1.0}
+    return settings
 
 
 def variant_settings(method, variant):
@@ -277,15 +343,80 @@ def sample_sets():
     return [(m, v) for m in methods() for v in variants(m)]
 
 
-# The plan every sample set holds (docs/design.md §3): each prompt x sampling.samples_per_prompt, drawn from
-# this seed. The sample rule draws it; the metrics and report jobs refuse a set that does not hold it.
-SAMPLE_SEED = run_seed(2)
+# The metrics rule's outputs share a folder ({variant}.csv, {variant}.units.csv, ...): its variant wildcard
+# matches only the variants the config defines, so "default.units" can never be read as a variant.
+VARIANT_PATTERN = "|".join(sorted({re.escape(v) for m in ALL_METHODS for v in variants(m)}, key=len, reverse=True))
 
 
-def sample_plan_arguments():
-    """The sample plan as the metrics and report commands take it (their prompt table is an input)."""
+# ---- the two evaluation sets of every (method, variant, seed) (docs/design.md §6) ----------------------------
+# alignment: the prompt table x samples_per_prompt (the test prompts; "validation" in a tuning run, which is
+# measured on the validation prompts instead and kept in its own folder); distribution: one sample per
+# reference image, prompted with its caption.
+ALIGNMENT_SET = "alignment" if config["evaluation"]["prompts"] == "test" else "validation"
+EVALUATION_SETS = (ALIGNMENT_SET, "distribution")
+PROMPT_TABLES = {
+    "alignment": DATA / "prompts.csv",
+    "validation": DATA / "validation_prompts.csv",
+    "distribution": DATA / "distribution_prompts.csv",
+}
+PROMPT_EMBEDDINGS = {
+    "alignment": RESULTS / "embeddings" / "prompts.safetensors",
+    "validation": RESULTS / "embeddings" / "validation_prompts.safetensors",
+    "distribution": RESULTS / "embeddings" / "distribution_prompts.safetensors",
+}
+# Offsets of the sampling seeds: each set draws from its own streams.
+SAMPLE_SEED_OFFSETS = {"alignment": 2, "validation": 3, "distribution": 5}
+
+
+def sample_manifest(method, variant, seed, evaluation_set):
+    return seed_dir("samples", seed) / method / variant / evaluation_set / "manifest.csv"
+
+
+def plan_samples_per_prompt(wildcards):
+    """The sample rule's plan: samples per prompt (one per reference image in the distribution set)."""
+    return 1 if wildcards.set == "distribution" else config["sampling"]["samples_per_prompt"]
+
+
+def plan_best_of_prompts(wildcards):
+    """The sample rule's plan: how many first prompts get 16 samples for best-of-16 (the alignment set only)."""
+    return 0 if wildcards.set == "distribution" else config["sampling"]["best_of_prompts"]
+
+
+def set_sample_seed(seed, evaluation_set):
+    """The seed the `evaluation_set` of training seed `seed` is drawn from (the same for every method)."""
+    return int(seed) * SEED_STRIDE + SAMPLE_SEED_OFFSETS[evaluation_set]
+
+
+def sample_seed(wildcards):
+    return set_sample_seed(wildcards.seed, wildcards.set)
+
+
+# The plans every sample set holds (docs/design.md §3 and §6), as the metrics and report commands take them
+# (their prompt tables are inputs): the sample rule draws them; the metrics and report jobs refuse a set that
+# does not hold its plan exactly, and the report sets whose rows differ between methods.
+
+
+def metrics_plan_arguments():
+    """Every seed's alignment set (prompt table x samples_per_prompt, 16 for the first best_of_prompts) and
+    distribution set (one sample per row of its table), each drawn from its seed's sampling seed."""
+    spec = config["sampling"]
+    return " ".join(
+        [
+            f"--samples-per-prompt {spec['samples_per_prompt']} --best-of-prompts {spec['best_of_prompts']}",
+            "--sample-seeds",
+            *(str(set_sample_seed(seed, ALIGNMENT_SET)) for seed in SEEDS),
+            "--distribution-sample-seeds",
+            *(str(set_sample_seed(seed, "distribution")) for seed in SEEDS),
+        ]
+    )
+
+
+def report_plan_arguments():
+    """The plan of the report's sample grids: the first seed's alignment sets."""
+    spec = config["sampling"]
     return (
-        f"--samples-per-prompt {config['sampling']['samples_per_prompt']} --sample-seed {SAMPLE_SEED}"
+        f"--samples-per-prompt {spec['samples_per_prompt']} --best-of-prompts {spec['best_of_prompts']}"
+        f" --sample-seed {set_sample_seed(SEEDS[0], ALIGNMENT_SET)}"
         f" --prompt-prefix={shlex.quote(config['data']['prompt_prefix'])}"
     )
 
@@ -297,11 +428,25 @@ def clip_file(role):
     return RESULTS / "clip" / role / "model.safetensors"
 
 
-def diffusion_model(method, settings):
+def diffusion_model(method, settings, seed):
     if method == "clip-vqdiffusion":
         stage = "cfg" if settings["cfg"] else "pretrain"
-        return RESULTS / "models" / "clip-vqdiffusion" / f"alpha={settings['alpha']}" / f"{stage}.safetensors"
-    return RESULTS / "models" / method / "model.safetensors"
+        return seed_dir("models", seed) / "clip-vqdiffusion" / f"alpha={settings['alpha']}" / f"{stage}.safetensors"
+    # A control is the language-free chain with another condition: sampled after its second stage whenever the
+    # headline CLIP-VQDiffusion is (its cfg setting), so that both have trained the same steps.
+    stage = "finetune" if HEADLINE["cfg"] else "pretrain"
+    return seed_dir("models", seed) / method / f"{stage}.safetensors"
+
+
+# The controls' second stage: the paired control's CFG fine-tune, the unconditional control's continued training.
+CONTROL_FINETUNE_MODES = {"paired": "paired_cfg_finetune", "unconditional": "unconditional"}
+
+
+def control_embeddings(wildcards):
+    """The paired control reads the captions' text embeddings; the unconditional one reads the image embeddings
+    only to size its null condition."""
+    name = "train_captions" if wildcards.control == "paired" else "train_images"
+    return RESULTS / "embeddings" / f"{name}.safetensors"
 
 
 def diffusion_params(stage):
@@ -324,17 +469,18 @@ def sample_inputs(wildcards):
     """Inputs of sampling one (method, variant): the prompts, their embeddings and the method's model files
     (each of the latter is passed to `python -m clipvqd sample` under its own name, see sample_model_arguments)."""
     settings = variant_settings(wildcards.method, wildcards.variant)
-    inputs = {"prompts": DATA / "prompts.csv", "prompt_embeddings": RESULTS / "embeddings" / "prompts.safetensors"}
+    models = seed_dir("models", wildcards.seed)
+    inputs = {"prompts": PROMPT_TABLES[wildcards.set], "prompt_embeddings": PROMPT_EMBEDDINGS[wildcards.set]}
     if wildcards.method in METHOD_SETTINGS:
-        inputs["model"] = diffusion_model(wildcards.method, settings)
+        inputs["model"] = diffusion_model(wildcards.method, settings, wildcards.seed)
         inputs["tokenizer"] = RESULTS / "tokenizer" / "model.safetensors"
         inputs["codebook"] = RESULTS / "tokenizer" / "codebook.json"
     elif wildcards.method == "lafite":
-        inputs["model"] = RESULTS / "models" / "lafite" / "generator.safetensors"
+        inputs["model"] = models / "lafite" / "generator.safetensors"
         inputs["clip"] = clip_file("conditioner")
     else:
-        inputs["model"] = RESULTS / "models" / "clip2latent" / "prior.safetensors"
-        inputs["generator"] = RESULTS / "models" / "clip2latent" / "generator.safetensors"
+        inputs["model"] = models / "clip2latent" / "prior.safetensors"
+        inputs["generator"] = models / "clip2latent" / "generator.safetensors"
         inputs["clip"] = clip_file("conditioner")  # checked against the prior's record of its CLIP
     return inputs
 
@@ -352,10 +498,12 @@ def sample_model_arguments(wildcards, input):
 
 
 def metrics_inputs(wildcards):
+    """Both evaluation sets of every seed of the branch, the two prompt tables, the CLIPs and the oracle."""
     inputs = {
-        "samples": RESULTS / "samples" / wildcards.method / wildcards.variant / "manifest.csv",
-        "reference": DATA / "reference.csv",
-        "prompts": DATA / "prompts.csv",
+        "samples": [sample_manifest(wildcards.method, wildcards.variant, seed, ALIGNMENT_SET) for seed in SEEDS],
+        "distribution": [sample_manifest(wildcards.method, wildcards.variant, seed, "distribution") for seed in SEEDS],
+        "prompts": PROMPT_TABLES[ALIGNMENT_SET],
+        "distribution_prompts": PROMPT_TABLES["distribution"],
         "conditioner": clip_file("conditioner"),
         "judge": clip_file("judge"),
     }
@@ -373,13 +521,20 @@ def quality_files():
     return files
 
 
+def oracle_calibration_files():
+    """The oracle's accuracy on degraded renders (worlds), shown in the report."""
+    return [RESULTS / "oracle" / "calibration.json"] if IS_WORLD else []
+
+
 def foundation_targets():
     targets = [
         DATA / "train.csv",
         DATA / "reference.csv",
-        DATA / "prompts.csv",
+        PROMPT_TABLES[ALIGNMENT_SET],
+        PROMPT_TABLES["distribution"],
         RESULTS / "embeddings" / "train_images.safetensors",
-        RESULTS / "embeddings" / "prompts.safetensors",
+        PROMPT_EMBEDDINGS[ALIGNMENT_SET],
+        PROMPT_EMBEDDINGS["distribution"],
     ]
     targets += [clip_file(role) for role in CLIP_ROLES]
     if HAS_CAPTIONS and config["baselines"]["paired"]:
@@ -617,39 +772,221 @@ def oracle_arguments(wildcards, input):
 
 
 def branch_files(suffix):
-    """One file per (method, variant) branch of the metrics stage: the table, its protocol, its best-of-16 list."""
+    """One file per (method, variant) branch of the metrics stage: the table, its per-seed values, units and
+    features, its protocol, its best-of-16 list."""
     return [RESULTS / "metrics" / method / f"{variant}{suffix}" for method, variant in sample_sets()]
 
 
 def report_sample_grids():
-    """The headline (default) sample set of every method, shown as per-prompt grids in the report."""
-    return {method: RESULTS / "samples" / method / "default" / "manifest.csv" for method in methods()}
+    """The headline (default) alignment set of every method at the first seed, shown as per-prompt grids."""
+    return {method: sample_manifest(method, "default", SEEDS[0], ALIGNMENT_SET) for method in methods()}
+
+
+def distribution_caption_arguments(wildcards, input):
+    """Where the distribution set's prompts come from, as a command-line fragment (each value quoted): the
+    world's summary (its held-out combinations are refused), or FFHQ's generic prompt; COCO: the captions."""
+    if IS_WORLD:
+        return f"--world-summary {shlex.quote(str(input.summary))}"
+    if SOURCE == "ffhq":
+        return f"--generic-prompt {shlex.quote(config['data']['ffhq']['distribution_prompt'])}"
+    return ""
+
+
+def distribution_caption_source():
+    if SOURCE == "ffhq":
+        return (
+            f"FFHQ has no captions: every reference image is prompted with the generic caption "
+            f"{config['data']['prompt_prefix'] + config['data']['ffhq']['distribution_prompt']!r} "
+            "(data.ffhq.distribution_prompt), which asks for a face and nothing in particular; FID and the other "
+            "distribution metrics then measure quality and diversity under a neutral prompt, the closest text "
+            "analogue of FFHQ's unconditional FID"
+        )
+    if SOURCE == "coco":
+        return "each reference (val2014) image's own caption, a seeded choice among its five (COCO FID-30k style)"
+    return "each reference image's own caption, from the world's caption templates (the reference split's stream)"
+
+
+def evaluation_design():
+    """protocol.json's `design`: the evaluation as a whole (docs/design.md §6)."""
+    spec = config["evaluation"]
+    return {
+        "prompts": spec["prompts"],
+        "headline_numbers": (
+            "test prompts"
+            if spec["prompts"] == "test"
+            else "VALIDATION prompts: a tuning run, not a result; the report's numbers come from the test prompts"
+        ),
+        "sets": {
+            ALIGNMENT_SET: {
+                "prompt_table": str(PROMPT_TABLES[ALIGNMENT_SET]),
+                "samples_per_prompt": config["sampling"]["samples_per_prompt"],
+                "best_of_16_prompts": config["sampling"]["best_of_prompts"],
+                "metrics": "clipscore_best16, clipscore_mean, clipscore_judge_mean, attr_acc, attr_acc_ood, attr_acc/*",
+                "use": "prompt alignment: every prompt contributes its first samples_per_prompt samples; the first "
+                "best_of_16_prompts prompts have 16 for best-of-16",
+            },
+            "distribution": {
+                "prompt_table": str(PROMPT_TABLES["distribution"]),
+                "size": spec["distribution_samples"] or "the reference split",
+                "prompted_with": distribution_caption_source(),
+                "held_out_combinations": "never: the reference split renders none (checked when the table is made)",
+                "metrics": "fid, kid, precision, recall, cmmd",
+                "reference": "exactly the reference images whose captions prompted the set",
+            },
+        },
+        "seeds": {
+            "values": SEEDS,
+            "branches": "the training seed of every generator (diffusion models, LAFITE, clip2latent generator, pairs "
+            "and prior) and of their sampling; results per seed under models/seed=N/ and samples/seed=N/; "
+            "metrics.csv holds the mean over seeds, metrics_by_seed.csv each seed",
+            "fixed_by_seed": {
+                "seed": config["seed"],
+                "what": "the data, the CLIPs, the attribute oracle and the tokenizer: shared infrastructure, as the "
+                "paper's pretrained VQGAN and CLIP are",
+            },
+        },
+        "bootstrap": {
+            "replicates": spec["bootstrap"]["replicates"],
+            "confidence": spec["bootstrap"]["confidence"],
+            "seed": spec["bootstrap"]["seed"],
+            "interval": "percentile; FID: the estimate -/+ z bootstrap standard errors, its lower end at 0 (a resample "
+            "holds about 63% distinct images, which shifts FID's replicates upwards)",
+            "levels": "two: resample the seeds (with replacement), then the units of each drawn seed",
+            "units": {
+                "alignment metrics": "prompts (samples of one prompt are correlated, so they are never resampled alone)",
+                "fid, kid, cmmd": "distribution-set images, each with its reference image (features cached by the "
+                "metrics job)",
+                "precision": "generated images, reference fixed (k-NN radii collapse on duplicated images)",
+                "recall": "reference images, generated set fixed",
+            },
+        },
+        "significance": {
+            "test": "paired bootstrap against CLIP-VQDiffusion (default variant): the same seeds and the same resampled "
+            "prompts or images for both methods; two-sided p-value",
+            "level": spec["significance_level"],
+            "correction": "Holm over the methods compared on each metric",
+        },
+        # The judge CLIP's training data, filled in where the judge is trained on its own split.
+        "judge_split": judge_split(),
+    }
+
+
+def judge_split():
+    """What data the judge CLIP saw, for protocol.json (world.json records the exact split and phrase tables):
+    a stand-in judge trains on its own judge_pairs split, disjoint from the conditioner's clip_pairs."""
+    if "judge" not in STANDIN_ROLES:
+        return {"judge": f"a CLIP from {config['clip']['judge']['source']}, not trained by this run"}
+    world = config["data"]["world"]
+    return {
+        "judge": f"judge_pairs: {world['sizes']['judge_pairs']} captioned images of their own random stream, "
+        f"captioned in the '{world['judge_wording']}' wording (the prompts' phrases plus paraphrases)",
+        "conditioner": f"clip_pairs: {world['sizes']['clip_pairs']} other images in the conditioner wording",
+        "disjoint": True,
+        "record": "data/world.json (clip_pairs) and each CLIP's sidecar",
+    }
+
+
+def training_stages():
+    """Each method's training jobs in order, once per training seed, as clipvqd.evaluation.compute reads them:
+    {method: [{stage: {benchmark, sidecar, weights, shared}} per seed]}. The tokenizer counts for each diffusion
+    method (shared); the data, CLIPs and embedding cache serve every method alike and are not counted."""
+    tokenizer = {
+        "tokenizer": {
+            "benchmark": BENCHMARKS / "tokenizer_train.tsv",
+            "sidecar": RESULTS / "tokenizer" / "model.json",
+            "weights": RESULTS / "tokenizer" / "model.safetensors",
+            "shared": True,
+        }
+    }
+
+    def job(seed, benchmark, model):
+        model = seed_dir("models", seed) / model
+        return {
+            "benchmark": BENCHMARKS / f"seed={seed}" / f"{benchmark}.tsv",
+            "sidecar": model.with_suffix(".json"),
+            "weights": model.with_suffix(".safetensors"),
+        }
+
+    def chain(seed, method):
+        if method == "clip-vqdiffusion":
+            alpha = HEADLINE["alpha"]
+            stages = {"pretrain": job(seed, f"diffusion_pretrain_alpha={alpha}", f"{method}/alpha={alpha}/pretrain")}
+            if HEADLINE["cfg"]:
+                stages["cfg fine-tune"] = job(
+                    seed, f"diffusion_cfg_finetune_alpha={alpha}", f"{method}/alpha={alpha}/cfg"
+                )
+            list(stages.values())[-1]["sampled"] = True
+            return tokenizer | stages
+        if method in ("paired", "unconditional"):
+            stages = {"pretrain": job(seed, f"diffusion_{method}_pretrain", f"{method}/pretrain")}
+            if HEADLINE["cfg"]:
+                stages["fine-tune"] = job(seed, f"diffusion_{method}_finetune", f"{method}/finetune")
+            list(stages.values())[-1]["sampled"] = True
+            return tokenizer | stages
+        if method == "lafite":
+            return {"generator": job(seed, "lafite_train", "lafite/generator") | {"sampled": True}}
+        return {
+            "generator": job(seed, "clip2latent_generator_train", "clip2latent/generator") | {"sampled": True},
+            "latent pairs": {"benchmark": BENCHMARKS / f"seed={seed}" / "clip2latent_latent_sample.tsv"},
+            "prior": job(seed, "clip2latent_prior_train", "clip2latent/prior") | {"sampled": True},
+        }
+
+    return {method: [chain(seed, method) for seed in SEEDS] for method in methods()}
+
+
+def training_stages_json():
+    """training_stages() for the report command, stages in training order (as_json would sort them)."""
+    return json.dumps(training_stages(), default=str)
+
+
+def training_stage_files():
+    """The sidecars and weights of training_stages(): the report waits for them (and so for their benchmarks)."""
+    return sorted(
+        {
+            str(stage[key])
+            for seeds in training_stages().values()
+            for stages in seeds
+            for stage in stages.values()
+            for key in ("sidecar", "weights")
+            if key in stage
+        }
+    )
 
 
 def training_curves():
-    """Every training-curve CSV the DAG writes, as {label: path}; the report plots each one."""
+    """Every training-curve CSV the DAG writes, as {label: path}; the report plots each one (the generators'
+    of every seed, labelled with their seed when there are several)."""
     curves = {f"stand-in CLIP {role}": RESULTS / "clip" / role / "curve.csv" for role in STANDIN_ROLES}
     if IS_WORLD:
         curves["attribute oracle"] = RESULTS / "oracle" / "curve.csv"
     curves["tokenizer"] = RESULTS / "tokenizer" / "curve.csv"
-    stages = {}
+    for seed in SEEDS:
+        curves.update(generator_curves(seed, f" seed={seed}" if len(SEEDS) > 1 else ""))
+    return curves
+
+
+def generator_curves(seed, suffix):
+    curves, stages = {}, {}
+    models = seed_dir("models", seed)
     for settings in variants("clip-vqdiffusion").values():
         # The CFG fine-tune starts from the pretrained model, so every sampled alpha has a pretraining curve.
         stages.setdefault(settings["alpha"], {"pretrain"}).update({"cfg"} if settings["cfg"] else set())
     for alpha in sorted(stages):
-        folder = RESULTS / "models" / "clip-vqdiffusion" / f"alpha={alpha}"
-        curves[f"clip-vqdiffusion alpha={alpha} pretrain"] = folder / "pretrain_curve.csv"
+        folder = models / "clip-vqdiffusion" / f"alpha={alpha}"
+        curves[f"clip-vqdiffusion alpha={alpha} pretrain{suffix}"] = folder / "pretrain_curve.csv"
         if "cfg" in stages[alpha]:
-            curves[f"clip-vqdiffusion alpha={alpha} cfg fine-tune"] = folder / "cfg_curve.csv"
+            curves[f"clip-vqdiffusion alpha={alpha} cfg fine-tune{suffix}"] = folder / "cfg_curve.csv"
     chosen = methods()
     for method in ("paired", "unconditional"):
         if method in chosen:
-            curves[f"{method} control"] = RESULTS / "models" / method / "curve.csv"
+            curves[f"{method} control pretrain{suffix}"] = models / method / "pretrain_curve.csv"
+            if HEADLINE["cfg"]:
+                curves[f"{method} control fine-tune{suffix}"] = models / method / "finetune_curve.csv"
     if "lafite" in chosen:
-        curves["lafite"] = RESULTS / "models" / "lafite" / "curve.csv"
+        curves[f"lafite{suffix}"] = models / "lafite" / "curve.csv"
     if "clip2latent" in chosen:
-        curves["clip2latent generator"] = RESULTS / "models" / "clip2latent" / "generator_curve.csv"
-        curves["clip2latent prior"] = RESULTS / "models" / "clip2latent" / "prior_curve.csv"
+        curves[f"clip2latent generator{suffix}"] = models / "clip2latent" / "generator_curve.csv"
+        curves[f"clip2latent prior{suffix}"] = models / "clip2latent" / "prior_curve.csv"
     return curves
 
 

@@ -14,6 +14,7 @@ if IS_WORLD:
             reference=DATA / "reference.csv",
             oracle=DATA / "oracle.csv",
             prompts=DATA / "prompts.csv",
+            validation_prompts=DATA / "validation_prompts.csv",
             summary=DATA / "world.json",
             images=directory([DATA / split for split in ("clip_pairs", "judge_pairs", "train", "reference", "oracle")]),
         log:

@@ -31,3 +31,31 @@ if IS_WORLD:
                 " --out {output.model:q} --curve {output.curve:q} --metrics {output.metrics:q}"
                 " --seed {params.seed:q} --threads {threads} > {log:q} 2>&1"
             )
+
+    rule oracle_calibrate:
+        """The oracle on what generators make: its accuracy on held-out renders degraded the way samples are."""
+        # Held-out renders blurred, noised, JPEG-compressed, down-and-up sampled and tokenized; the report draws
+        # the curve and places each method's samples on it by their sharpness. CPU only, like oracle_train.
+        input:
+            oracle=RESULTS / "oracle" / "model.safetensors",
+            renders=DATA / "oracle.csv",
+            tokenizer=RESULTS / "tokenizer" / "model.safetensors",
+            codebook=RESULTS / "tokenizer" / "codebook.json",
+        output:
+            calibration=RESULTS / "oracle" / "calibration.json",
+        log:
+            LOGS / "oracle_calibrate.log",
+        benchmark:
+            BENCHMARKS / "oracle_calibrate.tsv"
+        conda:
+            ENVS["train"]
+        threads: torch_threads
+        params:
+            resize="--resize" if config["tokenizer"]["resize"] else "",
+            seed=run_seed(),
+        shell:
+            clipvqd_command(
+                "oracle calibrate --oracle {input.oracle:q} --manifest {input.renders:q}"
+                " --tokenizer {input.tokenizer:q} --codebook {input.codebook:q} {params.resize} --seed {params.seed:q}"
+                " --out {output.calibration:q} --threads {threads} > {log:q} 2>&1"
+            )

@@ -1,0 +1,5 @@
+"""The report's one error type: a short message naming the input at fault."""
+
+
+class ReportError(ValueError):
+    pass

@@ -1,0 +1,71 @@
+"""Known-answer tests of the training-cost accounting (benchmark TSVs, sidecars, safetensors headers)."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from clipvqd.evaluation.compute import (ComputeCostError, TrainingStage, benchmark_seconds, methods_training_cost,
+                                        parameter_count, training_cost)
+
+HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+
+
+def _stage(tmp_path, name, cpu, wall, step, batch, shapes, shared=False):
+    (tmp_path / f"{name}.tsv").write_text(HEADER + f"{wall}\t0:00:01\t1\t1\t1\t1\t0\t0\t1\t{cpu}\n")
+    (tmp_path / f"{name}.json").write_text(json.dumps({"step": step, "train_config": {"batch_size": batch}}))
+    save_file({f"w{i}": torch.zeros(shape) for i, shape in enumerate(shapes)}, str(tmp_path / f"{name}.safetensors"))
+    return TrainingStage(name, tmp_path / f"{name}.tsv", tmp_path / f"{name}.json", tmp_path / f"{name}.safetensors",
+                         shared)
+
+
+def test_stages_add_up_and_the_sampled_model_gives_the_parameters(tmp_path):
+    tokenizer = _stage(tmp_path, "tokenizer", 100.0, 120.0, 2000, 16, [(3, 4), (5,)], shared=True)
+    pretrain = _stage(tmp_path, "pretrain", 200.5, 210.0, 1600, 16, [(10, 10), (7,)])
+    finetune = _stage(tmp_path, "finetune", 30.0, 31.0, 300, 8, [(10, 10), (7,)])
+    cost = training_cost([tokenizer, pretrain, finetune])
+    assert cost["cpu_s"] == pytest.approx(330.5) and cost["wall_s"] == pytest.approx(361.0)
+    assert cost["steps"] == 3900 and cost["examples"] == 2000 * 16 + 1600 * 16 + 300 * 8
+    assert cost["parameters"] == 107
+    assert [row["shared"] for row in cost["stages"]] == [True, False, False]
+    assert cost["stages"][0]["parameters"] == 17
+
+
+def test_benchmark_repeats_are_averaged(tmp_path):
+    path = tmp_path / "b.tsv"
+    path.write_text(HEADER + "10\tx\t1\t1\t1\t1\t0\t0\t1\t4\n" + "20\tx\t1\t1\t1\t1\t0\t0\t1\t6\n")
+    assert benchmark_seconds(path) == (5.0, 15.0)
+
+
+def test_bad_files_are_named(tmp_path):
+    stage = _stage(tmp_path, "a", 1, 1, 1, 1, [(2,)])
+    (tmp_path / "a.json").write_text("{}")
+    with pytest.raises(ComputeCostError, match="a.json records no step"):
+        training_cost([stage])
+    (tmp_path / "bad.tsv").write_text("s\tother\n1\t2\n")
+    with pytest.raises(ComputeCostError, match="bad.tsv has no numeric"):
+        benchmark_seconds(tmp_path / "bad.tsv")
+    (tmp_path / "x.safetensors").write_bytes(b"not a file")
+    with pytest.raises(ComputeCostError, match="x.safetensors is not a safetensors file"):
+        parameter_count(tmp_path / "x.safetensors")
+    with pytest.raises(ComputeCostError, match="lacks its benchmark"):
+        methods_training_cost({"m": [{"s": {"sidecar": "b"}}]})
+
+
+def test_seeds_are_averaged_and_a_stage_without_weights_counts_its_time(tmp_path):
+    one = _stage(tmp_path, "one", 10.0, 11.0, 100, 4, [(6,)])
+    two = _stage(tmp_path, "two", 30.0, 33.0, 100, 4, [(6,)])
+    (tmp_path / "latents.tsv").write_text(HEADER + "5\tx\t1\t1\t1\t1\t0\t0\t1\t2\n")
+    spec = {"m": [{"gen": {"benchmark": one.benchmark, "sidecar": one.sidecar, "weights": one.weights},
+                   "latents": {"benchmark": tmp_path / "latents.tsv"}},
+                  {"gen": {"benchmark": two.benchmark, "sidecar": two.sidecar, "weights": two.weights},
+                   "latents": {"benchmark": tmp_path / "latents.tsv"}}]}
+    cost = methods_training_cost(spec)["m"]
+    assert cost["seeds"] == 2 and cost["cpu_s_per_seed"] == [12.0, 32.0] and cost["cpu_s"] == pytest.approx(22.0)
+    assert cost["parameters"] == 6 and cost["examples"] == 400
+    spec["m"][0]["latents"] |= {"sampled": True}  # no weights: ignored
+    spec["m"][0]["gen"] |= {"sampled": True}
+    spec["m"][0]["prior"] = {"benchmark": one.benchmark, "sidecar": one.sidecar, "weights": one.weights,
+                             "sampled": True}
+    assert methods_training_cost({"m": spec["m"][:1]})["m"]["parameters"] == 12  # generator and prior
