@@ -8,12 +8,13 @@ HELD_OUT = [{"hair_color": "red", "beard": "yes"}, {"glasses": "yes", "hat": "ye
 
 
 def make_faces(out: Path, seed: int = 0, clip_pairs: int = 200, train: int = 40, reference: int = 20,
-               oracle: int = 60, clip_holdout_fraction: float = 0.5):
+               oracle: int = 60, clip_holdout_fraction: float = 0.5, judge_pairs: int = 40):
     from clipvqd.worlds.generate import generate_world
 
     return generate_world(
         "faces", out, seed=seed, resolution=32,
-        sizes={"clip_pairs": clip_pairs, "train": train, "reference": reference, "oracle": oracle},
+        sizes={"clip_pairs": clip_pairs, "judge_pairs": judge_pairs, "train": train, "reference": reference,
+               "oracle": oracle},
         heldout=HELD_OUT, prompt_count=8, attributes_per_prompt=3, ood_prompts_per_combination=2,
         oracle_test_fraction=0.25, clip_holdout_fraction=clip_holdout_fraction, progress=False,
     )

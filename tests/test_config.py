@@ -320,6 +320,21 @@ def test_validation_prompts_are_a_switch_for_tuning_runs(tmp_path):
     assert refused.returncode != 0 and "evaluation.prompts is 'validation'" in refused.stdout + refused.stderr
 
 
+def test_each_standin_trains_on_its_own_pairs():
+    """The judge stand-in's job reads the judge's captioned split, the conditioner's its own; both are
+    measured on the held-out clip_pairs (the world test checks the splits share no image)."""
+    result = _snakemake("-n", "--forceall", "--cores", "1", "--printshellcmds", "results/default/clip/judge/metrics.json",
+                        "results/default/clip/conditioner/metrics.json")
+    assert result.returncode == 0, result.stderr
+    commands = [line for line in result.stdout.splitlines() if "-m clipvqd clip" in line]
+    train = {role: next(c for c in commands if " clip get " in c and f"clip/{role}/model.safetensors" in c)
+             for role in ("conditioner", "judge")}
+    assert "--pairs results/default/data/clip_pairs.csv" in train["conditioner"]
+    assert "--pairs results/default/data/judge_pairs.csv" in train["judge"]
+    evaluations = [c for c in commands if " clip evaluate " in c]
+    assert len(evaluations) == 2 and all("--pairs results/default/data/clip_pairs.csv" in c for c in evaluations)
+
+
 def test_lint_is_clean():
     result = _snakemake("--lint", "--cores", "1")
     assert "Congratulations" in result.stdout + result.stderr, result.stdout + result.stderr

@@ -109,7 +109,8 @@ def test_whole_dag_runs_to_the_report_and_rerun_does_nothing(workdir):
     assert set(pd.read_csv(report / "significance.csv")["method"]) == {"paired", "unconditional", "lafite",
                                                                        "clip2latent"}
     protocol = json.loads((report / "protocol.json").read_text())
-    assert set(protocol["design"]["sets"]) == {"alignment", "distribution"} and "judge_split" in protocol["design"]
+    assert set(protocol["design"]["sets"]) == {"alignment", "distribution"}
+    assert protocol["design"]["judge_split"]["disjoint"] is True
     assert protocol["design"]["bootstrap"]["replicates"] == 50
     # every method's training cost, from its jobs' benchmark files, sidecars and weights (issue: compute in the open)
     cost = protocol["design"]["training_cost"]

@@ -10,6 +10,7 @@ from clipvqd.clip.embed import StaleEmbeddings, embed_images, load_embeddings
 from clipvqd.clip.encoder import ClipEncoder
 from clipvqd.clip.evaluate import evaluate_clip, retrieval_recall
 from clipvqd.clip.standin import StandinClipConfig, train_standin_clip
+from clipvqd.hashing import sha256_file
 from clipvqd.manifest import ManifestImages, to_uint8
 from clipvqd.oracle import Oracle, OracleConfig, score_samples, train_oracle
 from conftest import make_faces
@@ -30,6 +31,31 @@ def test_retrieval_recall_known_answer():
     assert recall["recall@1"] == 0.5 and recall["recall@2"] == 1.0 and recall["recall@1_chance"] == 0.25
 
 
+def test_contrastive_loss_is_clip_loss_and_negatives_only_add_wrong_answers():
+    """Without extra texts it is open_clip's ClipLoss; a hard negative far from every image (cosine -1)
+    changes nearly nothing; a copy of caption 0 joins every image's choices: image i's image-to-text term
+    grows by log(1 + q_i), q_i its softmax share of caption 0, and the texts still choose among the images."""
+    import math
+
+    import open_clip
+
+    from clipvqd.clip.standin import contrastive_loss
+
+    generator = torch.Generator().manual_seed(0)
+    images = torch.nn.functional.normalize(torch.randn(6, 8, generator=generator), dim=1)
+    texts = torch.nn.functional.normalize(images + 0.3 * torch.randn(6, 8, generator=generator), dim=1)
+    scale = torch.tensor(10.0)
+    plain = contrastive_loss(images, texts, scale)
+    assert torch.allclose(plain, open_clip.ClipLoss()(images, texts, scale))
+    far = torch.stack([-images.sum(0) / images.sum(0).norm()] * 2)
+    assert abs(float(contrastive_loss(images, torch.cat([texts, far]), torch.tensor(100.0)))
+               - float(contrastive_loss(images, texts, torch.tensor(100.0)))) < 1e-3
+    shares = torch.softmax(scale * images @ texts.T, dim=1)[:, 0]
+    expected = float(plain) + sum(math.log(1 + float(q)) for q in shares) / 6 / 2  # mean of 6, half the sum
+    with_copy = contrastive_loss(images, torch.cat([texts, texts[:1]]), scale)
+    assert abs(float(with_copy) - expected) < 1e-5
+
+
 def test_standin_clip_far_above_chance_and_cache_keyed_by_identity(world, tmp_path):
     cfg = StandinClipConfig(model_name="test-standin", embed_dim=64, vision_tower="resnet", vision_width=16,
                             vision_layers=1, text_width=64, text_layers=2, epochs=10, batch_size=100,
@@ -38,6 +64,10 @@ def test_standin_clip_far_above_chance_and_cache_keyed_by_identity(world, tmp_pa
                                   tmp_path / "curve.csv", seed=0, progress=False)
     metrics = evaluate_clip(tmp_path / "clip.safetensors", world / "clip_pairs.csv", "faces", gallery=100)
     assert metrics["clip_sha256"] == identity
+    # The sidecar says what it was trained on: the split, its manifest's sha256, the wording, the pair count.
+    pairs = json.loads((tmp_path / "clip.json").read_text())["source"]["pairs"]
+    assert pairs == {"split": "clip_pairs", "manifest_sha256": sha256_file(world / "clip_pairs.csv"),
+                     "train_pairs": 1190, "wordings": ["conditioner"]}
     recall, zero_shot = metrics["text_to_image"], metrics["zero_shot_attributes"]
     assert recall["recall@1"] >= 5 * recall["recall@1_chance"], metrics
     assert recall["recall@5"] >= 2 * recall["recall@5_chance"], metrics

@@ -1,5 +1,8 @@
 """The embedded worlds: determinism, disjoint splits, held-out combinations, visible attributes."""
 
+import json
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,10 +16,13 @@ def _hashes(folder, split):
     return pd.read_csv(folder / f"{split}.csv")["sha256"].tolist()
 
 
+SPLITS = ("clip_pairs", "judge_pairs", "train", "reference", "oracle")
+
+
 def test_same_seed_same_files_different_seed_different(small_faces, tmp_path):
     make_faces(tmp_path / "again", seed=0)
     make_faces(tmp_path / "other", seed=1)
-    for split in ("clip_pairs", "train", "reference", "oracle"):
+    for split in SPLITS:
         assert _hashes(small_faces, split) == _hashes(tmp_path / "again", split)
         assert set(_hashes(small_faces, split)).isdisjoint(_hashes(tmp_path / "other", split))
     assert (small_faces / "prompts.csv").read_text() == (tmp_path / "again" / "prompts.csv").read_text()
@@ -24,7 +30,7 @@ def test_same_seed_same_files_different_seed_different(small_faces, tmp_path):
 
 def test_splits_are_disjoint(small_faces):
     seen = {}
-    for split in ("clip_pairs", "train", "reference", "oracle"):
+    for split in SPLITS:
         hashes = set(_hashes(small_faces, split))
         for other, other_hashes in seen.items():
             assert hashes.isdisjoint(other_hashes), f"{split} and {other} share images"
@@ -32,13 +38,133 @@ def test_splits_are_disjoint(small_faces):
 
 
 def test_heldout_combinations_never_rendered_for_training(small_faces):
-    for split in ("clip_pairs", "train", "reference"):
+    for split in ("clip_pairs", "judge_pairs", "train", "reference"):
         frame = pd.read_csv(small_faces / f"{split}.csv", dtype=str, keep_default_na=False)
         for row in frame.to_dict("records"):
             assert not any(matches(row, combination) for combination in HELD_OUT), (split, row)
     # The oracle split is a measuring instrument and must cover them.
     oracle = pd.read_csv(small_faces / "oracle.csv", dtype=str, keep_default_na=False).to_dict("records")
     assert any(matches(row, HELD_OUT[1]) for row in oracle)
+
+
+def _words(text):
+    return re.findall(r"[a-z-]+", text.lower())
+
+
+def _contains(caption, phrase):
+    """`phrase` occurs in `caption` as whole words."""
+    words, needle = _words(caption), _words(phrase)
+    return any(words[i:i + len(needle)] == needle for i in range(len(words) - len(needle) + 1))
+
+
+def _table_phrases(table):
+    """Every literal phrase of one wording's tables (templates without their value slot)."""
+    phrases = [*table["subjects"], *[o for options in table["phrases"].values() for o in options]]
+    # Templates: their fixed fragments around the value slot ("against a {} backdrop" -> "against a", "backdrop").
+    phrases += [part for template in (*table["skin"], *table["background"]) for part in template.split("{}")]
+    phrases += [word for values in table["words"].values() for options in values.values() for word in options]
+    return {p.strip() for p in phrases if set(_words(p)) - {"a", "an", "the"}}
+
+
+@pytest.mark.parametrize("judge_wording", ["judge", "conditioner"])
+def test_judge_trains_on_its_own_images_and_words(judge_wording, tmp_path):
+    """The judge's pairs share no image with the conditioner's (nor with the held-out pairs that measure
+    both), and in the judge wording use none of the conditioner's own paraphrases: only the prompts'
+    wording is common. world.json records who trains on what."""
+    from clipvqd.worlds.generate import generate_world
+
+    out = tmp_path / judge_wording
+    generate_world("faces", out, seed=0, resolution=32,
+                   sizes={"clip_pairs": 300, "judge_pairs": 300, "train": 4, "reference": 4, "oracle": 4},
+                   heldout=HELD_OUT, prompt_count=4, attributes_per_prompt=2, ood_prompts_per_combination=1,
+                   oracle_test_fraction=0.5, clip_holdout_fraction=0.2, judge_wording=judge_wording, progress=False)
+    clip_pairs = pd.read_csv(out / "clip_pairs.csv")
+    judge_pairs = pd.read_csv(out / "judge_pairs.csv")
+    conditioner_train = clip_pairs[clip_pairs["fold"] == "train"]
+    held_out = clip_pairs[clip_pairs["fold"] == "test"]
+    assert len(held_out) == 60 and len(judge_pairs) == 300 and set(judge_pairs["fold"]) == {"train"}
+    judge_images = set(judge_pairs["sha256"])
+    assert judge_images.isdisjoint(conditioner_train["sha256"]) and judge_images.isdisjoint(held_out["sha256"])
+    assert set(clip_pairs["wording"]) == {"conditioner"} and set(judge_pairs["wording"]) == {judge_wording}
+
+    summary = json.loads((out / "world.json").read_text())
+    assert summary["clip_pairs"]["judge"] == {"split": "judge_pairs", "fold": "train", "pairs": 300,
+                                              "wording": judge_wording}
+    assert summary["clip_pairs"]["conditioner"]["pairs"] == 240 and summary["clip_pairs"]["held_out"]["pairs"] == 60
+    tables = summary["caption_wordings"]
+    conditioner_only = _table_phrases(tables["conditioner"]) - _table_phrases(tables["judge"])
+    judge_only = _table_phrases(tables["judge"]) - _table_phrases(tables["conditioner"])
+    assert {"eyeglasses", "a big smile", "a clean-shaven face"} <= conditioner_only
+    assert {"spectacles", "a grin", "a bare head"} <= judge_only
+    for caption in conditioner_train["caption"]:
+        assert not any(_contains(caption, phrase) for phrase in judge_only), caption
+    judge_used = {p for caption in judge_pairs["caption"] for p in judge_only if _contains(caption, p)}
+    conditioner_used = {p for caption in judge_pairs["caption"] for p in conditioner_only if _contains(caption, p)}
+    if judge_wording == "judge":
+        assert not conditioner_used, conditioner_used
+        assert len(judge_used) >= 0.8 * len(judge_only)  # the paraphrases are actually drawn
+    else:
+        assert not judge_used and conditioner_used
+
+
+@pytest.mark.parametrize("world_name", ["faces", "scenes"])
+@pytest.mark.parametrize("wording", ["conditioner", "judge"])
+def test_negative_caption_is_the_same_caption_with_one_named_attribute_changed(world_name, wording):
+    """Replaying the caption's random state with exactly one attribute changed gives the negative (and no
+    other single change does); a two-valued attribute is the one changed whenever the caption names one; the
+    caption stream goes on as if no negative had been drawn."""
+    world = get_world(world_name)
+    rng, negative_rng, plain = (np.random.default_rng(seed) for seed in (3, 4, 3))
+    flipped_binary = 0
+    for _ in range(60):
+        attributes = world.sample_attributes(np.random.default_rng(int(rng.integers(1 << 30))))
+        plain.integers(1 << 30)
+        state = rng.bit_generator.state
+        caption, negative = world.caption_with_negative(attributes, rng, negative_rng, wording, 1)
+        assert caption == world.caption(attributes, plain, wording, 1)  # same stream with or without negatives
+        assert negative and negative != caption
+        changes, named = [], []
+        for attribute in world.attributes:
+            for value in attribute.values:
+                if value == attributes[attribute.name]:
+                    continue
+                replay = np.random.default_rng()
+                replay.bit_generator.state = state
+                text = world.caption({**attributes, attribute.name: value}, replay, wording, 1)
+                if text != caption:
+                    named.append(attribute.name)
+                if text == negative:
+                    changes.append(attribute.name)
+        assert len(set(changes)) == 1, (caption, negative, changes)
+        if any(len(world.attribute(name).values) == 2 for name in named):
+            assert len(world.attribute(changes[0]).values) == 2, (caption, negative)
+            flipped_binary += 1
+    assert flipped_binary >= 20
+
+
+def test_pair_splits_carry_negative_captions_train_captions_do_not(small_faces):
+    for split in ("clip_pairs", "judge_pairs"):
+        rows = pd.read_csv(small_faces / f"{split}.csv", keep_default_na=False)
+        assert (rows["negative_caption"] != "").all() and (rows["negative_caption"] != rows["caption"]).all()
+    assert "negative_caption" not in pd.read_csv(small_faces / "train_captions.csv").columns
+
+
+def test_clip_captions_range_from_one_phrase_train_captions_do_not(tmp_path):
+    """The CLIPs' pairs include one-phrase captions (like the one-attribute zero-shot probes); the train
+    split's captions, read by the paired control, keep naming three or more attributes."""
+    from clipvqd.worlds.generate import generate_world
+
+    generate_world("faces", tmp_path, seed=0, resolution=32,
+                   sizes={"clip_pairs": 300, "judge_pairs": 300, "train": 300, "reference": 4, "oracle": 4},
+                   heldout=HELD_OUT, prompt_count=4, attributes_per_prompt=2, ood_prompts_per_combination=1,
+                   oracle_test_fraction=0.5, clip_holdout_fraction=0.2, progress=False)
+
+    def one_phrase_share(captions):
+        return sum("," not in c and " and " not in c for c in captions) / len(captions)
+
+    assert one_phrase_share(pd.read_csv(tmp_path / "clip_pairs.csv")["caption"]) >= 0.08
+    assert one_phrase_share(pd.read_csv(tmp_path / "judge_pairs.csv")["caption"]) >= 0.08
+    assert one_phrase_share(pd.read_csv(tmp_path / "train_captions.csv")["caption"]) <= 0.02
 
 
 def test_generator_split_carries_no_caption(small_faces):
@@ -71,6 +197,48 @@ def test_every_attribute_is_visible(world_name):
             changed = np.asarray(world.render({**base, attribute.name: value}, np.random.default_rng(7), 32), dtype=float)
             moved = np.abs(changed - reference).max(axis=2) > 40
             assert moved.sum() >= 4, f"{attribute.name}={value} changes only {moved.sum()} pixels"
+
+
+def test_unknown_judge_wording_is_named(tmp_path):
+    from clipvqd.worlds.generate import generate_world
+
+    with pytest.raises(ValueError, match=r"no caption wording 'poetic'"):
+        generate_world("faces", tmp_path, seed=0, resolution=32,
+                       sizes={"clip_pairs": 1, "train": 1, "reference": 1, "oracle": 1},
+                       heldout=[], prompt_count=1, attributes_per_prompt=1, ood_prompts_per_combination=0,
+                       oracle_test_fraction=0.5, clip_holdout_fraction=0.5, judge_wording="poetic", progress=False)
+    assert not (tmp_path / "clip_pairs.csv").exists()
+
+
+@pytest.mark.parametrize("world_name", ["faces", "scenes"])
+def test_conditioner_wording_is_the_default_and_prompts_are_in_both(world_name):
+    """Captions in the conditioner wording are what `caption` always drew (the default), and the judge
+    wording keeps the prompts' phrases among its options, so the judge can read every prompt."""
+    world = get_world(world_name)
+    attributes = world.sample_attributes(np.random.default_rng(5))
+    assert world.caption(attributes, np.random.default_rng(1)) == \
+        world.caption(attributes, np.random.default_rng(1), "conditioner")
+    judge_captions = {world.caption(attributes, np.random.default_rng(seed), "judge") for seed in range(40)}
+    conditioner_captions = {world.caption(attributes, np.random.default_rng(seed)) for seed in range(40)}
+    assert len(judge_captions - conditioner_captions) >= 20
+
+
+@pytest.mark.parametrize("attribute, off, on", [("glasses", "no", "yes"), ("expression", "neutral", "smiling"),
+                                                ("beard", "no", "yes"), ("hat", "no", "yes")])
+def test_fine_attributes_show_on_every_face(attribute, off, on):
+    """At 32 px each fine attribute moves at least 15 pixels clearly (by more than 40 levels) on every hair
+    colour, skin tone and hair style: no combination where a CLIP could not see it (a brown beard on dark
+    skin once moved none)."""
+    world = get_world("faces")
+    for hair in world.attribute("hair_color").values:
+        for skin in world.attribute("skin_tone").values:
+            for style in world.attribute("hair_style").values:
+                base = {**world.sample_attributes(np.random.default_rng(0)), "hair_color": hair, "skin_tone": skin,
+                        "hair_style": style}
+                images = [np.asarray(world.render({**base, attribute: value}, np.random.default_rng(7), 32), dtype=float)
+                          for value in (off, on)]
+                moved = (np.abs(images[1] - images[0]).max(axis=2) > 40).sum()
+                assert moved >= 15, f"{attribute} on {hair} {style} hair, {skin} skin moves {moved} pixels"
 
 
 def test_bad_heldout_value_is_named(tmp_path):

@@ -1,7 +1,7 @@
 """The worlds' stand-in CLIP: an open_clip model trained in the DAG on the captioned split only.
 
 It plays the part of CLIP's web pretraining. The architecture is a custom open_clip model config
-(registered with open_clip, so its own tokenizer and `ClipLoss` apply unchanged); only the sizes are
+(registered with open_clip, so its own tokenizer applies unchanged); only the sizes are
 small enough for a CPU.
 """
 
@@ -13,9 +13,11 @@ from pathlib import Path
 
 import open_clip
 import torch
+import torch.nn.functional as F
 
 from clipvqd.clip.encoder import register_model_config, save_clip
 from clipvqd.clip.standin_config import StandinClipConfig
+from clipvqd.hashing import sha256_file
 from clipvqd.manifest import ManifestImages
 from clipvqd.training import (TrainingRun, generator_for, seeded_global_rng, tensor_sha256, warmup_cosine,
                               without_bookkeeping)
@@ -46,6 +48,18 @@ def _draw_batch(attributes, shared: list[str], batch_size: int, hard: bool, gene
     return torch.cat([chosen, rest])
 
 
+def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor,
+                     logit_scale: torch.Tensor) -> torch.Tensor:
+    """CLIP's symmetric InfoNCE over the batch's n image/caption pairs (open_clip's ClipLoss on one process),
+    with NegCLIP's extension: text rows past the n-th are hard negative captions, extra wrong answers for
+    every image's choice among texts; the texts still choose among the n images only."""
+    count = len(image_features)
+    labels = torch.arange(count, device=image_features.device)
+    per_image = logit_scale * image_features @ text_features.T
+    per_text = logit_scale * text_features[:count] @ image_features.T
+    return (F.cross_entropy(per_image, labels) + F.cross_entropy(per_text, labels)) / 2
+
+
 def train_standin_clip(pairs_manifest: str | Path, cfg: StandinClipConfig, work_dir: str | Path, out: str | Path,
                        curve_csv: str | Path, seed: int = 0, device: str = "cpu", progress: bool = True) -> str:
     """Train on the `fold == train` rows of the captioned split; write the CLIP file; return its sha256.
@@ -56,6 +70,10 @@ def train_standin_clip(pairs_manifest: str | Path, cfg: StandinClipConfig, work_
         raise ValueError(f"manifest {pairs_manifest} has no rows with fold == 'train'")
     images = torch.stack([dataset[i] for i in train_rows])
     captions = [dataset.frame["caption"].iloc[i] for i in train_rows]
+    # What this CLIP was trained on, for its sidecar: the judge's independence from the conditioner is checkable.
+    pairs_record = {"manifest_sha256": sha256_file(pairs_manifest), "split": Path(pairs_manifest).stem,
+                    "train_pairs": len(train_rows),
+                    "wordings": sorted(set(dataset.frame["wording"].iloc[train_rows])) if "wording" in dataset.frame else None}
 
     model_cfg = cfg.model_cfg()
     register_model_config(cfg.model_name, model_cfg)
@@ -63,16 +81,22 @@ def train_standin_clip(pairs_manifest: str | Path, cfg: StandinClipConfig, work_
         model = open_clip.create_model(cfg.model_name, pretrained=None).to(device)
     tokenizer = open_clip.get_tokenizer(cfg.model_name)
     tokens = tokenizer(captions)
-    loss_fn = open_clip.ClipLoss()
+    # Hard negative captions (NegCLIP): rows whose caption names no attribute have none.
+    negatives = (dataset.frame["negative_caption"].fillna("").astype(str).iloc[train_rows].tolist()
+                 if "negative_caption" in dataset.frame and cfg.text_negative_fraction > 0 else [""] * len(captions))
+    has_negative = torch.tensor([bool(n) for n in negatives])
+    negative_tokens = tokenizer([n or c for n, c in zip(negatives, captions)])
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.learning_rate)
-    attribute_columns = [c for c in dataset.frame.columns if c not in ("path", "sha256", "caption", "fold")]
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.learning_rate,
+                                  fused=torch.device(device).type in ("cpu", "cuda"))  # one kernel per step
+    bookkeeping = ("path", "sha256", "caption", "negative_caption", "wording", "fold")
+    attribute_columns = [c for c in dataset.frame.columns if c not in bookkeeping]
     attributes = dataset.frame.iloc[train_rows][attribute_columns].reset_index(drop=True)
-    # Hard batches hold the coarse attributes (three or more values: colours, shapes) fixed, so only the
-    # fine ones tell their pairs apart.
-    shared = [c for c in attribute_columns if attributes[c].nunique() >= 3]
+    # Hard batches hold the coarsest attributes fixed (hard_negative_min_values or more values), so the
+    # others tell their pairs apart.
+    shared = [c for c in attribute_columns if attributes[c].nunique() >= cfg.hard_negative_min_values]
     total = cfg.epochs * max(1, len(images) // cfg.batch_size)
 
     run = TrainingRun(
@@ -80,7 +104,9 @@ def train_standin_clip(pairs_manifest: str | Path, cfg: StandinClipConfig, work_
         curve_fields=["step", "loss", "lr", "logit_scale", "hard_batch"], total_steps=total,
         snapshot_every=cfg.snapshot_every, progress=progress,
         settings={"config": without_bookkeeping(asdict(cfg)), "seed": seed, "images": tensor_sha256(images),
-                  "tokens": tensor_sha256(tokens), "attributes": attributes.to_json()},
+                  "tokens": tensor_sha256(tokens),
+                  "negative_tokens": tensor_sha256(negative_tokens * has_negative[:, None]),
+                  "attributes": attributes.to_json()},
         state={"model": model, "optimizer": optimizer})
     model.train()
     for step in range(run.start(), total):
@@ -90,8 +116,11 @@ def train_standin_clip(pairs_manifest: str | Path, cfg: StandinClipConfig, work_
         lr = _learning_rate(step, total, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        image_features, text_features, logit_scale = model(images[batch].to(device), tokens[batch].to(device))
-        loss = loss_fn(image_features, text_features, logit_scale)
+        chosen = torch.rand(len(batch), generator=draws) < cfg.text_negative_fraction
+        with_negative = batch[has_negative[batch] & chosen]
+        texts = torch.cat([tokens[batch], negative_tokens[with_negative]])
+        image_features, all_text_features, logit_scale = model(images[batch].to(device), texts.to(device))
+        loss = contrastive_loss(image_features, all_text_features, logit_scale)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -103,5 +132,6 @@ def train_standin_clip(pairs_manifest: str | Path, cfg: StandinClipConfig, work_
     model.eval()
     return run.finish(lambda: save_clip(out, model, model_name=cfg.model_name, model_cfg=model_cfg, mean=STANDIN_MEAN,
                                         std=STANDIN_STD, source={"kind": "standin", "manifest": str(pairs_manifest),
-                                                                 "seed": seed, "config": asdict(cfg), "steps": total},
+                                                                 "seed": seed, "config": asdict(cfg), "steps": total,
+                                                                 "pairs": pairs_record},
                                         extra=run.provenance()))

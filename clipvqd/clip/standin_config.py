@@ -29,6 +29,14 @@ class StandinClipConfig:
     # (32k pairs) are full of near-duplicates that only fine details tell apart; a 128-pair batch of a
     # small world is not, and without such batches the model learns colours and ignores glasses or smiles.
     hard_negative_fraction: float = 0.5
+    # Hard batches hold fixed the attributes with at least this many values (faces: 4 keeps hair colour and
+    # background fixed, so skin tone, hair style and the fine attributes tell their pairs apart; with 3, skin
+    # tone was fixed too and the stand-ins' zero-shot skin accuracy fell to 0.5-0.75).
+    hard_negative_min_values: int = 4
+    # Share of each batch's images whose caption's hard negative (the pairs manifest's negative_caption: the
+    # same caption with one attribute changed) joins the texts that image is contrasted with, NegCLIP's loss.
+    # It teaches the text tower the phrases a whole-caption batch never contrasts ("no hat" against "a hat").
+    text_negative_fraction: float = 1.0
     snapshot_every: int = 50  # steps between resume snapshots
 
     def __post_init__(self) -> None:

@@ -61,6 +61,10 @@ class World(ABC):
 
     name: str
     attributes: tuple[Attribute, ...]
+    # Caption phrase tables. "conditioner" captions the conditioner CLIP's pairs and the generators' train
+    # split; "judge" captions the judge CLIP's pairs: the prompts' wording plus paraphrases the conditioner
+    # never sees.
+    wordings: tuple[str, ...] = ("conditioner", "judge")
 
     @property
     def attribute_names(self) -> list[str]:
@@ -81,6 +85,10 @@ class World(ABC):
                     f"(allowed: {list(attribute.values)})"
                 )
 
+    def check_wording(self, wording: str) -> None:
+        if wording not in self.wordings:
+            raise ValueError(f"world '{self.name}' has no caption wording '{wording}' (it has {list(self.wordings)})")
+
     def sample_attributes(self, rng: np.random.Generator) -> Attributes:
         return {a.name: str(rng.choice(a.values)) for a in self.attributes}
 
@@ -89,8 +97,44 @@ class World(ABC):
         """Draw one image showing exactly `attributes`; `rng` varies everything else (pose, shade)."""
 
     @abstractmethod
-    def caption(self, attributes: Mapping[str, str], rng: np.random.Generator) -> str:
-        """A free-form caption of a rendered image, from randomly chosen templates and phrasings."""
+    def caption(self, attributes: Mapping[str, str], rng: np.random.Generator, wording: str = "conditioner",
+                min_attributes: int | None = None) -> str:
+        """A free-form caption of a rendered image, from randomly chosen templates and phrasings of `wording`,
+        naming at least `min_attributes` attributes (None: the world's own minimum)."""
+
+    def caption_with_negative(self, attributes: Mapping[str, str], rng: np.random.Generator,
+                              negative_rng: np.random.Generator, wording: str = "conditioner",
+                              min_attributes: int | None = None) -> tuple[str, str | None]:
+        """A caption and its hard negative: the same caption, drawn from the same random state, of the image
+        with one named attribute changed (NegCLIP's swapped-caption negatives, Yuksekgonul et al., ICLR 2023).
+        Two-valued attributes ("glasses" / "no glasses") are flipped first, whenever the caption names one:
+        a contrastive batch of whole captions rarely pits a phrase against its negation, and a bag-of-words
+        text tower then reads both alike. None when the caption names no attribute."""
+        state = rng.bit_generator.state
+        caption = self.caption(attributes, rng, wording, min_attributes)
+        after = rng.bit_generator.state
+
+        def recaptioned(name: str, value: str) -> str:
+            rng.bit_generator.state = state
+            return self.caption({**attributes, name: value}, rng, wording, min_attributes)
+
+        named = {}
+        for attribute in self.attributes:
+            other = [v for v in attribute.values if v != attributes[attribute.name]]
+            value = other[int(negative_rng.integers(len(other)))]
+            text = recaptioned(attribute.name, value)
+            if text != caption:
+                named[attribute.name] = text
+        rng.bit_generator.state = after
+        if not named:
+            return caption, None
+        binary = [name for name in named if len(self.attribute(name).values) == 2]
+        candidates = binary or list(named)
+        return caption, named[candidates[int(negative_rng.integers(len(candidates)))]]
+
+    @abstractmethod
+    def wording_tables(self) -> dict:
+        """Every phrase table of every wording, as plain JSON (recorded in the world's metadata)."""
 
     @abstractmethod
     def prompt(self, specified: Mapping[str, str]) -> str:

@@ -15,7 +15,8 @@ def cmd_generate(args) -> None:
                    heldout=p["heldout"], prompt_count=p["prompts"]["count"],
                    attributes_per_prompt=p["prompts"]["attributes_per_prompt"],
                    ood_prompts_per_combination=p["prompts"]["ood_per_combination"],
-                   oracle_test_fraction=p["oracle_test_fraction"], clip_holdout_fraction=p["clip_holdout_fraction"])
+                   oracle_test_fraction=p["oracle_test_fraction"], clip_holdout_fraction=p["clip_holdout_fraction"],
+                   judge_wording=p["judge_wording"])
 
 
 def register(group: argparse.ArgumentParser) -> None:

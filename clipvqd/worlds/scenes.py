@@ -25,6 +25,16 @@ RELATIONS = {
     ("vertical", True): ["below", "under"],
 }
 SUBJECTS = ["", "a picture of ", "an image showing ", "a drawing of "]
+# The judge wording: the prompts' wording (each first option above) plus paraphrases the conditioner never sees.
+JUDGE_RELATIONS = {
+    ("horizontal", False): ["to the left of", "on the left side of", "beside and left of"],
+    ("horizontal", True): ["to the right of", "on the right side of", "beside and right of"],
+    ("vertical", False): ["above", "over", "higher than"],
+    ("vertical", True): ["below", "beneath", "lower than"],
+}
+JUDGE_SUBJECTS = ["", "a sketch of ", "a scene with ", "a rendering of "]
+BACKGROUND_PHRASE = " on a {} background"
+JUDGE_BACKGROUND_PHRASES = [BACKGROUND_PHRASE, " against a {} backdrop"]
 
 
 def _draw_shape(canvas: Canvas, shape: str, cx: float, cy: float, radius: float, colour) -> None:
@@ -70,23 +80,39 @@ class ScenesWorld(World):
         shape = attributes.get(f"{prefix}_shape", "shape")
         return f"a {colour} {shape}" if colour else f"a {shape}"
 
-    def _sentence(self, attributes: Mapping[str, str], swapped: bool, relation_choice, subject: str) -> str:
+    def _sentence(self, attributes: Mapping[str, str], swapped: bool, relation_choice, subject: str,
+                  relations=RELATIONS, background: str = BACKGROUND_PHRASE) -> str:
         first, second = self._object(attributes, "first"), self._object(attributes, "second")
         if "layout" in attributes:
-            relation = relation_choice(RELATIONS[(attributes["layout"], swapped)])
+            relation = relation_choice(relations[(attributes["layout"], swapped)])
             text = f"{second} {relation} {first}" if swapped else f"{first} {relation} {second}"
         else:
             text = f"{first} and {second}"
         if "background" in attributes:
-            text += f" on a {attributes['background']} background"
+            text += background.format(attributes["background"])
         return subject + text
 
-    def caption(self, attributes: Mapping[str, str], rng: np.random.Generator) -> str:
+    def caption(self, attributes: Mapping[str, str], rng: np.random.Generator, wording: str = "conditioner",
+                min_attributes: int | None = None) -> str:
+        # A scene caption always names both objects (at least 4 attributes), whatever min_attributes asks.
+        self.check_wording(wording)
         shown = dict(attributes)
         if rng.random() < 0.4:
             shown.pop("background")
-        return self._sentence(shown, bool(rng.random() < 0.5), lambda options: str(rng.choice(options)),
-                              str(rng.choice(SUBJECTS)))
+        swapped = bool(rng.random() < 0.5)
+        pick = lambda options: str(rng.choice(options))  # noqa: E731
+        if wording == "judge":
+            return self._sentence(shown, swapped, pick, pick(JUDGE_SUBJECTS), JUDGE_RELATIONS,
+                                  pick(JUDGE_BACKGROUND_PHRASES))
+        return self._sentence(shown, swapped, pick, pick(SUBJECTS))
+
+    def wording_tables(self) -> dict:
+        def relations(table):
+            return {f"{layout}{'-swapped' if swapped else ''}": options for (layout, swapped), options in table.items()}
+
+        return {"conditioner": {"subjects": SUBJECTS, "relations": relations(RELATIONS), "background": [BACKGROUND_PHRASE]},
+                "judge": {"subjects": JUDGE_SUBJECTS, "relations": relations(JUDGE_RELATIONS),
+                          "background": JUDGE_BACKGROUND_PHRASES}}
 
     def prompt(self, specified: Mapping[str, str]) -> str:
         return self._sentence(specified, False, lambda options: options[0], "")

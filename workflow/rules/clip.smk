@@ -5,7 +5,8 @@ if STANDIN_ROLES:
     rule clip_train_standin:
         """Train a stand-in CLIP (an open_clip model) on the world's captioned pairs, resumably."""
         input:
-            pairs=DATA / "clip_pairs.csv",
+            # Each role its own captioned images: the judge never sees the conditioner's pairs or wording.
+            pairs=lambda wildcards: DATA / ("judge_pairs.csv" if wildcards.role == "judge" else "clip_pairs.csv"),
         output:
             model=RESULTS / "clip" / "{role}" / "model.safetensors",
             sidecar=RESULTS / "clip" / "{role}" / "model.json",

@@ -629,7 +629,8 @@ def check_model_config():
         key = f"clip.{role}.standin"
         standin = build_block(StandinClipConfig, config["clip"][role]["standin"], key)
         world = config["data"]["world"]
-        pairs = int(world["sizes"]["clip_pairs"] * (1 - world["clip_holdout_fraction"]))
+        split = "judge_pairs" if role == "judge" else "clip_pairs"  # each role trains on its own split
+        pairs = int(world["sizes"][split] * (1 - world["clip_holdout_fraction"]))
         check_batch(f"{key}.batch_size", standin.batch_size, pairs, "captioned pairs it trains on")
     # The condition length comes from the CLIP: known for a stand-in, 512 (ViT-B/32) as a stand-in value else.
     condition_dim = config["clip"]["conditioner"]["standin"]["embed_dim"] if "conditioner" in STANDIN_ROLES else 512
@@ -871,8 +872,18 @@ def evaluation_design():
 
 
 def judge_split():
-    """What data the judge CLIP saw; None until the judge gets its own split of captioned pairs."""
-    return None
+    """What data the judge CLIP saw, for protocol.json (world.json records the exact split and phrase tables):
+    a stand-in judge trains on its own judge_pairs split, disjoint from the conditioner's clip_pairs."""
+    if "judge" not in STANDIN_ROLES:
+        return {"judge": f"a CLIP from {config['clip']['judge']['source']}, not trained by this run"}
+    world = config["data"]["world"]
+    return {
+        "judge": f"judge_pairs: {world['sizes']['judge_pairs']} captioned images of their own random stream, "
+        f"captioned in the '{world['judge_wording']}' wording (the prompts' phrases plus paraphrases)",
+        "conditioner": f"clip_pairs: {world['sizes']['clip_pairs']} other images in the conditioner wording",
+        "disjoint": True,
+        "record": "data/world.json (clip_pairs) and each CLIP's sidecar",
+    }
 
 
 def training_stages():

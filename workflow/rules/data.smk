@@ -5,9 +5,10 @@
 if IS_WORLD:
 
     rule world_generate:
-        """Render the embedded world's splits (CLIP pairs, train, reference, oracle) and its prompt table."""
+        """Render the embedded world's splits (both CLIPs' pairs, train, reference, oracle) and its prompts."""
         output:
             clip_pairs=DATA / "clip_pairs.csv",
+            judge_pairs=DATA / "judge_pairs.csv",
             train=DATA / "train.csv",
             train_captions=DATA / "train_captions.csv",
             reference=DATA / "reference.csv",
@@ -15,7 +16,7 @@ if IS_WORLD:
             prompts=DATA / "prompts.csv",
             validation_prompts=DATA / "validation_prompts.csv",
             summary=DATA / "world.json",
-            images=directory([DATA / split for split in ("clip_pairs", "train", "reference", "oracle")]),
+            images=directory([DATA / split for split in ("clip_pairs", "judge_pairs", "train", "reference", "oracle")]),
         log:
             LOGS / "world_generate.log",
         benchmark:
