@@ -359,7 +359,8 @@ def test_report_rule_plots_every_training_curve_the_dag_writes(tmp_path):
     units = arguments[arguments.index("--units") + 1:arguments.index("--features")]
     assert [u.replace(".units.csv", ".csv") for u in units] == tables
     design = json.loads(arguments[arguments.index("--design") + 1])
-    assert design["seeds"]["values"] == [0] and design["judge_split"] is None
+    assert design["seeds"]["values"] == [0] and design["judge_split"]["disjoint"] is True
+    assert design["judge_split"]["judge"].startswith("judge_pairs: ")
     assert design["sets"]["distribution"]["metrics"] == "fid, kid, precision, recall, cmmd"
     assert arguments[arguments.index("--oracle-calibration") + 1] == f"{run}/oracle/calibration.json"
     # The report and every metrics job check the sample sets against the plans the sample rule drew: seed 0's
