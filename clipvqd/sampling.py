@@ -63,6 +63,19 @@ def _check_clip(model: str | Path, recorded_sha256: str | None, clip: str | Path
         raise SamplingError(f"{model} was trained with CLIP {recorded_sha256}, not with {clip}")
 
 
+# Training modes without condition dropout: their null vector was never trained, so guidance is undefined.
+PRETRAINING_MODES = ("language_free", "paired")
+
+
+def check_guidance(model: Any, meta: Mapping[str, Any], guidance_scale: float) -> None:
+    """Refuse guidance s != 1 for a denoiser pretrained without condition dropout (language-free or paired
+    pretraining), before anything else is loaded."""
+    if guidance_scale != 1.0 and meta.get("mode") in PRETRAINING_MODES:
+        raise SamplingError(f"{model} was pretrained without condition dropout (mode {meta.get('mode')}), so it has no "
+                            f"trained null vector for guidance s={guidance_scale}; sample it with s=1 or use the model "
+                            "of its CFG fine-tune")
+
+
 def sample_diffusion(method: str, files: Mapping[str, Any], planned: PlannedPrompts, settings: Mapping[str, Any], *,
                      seed: int, batch_size: int, device: str):
     """CLIP-VQDiffusion and its two controls: the denoiser's token maps, decoded by the tokenizer.
@@ -76,6 +89,7 @@ def sample_diffusion(method: str, files: Mapping[str, Any], planned: PlannedProm
 
     settings = dict(settings)
     denoiser, null_condition, meta = load_denoiser(files["model"], device=device)
+    check_guidance(files["model"], meta, settings.get("s", 1.0))
     tokenizer, _ = load_tokenizer(files["tokenizer"], device=device)
     mapping = CodeMapping.load(files["codebook"])
     conditions = planned.conditions()
@@ -83,9 +97,6 @@ def sample_diffusion(method: str, files: Mapping[str, Any], planned: PlannedProm
                                 steps=settings.get("steps"), purity=settings.get("purity", False),
                                 unconditional=method == "unconditional",
                                 null_condition=settings.get("null_condition", "normalized"))
-    if sampling.guidance_scale != 1.0 and meta.get("mode") in ("language_free", "paired"):  # pretrained, no dropout
-        raise SamplingError(f"{files['model']} was pretrained without condition dropout, so it has no trained null "
-                            f"vector for guidance s={sampling.guidance_scale}; sample it with s=1 or use the CFG model")
     torch.manual_seed(seed)
     images = generate_images(denoiser, null_condition, tokenizer, mapping, conditions, sampling, seed=seed,
                              batch_size=batch_size)

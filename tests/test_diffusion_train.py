@@ -222,3 +222,24 @@ def test_a_sample_draws_the_same_noise_in_any_batch(mode):
     assert condition.dtype == torch.float32 and use_null.dtype == torch.bool
     assert len(set(t.tolist())) > 1
     assert bool(use_null.all()) if mode == "unconditional" else not bool(use_null.all())
+
+
+@pytest.mark.parametrize("mode, init, refused", [("language_free", False, True), ("paired", False, True),
+                                                 ("cfg_finetune", True, False), ("paired_cfg_finetune", True, False),
+                                                 ("unconditional", False, False)])
+def test_guidance_is_refused_only_for_models_pretrained_without_dropout(tmp_path, mode, init, refused):
+    """The sample command checks a denoiser's recorded mode before loading anything else: language-free and
+    paired pretraining never train the null vector, so guidance s != 1 is refused for them (s = 1 is not)."""
+    from clipvqd.sampling import SamplingError, check_guidance
+
+    quick = DiffusionTrainConfig(steps=2, batch_size=8, warmup_steps=0, snapshot_every=100, log_every=1)
+    pretrained = run(tmp_path, "pre", mode="paired" if mode.startswith("paired") else "language_free", train=quick)
+    weights = run(tmp_path, mode, mode=mode, train=quick, init_weights=pretrained if init else None)
+    meta = load_denoiser(weights)[2]
+    assert meta["mode"] == mode
+    check_guidance(weights, meta, 1.0)
+    if refused:
+        with pytest.raises(SamplingError, match=f"pretrained without condition dropout \\(mode {mode}\\)"):
+            check_guidance(weights, meta, 1.2)
+    else:
+        check_guidance(weights, meta, 1.2)
