@@ -4,6 +4,23 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def copy_workflow(work: Path, extra_folders: tuple[str, ...] = ()) -> Path:
+    """A scratch copy of the workflow in `work` (created): Snakefile, config.yaml, workflow/, envs/, the clipvqd
+    package (without caches), `extra_folders` of the repository, and the tiny test config as tiny.yaml."""
+    import shutil
+
+    work.mkdir(parents=True, exist_ok=True)
+    for item in ("Snakefile", "config.yaml"):
+        shutil.copy(REPO / item, work / item)
+    for folder in ("workflow", "envs", *extra_folders):
+        shutil.copytree(REPO / folder, work / folder)
+    shutil.copytree(REPO / "clipvqd", work / "clipvqd", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "tests" / "configs" / "tiny.yaml", work / "tiny.yaml")
+    return work
+
+
 HELD_OUT = [{"hair_color": "red", "beard": "yes"}, {"glasses": "yes", "hat": "yes"}]
 
 

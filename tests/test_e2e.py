@@ -4,7 +4,6 @@ run the workflow's own source)."""
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import copy_workflow
 from test_report import chromium_page  # noqa: F401 (the headless Chromium fixture)
 
 pytestmark = pytest.mark.e2e
@@ -29,14 +28,7 @@ def _snakemake(workdir, *args, timeout=900):
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    work = tmp_path_factory.mktemp("e2e")
-    for item in ("Snakefile", "config.yaml"):
-        shutil.copy(REPO / item, work / item)
-    shutil.copytree(REPO / "workflow", work / "workflow")
-    shutil.copytree(REPO / "envs", work / "envs")
-    shutil.copytree(REPO / "clipvqd", work / "clipvqd", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO / "tests" / "configs" / "tiny.yaml", work / "tiny.yaml")
-    return work
+    return copy_workflow(tmp_path_factory.mktemp("e2e"))
 
 
 def _job_times(output: str) -> list[tuple[str, datetime, datetime]]:

@@ -153,19 +153,9 @@ def test_a_second_trainer_refuses_a_live_ones_work_folder_and_takes_over_a_dead_
 
 
 def _workflow_copy(tmp_path: Path) -> Path:
-    import shutil
+    from conftest import copy_workflow
 
-    from conftest import REPO
-
-    work = tmp_path / "wf"
-    work.mkdir()
-    for item in ("Snakefile", "config.yaml"):
-        shutil.copy(REPO / item, work / item)
-    for folder in ("workflow", "envs"):
-        shutil.copytree(REPO / folder, work / folder)
-    shutil.copytree(REPO / "clipvqd", work / "clipvqd", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO / "tests" / "configs" / "tiny.yaml", work / "tiny.yaml")
-    return work
+    return copy_workflow(tmp_path / "wf")
 
 
 def _trainer_pid(folder: Path) -> int:

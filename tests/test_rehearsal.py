@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import copy_workflow
 from rehearsal_inputs import write_inputs
 
 pytestmark = pytest.mark.rehearsal
@@ -104,13 +104,7 @@ def _sidecar(path: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def workflow_copy(tmp_path_factory):
-    work = tmp_path_factory.mktemp("rehearsal")
-    for item in ("Snakefile", "config.yaml"):
-        shutil.copy(REPO / item, work / item)
-    for folder in ("workflow", "envs", "configs"):
-        shutil.copytree(REPO / folder, work / folder)
-    shutil.copytree(REPO / "clipvqd", work / "clipvqd", ignore=shutil.ignore_patterns("__pycache__"))
-    return work
+    return copy_workflow(tmp_path_factory.mktemp("rehearsal"), extra_folders=("configs",))
 
 
 @pytest.mark.parametrize("overlay", ["ffhq", "coco"])

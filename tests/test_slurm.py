@@ -34,7 +34,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, copy_workflow
 from local_http import LocalFiles
 
 SLURM_CONF = Path("/etc/slurm/slurm.conf")
@@ -302,14 +302,7 @@ def test_site_keys_come_from_the_environment_without_losing_the_defaults(monkeyp
 def slurm_run(slurm_cluster, tmp_path_factory):
     """A scratch copy of the workflow, the test profile, and a function running Snakemake on SLURM there."""
     root = tmp_path_factory.mktemp("slurm-dag")
-    work = root / "work"
-    work.mkdir()
-    for item in ("Snakefile", "config.yaml"):
-        shutil.copy(REPO / item, work / item)
-    for folder in ("workflow", "envs"):
-        shutil.copytree(REPO / folder, work / folder)
-    shutil.copytree(REPO / "clipvqd", work / "clipvqd", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO / "tests" / "configs" / "tiny.yaml", work / "tiny.yaml")
+    work = copy_workflow(root / "work")
     profile = _test_profile(root / "profile")
     env = {key: value for key, value in os.environ.items() if not key.startswith(("SLURM_", "SBATCH_"))}
     env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
