@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from clipvqd.evaluation.features import UInt8Images
+from clipvqd.evaluation.image_set import UInt8Images
 from clipvqd.manifest import absolute_paths, read_manifest
 
 SAMPLE_COLUMNS = ("path", "prompt_id", "prompt", "sample_index")

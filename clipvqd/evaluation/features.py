@@ -31,7 +31,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from clipvqd.evaluation.image_set import FeatureError, ImageSet, UInt8Images  # noqa: F401 (UInt8Images re-exported)
+from clipvqd.evaluation.image_set import FeatureError, ImageSet
 from clipvqd.hashing import sha256_bytes, verify_sha256
 
 log = logging.getLogger(__name__)
