@@ -21,6 +21,34 @@ def copy_workflow(work: Path, extra_folders: tuple[str, ...] = ()) -> Path:
     return work
 
 
+class Killed(Exception):
+    """Raised in place of a kill: the trainer stops right after it has written a resume snapshot."""
+
+
+@pytest.fixture
+def kill_after_first_snapshot(monkeypatch):
+    """`kill(train, match=None)` runs `train()` until its first resume snapshot is written, then stops it as a kill
+    would (raising `Killed`, whose message names the snapshot's step and must match `match`); the trainer's own
+    snapshot writer is restored afterwards, so the next `train()` resumes normally."""
+    from clipvqd.training import ResumeState
+
+    original = ResumeState.save
+
+    def save_then_die(self, step, objects, extra=None):
+        original(self, step, objects, extra)
+        raise Killed(f"killed after the snapshot at step {step}")
+
+    def kill(train, match=None):
+        monkeypatch.setattr(ResumeState, "save", save_then_die)
+        try:
+            with pytest.raises(Killed, match=match):
+                train()
+        finally:
+            monkeypatch.setattr(ResumeState, "save", original)
+
+    return kill
+
+
 HELD_OUT = [{"hair_color": "red", "beard": "yes"}, {"glasses": "yes", "hat": "yes"}]
 
 

@@ -21,7 +21,6 @@ from clipvqd.clip2latent.prior import DiffusionPrior
 from clipvqd.clip2latent.schedule import GaussianSchedule, cosine_betas
 from clipvqd.clip2latent.train import load_prior, train_prior
 from clipvqd.training import generator_for
-from clipvqd.training import ResumeState
 from conftest import REPO
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -29,10 +28,6 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 LATENT, EMBED = 6, 10
 MODEL = PriorModelConfig(latent_dim=LATENT, embed_dim=EMBED, dim=32, depth=2, heads=2, dim_head=16, timesteps=100)
 TRAIN = PriorTrainConfig(steps=6, batch_size=4, snapshot_every=3, log_every=3, ema_decay=0.9)
-
-
-class Killed(RuntimeError):
-    pass
 
 
 def _pairs(n=8, seed=0):
@@ -204,7 +199,7 @@ def test_samplers_are_deterministic_under_a_seed():
     assert torch.equal(images, generate_images(prior, generator, embeds, settings, seed=3, progress=False))
 
 
-def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, monkeypatch):
+def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, kill_after_first_snapshot):
     pairs = _pairs()
 
     def run(name, cfg=TRAIN):
@@ -213,16 +208,7 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, monkeypatch):
         return out
 
     straight = run("straight")
-    original_save = ResumeState.save
-
-    def save_then_die(self, step, objects, extra=None):
-        original_save(self, step, objects, extra)
-        raise Killed(f"killed after the snapshot at step {step}")
-
-    monkeypatch.setattr(ResumeState, "save", save_then_die)
-    with pytest.raises(Killed, match="step 3"):
-        run("resumed")
-    monkeypatch.setattr(ResumeState, "save", original_save)
+    kill_after_first_snapshot(lambda: run("resumed"), match="step 3")
     resumed = run("resumed")
     a, b = load_file(str(straight)), load_file(str(resumed))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -16,7 +16,6 @@ from safetensors.torch import load_file
 
 from clipvqd.diffusion import DenoiserConfig, DiffusionTrainConfig, MaskAndReplace, load_denoiser, sample, train_diffusion
 from clipvqd.diffusion.train import _build_model
-from clipvqd.training import ResumeState
 
 # T = 5 and importance_min_samples = 1: importance sampling is active within a few steps, so the resume
 # test also covers the timestep sampler's saved state.
@@ -55,24 +54,10 @@ def curve_without_time(path: Path) -> list[dict[str, str]]:
     return rows
 
 
-class Killed(Exception):
-    pass
-
-
-def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, monkeypatch):
+def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, kill_after_first_snapshot):
     straight = run(tmp_path, "straight")
-
-    original_save = ResumeState.save
-
-    def save_then_die(self, step, objects, extra=None):
-        original_save(self, step, objects, extra)
-        raise Killed(f"killed after the snapshot at step {step}")
-
-    monkeypatch.setattr(ResumeState, "save", save_then_die)
-    with pytest.raises(Killed, match="step 4"):
-        run(tmp_path, "resumed")
+    kill_after_first_snapshot(lambda: run(tmp_path, "resumed"), match="step 4")
     assert not (tmp_path / "resumed" / "weights.safetensors").exists()
-    monkeypatch.setattr(ResumeState, "save", original_save)
     resumed = run(tmp_path, "resumed")
 
     a, b = load_file(str(straight)), load_file(str(resumed))

@@ -154,26 +154,6 @@ def test_oracle_reads_held_out_renders(world, tmp_path):
 
 # ---- reruns: changed settings start over, unchanged ones resume -------------------------------------------
 
-class Killed(Exception):
-    pass
-
-
-def _kill_after_first_snapshot(monkeypatch, train):
-    """Run `train()` until its first snapshot is written, then stop it as a kill would."""
-    from clipvqd.training import ResumeState
-
-    original = ResumeState.save
-
-    def save_then_die(self, step, objects, extra=None):
-        original(self, step, objects, extra)
-        raise Killed(f"killed after the snapshot at step {step}")
-
-    monkeypatch.setattr(ResumeState, "save", save_then_die)
-    with pytest.raises(Killed):
-        train()
-    monkeypatch.setattr(ResumeState, "save", original)
-
-
 def _same_weights(a, b):
     from safetensors.torch import load_file
 
@@ -181,11 +161,11 @@ def _same_weights(a, b):
     return first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
 
 
-def _check_rerun(monkeypatch, capsys, tmp_path, train, cfg, changed):
+def _check_rerun(kill, capsys, tmp_path, train, cfg, changed):
     """`train(cfg, work, name)` writes tmp_path/name.safetensors. A snapshot of `cfg` exists when `changed`
     is run in the same folder: it must start over and equal a fresh run of `changed`. Unchanged, a killed
     run resumes and equals an uninterrupted one."""
-    _kill_after_first_snapshot(monkeypatch, lambda: train(cfg, tmp_path / "work", "killed"))
+    kill(lambda: train(cfg, tmp_path / "work", "killed"))
     capsys.readouterr()
     train(changed, tmp_path / "work", "changed")
     assert "other data or settings; starting over" in capsys.readouterr().out
@@ -193,27 +173,27 @@ def _check_rerun(monkeypatch, capsys, tmp_path, train, cfg, changed):
     assert _same_weights(tmp_path / "changed.safetensors", tmp_path / "fresh.safetensors")
 
     train(cfg, tmp_path / "straight-work", "straight")
-    _kill_after_first_snapshot(monkeypatch, lambda: train(cfg, tmp_path / "work2", "killed2"))
+    kill(lambda: train(cfg, tmp_path / "work2", "killed2"))
     capsys.readouterr()
     train(cfg, tmp_path / "work2", "resumed")
     assert "resuming from the snapshot at step" in capsys.readouterr().out
     assert _same_weights(tmp_path / "resumed.safetensors", tmp_path / "straight.safetensors")
 
 
-def test_oracle_rerun_with_other_settings_starts_over_and_unchanged_resumes(small_faces, tmp_path, monkeypatch,
-                                                                           capsys, single_thread):
+def test_oracle_rerun_with_other_settings_starts_over_and_unchanged_resumes(
+        small_faces, tmp_path, kill_after_first_snapshot, capsys, single_thread):
     def train(cfg, work, name):
         train_oracle(small_faces / "oracle.csv", "faces", cfg, work, tmp_path / f"{name}.safetensors",
                      tmp_path / f"{name}.csv", seed=0, progress=False)
 
     cfg = OracleConfig(width=4, epochs=2, batch_size=16)
-    _check_rerun(monkeypatch, capsys, tmp_path, train, cfg, dataclasses.replace(cfg, learning_rate=1e-2))
+    _check_rerun(kill_after_first_snapshot, capsys, tmp_path, train, cfg, dataclasses.replace(cfg, learning_rate=1e-2))
     steps = [int(line.split(",")[0]) for line in (tmp_path / "resumed.csv").read_text().splitlines()[1:]]
     assert steps == list(range(1, 7))  # 45 training renders, 3 batches an epoch: no gap, no repeated row
 
 
-def test_standin_clip_rerun_with_other_settings_starts_over_and_unchanged_resumes(small_faces, tmp_path, monkeypatch,
-                                                                                 capsys, single_thread):
+def test_standin_clip_rerun_with_other_settings_starts_over_and_unchanged_resumes(
+        small_faces, tmp_path, kill_after_first_snapshot, capsys, single_thread):
     def train(cfg, work, name):
         train_standin_clip(small_faces / "clip_pairs.csv", cfg, work, tmp_path / f"{name}.safetensors",
                            tmp_path / f"{name}.csv", seed=0, progress=False)
@@ -221,4 +201,4 @@ def test_standin_clip_rerun_with_other_settings_starts_over_and_unchanged_resume
     cfg = StandinClipConfig(model_name="test-rerun-standin", embed_dim=16, vision_tower="resnet", vision_width=8,
                             vision_layers=1, text_width=32, text_layers=1, text_heads=2, epochs=2, batch_size=50,
                             snapshot_every=1)
-    _check_rerun(monkeypatch, capsys, tmp_path, train, cfg, dataclasses.replace(cfg, learning_rate=3e-3))
+    _check_rerun(kill_after_first_snapshot, capsys, tmp_path, train, cfg, dataclasses.replace(cfg, learning_rate=3e-3))

@@ -19,7 +19,6 @@ from clipvqd.lafite import (Discriminator, Generator, LafiteModelConfig, LafiteT
                             generate_images, load_generator, pseudo_text_feature, train_lafite)
 from clipvqd.lafite.clip_features import clip_image_features, freeze
 from clipvqd.manifest import ManifestImages, read_manifest
-from clipvqd.training import ResumeState
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -162,10 +161,6 @@ def test_itc_gradient_reaches_the_generator_only_and_an_overfit_lowers_the_loss(
     assert sum(losses[-5:]) / 5 < losses[0] - 0.1, losses
 
 
-class Killed(Exception):
-    pass
-
-
 def _train(world, tmp_path, name, train=TRAIN):
     out = tmp_path / name / "generator.safetensors"
     train_lafite(world["images"], world["embeddings"], world["encoder"], MODEL, train, tmp_path / name / "work", out,
@@ -173,19 +168,10 @@ def _train(world, tmp_path, name, train=TRAIN):
     return out
 
 
-def test_resume_after_a_kill_equals_an_uninterrupted_run(world, tmp_path, monkeypatch):
+def test_resume_after_a_kill_equals_an_uninterrupted_run(world, tmp_path, kill_after_first_snapshot):
     straight = _train(world, tmp_path, "straight")
-    original_save = ResumeState.save
-
-    def save_then_die(self, step, objects, extra=None):
-        original_save(self, step, objects, extra)
-        raise Killed(f"killed after the snapshot at step {step}")
-
-    monkeypatch.setattr(ResumeState, "save", save_then_die)
-    with pytest.raises(Killed, match="step 2"):
-        _train(world, tmp_path, "resumed")
+    kill_after_first_snapshot(lambda: _train(world, tmp_path, "resumed"), match="step 2")
     assert not (tmp_path / "resumed" / "generator.safetensors").exists()
-    monkeypatch.setattr(ResumeState, "save", original_save)
     resumed = _train(world, tmp_path, "resumed")
     a, b = load_file(str(straight)), load_file(str(resumed))
     assert a.keys() == b.keys()
@@ -203,7 +189,7 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(world, tmp_path, monkey
     assert json.loads((tmp_path / "resumed" / "generator.json").read_text())["train_config"]["xi"] == 2.0
 
 
-def test_augmentation_and_image_image_terms_resume_exactly_and_are_logged(world, tmp_path, monkeypatch):
+def test_augmentation_and_image_image_terms_resume_exactly_and_are_logged(world, tmp_path, kill_after_first_snapshot):
     """DiffAugment's draws, the iic/iid terms and the official batch projection survive a kill like the
     rest: the resumed run ends with the same weights as an uninterrupted one."""
     train = dataclasses.replace(TRAIN, augment=("color", "translation", "cutout"), iic_weight=1.0, iid_weight=1.0)
@@ -216,16 +202,7 @@ def test_augmentation_and_image_image_terms_resume_exactly_and_are_logged(world,
         return load_file(str(out))
 
     straight = run("straight")
-    original_save = ResumeState.save
-
-    def save_then_die(self, step, objects, extra=None):
-        original_save(self, step, objects, extra)
-        raise Killed(f"killed after the snapshot at step {step}")
-
-    monkeypatch.setattr(ResumeState, "save", save_then_die)
-    with pytest.raises(Killed):
-        run("resumed")
-    monkeypatch.setattr(ResumeState, "save", original_save)
+    kill_after_first_snapshot(lambda: run("resumed"))
     resumed = run("resumed")
     assert all(torch.equal(straight[key], resumed[key]) for key in straight)
     curve = pd.read_csv(tmp_path / "resumed" / "curve.csv")
