@@ -164,6 +164,13 @@ def test_download_rules_run_on_the_submit_host():
                 assert re.search(r"^\s+localrule: True", body, re.MULTILINE), (smk, rule)
 
 
+def test_plan_time_precision_recall_neighbourhood_is_the_metrics_one():
+    # common.smk restates the neighbourhood so that its plan-time check imports no torch.
+    from clipvqd.evaluation.fid import DEFAULT_PRC_NEIGHBORHOOD
+
+    assert f"PRC_NEIGHBORHOOD = {DEFAULT_PRC_NEIGHBORHOOD}\n" in (REPO / "workflow/rules/common.smk").read_text()
+
+
 def test_cross_key_check_names_the_keys(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("data:\n  source: ffhq\nclip:\n  judge: {source: pretrained}\nbaselines: {paired: false}\n")
@@ -203,6 +210,11 @@ BAD_MODEL_SETTINGS = [
     ("evaluation:\n  bootstrap: {confidence: 1.5}\n", ["confidence", "1.5"]),
     ("evaluation: {distribution_samples: 5000}\n",
      ["evaluation.distribution_samples is 5000, but data.world.sizes.reference is 1000"]),
+    ("evaluation: {distribution_samples: 3}\n",
+     ["evaluation.distribution_samples is 3: precision/recall (neighbourhood 3) need more than 3"]),
+    ("data:\n  source: coco\n  coco: {reference_count: 3}\n"
+     "clip:\n  conditioner: {source: pretrained}\n  judge: {source: pretrained}\n",
+     ["data.coco.reference_count is 3: precision/recall (neighbourhood 3)"]),
     ("sampling: {best_of_prompts: 500}\n", ["sampling.best_of_prompts is 500, more than the prompt table holds"]),
     ("evaluation: {prompts: tuning}\n", ["prompts", "'tuning' is not one of"]),
 ]

@@ -21,6 +21,9 @@ TOKENS = RESULTS / "tokens" / "train.json"
 ENVS = {family: f"../../envs/{family}.yaml" for family in ("data", "clip", "train", "evaluation", "report")}
 
 SOURCE = config["data"]["source"]
+# torch-fidelity's precision/recall neighbourhood, which the metrics job uses (clipvqd.evaluation.fid
+# DEFAULT_PRC_NEIGHBORHOOD; restated here because the plan-time checks import no torch, a test keeps them equal).
+PRC_NEIGHBORHOOD = 3
 IS_WORLD = SOURCE == "world"
 CLIP_ROLES = ("conditioner", "judge")
 STANDIN_ROLES = [r for r in CLIP_ROLES if config["clip"][r]["source"] == "standin"]
@@ -75,6 +78,19 @@ def check_config():
         raise ConfigError(
             f"evaluation.distribution_samples is {distribution}, but data.world.sizes.reference is "
             f"{reference_size}: the distribution set has one sample per reference image"
+        )
+    # Precision/recall compare each image with its PRC_NEIGHBORHOOD-th nearest neighbour, so a distribution set
+    # or a reference split of that many images or fewer fails in the metrics job, after every sample is drawn.
+    smallest = distribution or (reference_size if IS_WORLD else config["data"][SOURCE].get("reference_count"))
+    if smallest is not None and smallest <= PRC_NEIGHBORHOOD:
+        key = (
+            "evaluation.distribution_samples"
+            if distribution
+            else ("data.world.sizes.reference" if IS_WORLD else f"data.{SOURCE}.reference_count")
+        )
+        raise ConfigError(
+            f"{key} is {smallest}: precision/recall (neighbourhood {PRC_NEIGHBORHOOD}) need more than "
+            f"{PRC_NEIGHBORHOOD} generated and reference images; use at least {PRC_NEIGHBORHOOD + 1}"
         )
     if IS_WORLD:
         spec = config["data"]["world"]["prompts"]
