@@ -30,6 +30,7 @@ GROUPS = {
     "clip2latent": ("clipvqd.clip2latent.cli", "the clip2latent baseline (StyleGAN2 + diffusion prior)"),
     "sample": ("clipvqd.sampling_cli", "any method: prompts in, PNGs + manifest out"),
     "evaluate": ("clipvqd.evaluation.cli", "metrics of sample sets and the comparison report"),
+    "cost": ("clipvqd.paper_cost_cli", "predicted GPU cost of a run from per-step measurements"),
 }
 
 

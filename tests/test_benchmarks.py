@@ -88,3 +88,21 @@ def test_train_steps_cpu_benchmark_quick_path(tmp_path):
     train = payload["diffusion_train"]["language_free"]["sha256"]
     assert train["old"] == train["new"] and set(train["old"]) == {"weights", "ema", "timestep_sampler"}
     assert "imports" not in payload  # --quick leaves out the subprocess timing
+
+
+def test_paper_steps_gpu_smoke_run_on_cpu(tmp_path):
+    """The paper-scale GPU script's --smoke path on CPU, at the world default's small shapes (config.yaml alone;
+    the paper shapes take minutes on a CPU): every stage runs through the library's own trainers and inference
+    paths and leaves a rate, so the GPU run cannot fail on a stage this path never reached."""
+    payload = run_benchmark("paper_steps_gpu.py", ["--smoke", "--config", "config.yaml"],
+                            tmp_path / "paper_steps.json", timeout=300)
+    assert payload["complete"] is True
+    failed = {name: entry["error"] for name, entry in payload["stages"].items() if not entry["ok"]}
+    assert not failed
+    assert set(payload["rates"]) == {
+        "clip_conditioner_image", "clip_conditioner_text", "judge_image", "tokenizer_step", "tokenizer_step_no_disc",
+        "tokenizer_encode_image", "tokenizer_decode_image", "diffusion_step@2", "denoiser_sample_step_guided",
+        "denoiser_sample_step", "lafite_step", "lafite_image", "stylegan2_step", "clip2latent_pair", "prior_step",
+        "clip2latent_image", "inception_image"}
+    assert all(rate["seconds"] > 0 and rate["basis"] == "smoke run (not a measurement)" for rate in payload["rates"].values())
+    assert payload["stages"]["lafite_train"]["timed_steps"] == 1

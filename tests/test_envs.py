@@ -219,11 +219,15 @@ def test_each_environment_has_what_its_rules_import(family):
                          f"imports (entry modules {ENTRY_MODULES[family]})")
 
 
+# Command groups that no rule runs, so no rule family's environment needs them, each with its reason.
+HOST_GROUPS = {"cost": "`cost predict` is run by a person beside Snakemake (it calls `snakemake -n`), never by a rule"}
+
+
 def test_every_command_group_belongs_to_a_family():
     from clipvqd.cli import GROUPS
 
     listed = {entry.partition(":")[0] for entries in ENTRY_MODULES.values() for entry in entries}
-    missing = {group: module for group, (module, _) in GROUPS.items() if module not in listed}
+    missing = {group: module for group, (module, _) in GROUPS.items() if module not in listed and group not in HOST_GROUPS}
     assert not missing, f"command groups whose module no family's ENTRY_MODULES lists: {missing}"
 
 
