@@ -46,6 +46,7 @@ def build_report(out_dir: str | Path, tables: Sequence[str | Path], protocols: S
     from clipvqd.evaluation.bootstrap import BootstrapSettings
     from clipvqd.evaluation.table import read_metrics_table
     from clipvqd.evaluation.uncertainty import BranchData
+    from clipvqd.report.diversity_figure import per_prompt_diversity
     from clipvqd.report.significance import headline_sentences, significance_table
 
     if len(tables) != len(protocols):
@@ -86,7 +87,8 @@ def build_report(out_dir: str | Path, tables: Sequence[str | Path], protocols: S
                           quality_numbers=quality, paper_rows=paper, title=title, run_name=run_name,
                           significance=significance, headline=headline, oracle_calibration=calibration,
                           by_seed_csv=by_seed_out if by_seed else None,
-                          significance_csv=significance_out, plan=plan)
+                          significance_csv=significance_out, plan=plan,
+                          diversity=per_prompt_diversity(branches))
     # Always present, so the workflow can declare it (empty when no figure could be drawn).
     (Path(out_dir) / "figures").mkdir(parents=True, exist_ok=True)
     return index

@@ -821,7 +821,8 @@ def evaluation_design():
                 "prompt_table": str(PROMPT_TABLES[ALIGNMENT_SET]),
                 "samples_per_prompt": config["sampling"]["samples_per_prompt"],
                 "best_of_16_prompts": config["sampling"]["best_of_prompts"],
-                "metrics": "clipscore_best16, clipscore_mean, clipscore_judge_mean, attr_acc, attr_acc_ood, attr_acc/*",
+                "metrics": "clipscore_best16, clipscore_mean, clipscore_judge_mean, attr_acc, attr_acc_ood, attr_acc/*, "
+                "within_prompt_diversity (judge-CLIP image features, in-distribution prompts)",
                 "use": "prompt alignment: every prompt contributes its first samples_per_prompt samples; the first "
                 "best_of_16_prompts prompts have 16 for best-of-16",
             },
