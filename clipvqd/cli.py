@@ -30,6 +30,7 @@ GROUPS = {
     "clip2latent": ("clipvqd.clip2latent.cli", "the clip2latent baseline (StyleGAN2 + diffusion prior)"),
     "sample": ("clipvqd.sampling_cli", "any method: prompts in, PNGs + manifest out"),
     "evaluate": ("clipvqd.evaluation.cli", "metrics of sample sets and the comparison report"),
+    "calibrate": ("clipvqd.machine_speed_cli", "machine-speed calibration: a fixed one-thread torch workload, timed"),
 }
 
 

@@ -115,6 +115,11 @@ def test_whole_dag_runs_to_the_report_and_rerun_does_nothing(workdir):
     assert "training CPU-s" in (report / "index.html").read_text()
     assert "<img" in (report / "index.html").read_text()
     assert 'src="figures/within_prompt_diversity.png"' in (report / "index.html").read_text()
+    # The machine-speed calibration, measured by its own job at the start and recorded by the report.
+    speed = json.loads((results / "calibration.json").read_text())
+    assert speed["seconds"] > 0 and speed["cpu_seconds"] > 0
+    assert protocol["design"]["machine_speed"]["this_run"] == speed
+    assert f"This machine: calibration {speed['cpu_seconds']:.2f} CPU-s" in (report / "index.html").read_text()
     assert any(e["kind"] == "within_prompt_diversity" for e in protocol["entries"].values())
     for log in ("tokenizer_train", "seed=0/diffusion_pretrain_alpha=0.5", "seed=0/diffusion_cfg_finetune_alpha=0.5",
                 "seed=0/diffusion_paired_pretrain", "seed=0/diffusion_paired_finetune",

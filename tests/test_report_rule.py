@@ -82,7 +82,12 @@ def inputs(tmp_path, small_faces):
     quality.parent.mkdir(parents=True)
     quality.write_text(json.dumps({"clip_sha256": "ab" * 32, "text_to_image": {"recall@1": 0.36, "recall@1_chance": 0.01},
                                    "zero_shot_attributes": {"hat": {"accuracy": 0.8, "chance": 0.5}}}))
+    from clipvqd.machine_speed import calibrate
+
+    calibration = tmp_path / "results" / "calibration.json"
+    calibration.write_text(json.dumps(calibrate(repeats=1)))
     return {"branches": branches, "grids": grids, "curves": {"tokenizer": str(curve)}, "benchmarks": benchmarks,
+            "calibration": calibration,
             "quality": {"CLIP judge (stand-in)": str(quality)}, "report": tmp_path / "reports" / "run",
             "prompts": prompts}
 
@@ -96,7 +101,7 @@ def _report(inputs, tables=None, protocols=None):
           "--out-dir", str(report), "--grids", json.dumps(inputs["grids"]), "--curves", json.dumps(inputs["curves"]),
           "--quality", json.dumps(inputs["quality"]), "--benchmarks-dir", str(inputs["benchmarks"]),
           "--title", "tiny comparison", "--run-name", "run", "--prompts", str(inputs["prompts"]),
-          "--samples-per-prompt", "2", "--sample-seed", str(SAMPLE_SEED)])
+          "--samples-per-prompt", "2", "--sample-seed", str(SAMPLE_SEED), "--machine-speed", str(inputs["calibration"])])
     return report
 
 
@@ -128,6 +133,10 @@ def test_report_from_two_branches(inputs):
     assert re.search(r"zero_shot_attributes\.hat<.*?0\.8 \(chance 0\.5\)", html, re.S)
     assert "recall@1_chance" not in html
     assert (report / "figures").is_dir()
+    # The run's machine-speed calibration: in protocol.json's design and in the run-time section.
+    speed = json.loads(inputs["calibration"].read_text())
+    assert protocol.design["machine_speed"]["this_run"] == speed
+    assert f"This machine: calibration {speed['cpu_seconds']:.2f} CPU-s" in html
 
 
 def _units_and_features(root: Path, method: str, shift: float, spread: float, diversity: float = 0.5):

@@ -11,6 +11,7 @@ from clipvqd.report.inputs import (
     collect_benchmark_files,
     read_oracle_calibration,
     read_paper_rows,
+    read_machine_speed,
     read_quality_numbers,
 )
 from clipvqd.report.render import ReportError, render_report
@@ -29,7 +30,8 @@ def build_report(out_dir: str | Path, tables: Sequence[str | Path], protocols: S
                  benchmark_files: Iterable[str | Path] = (), benchmark_dirs: Iterable[str | Path] = (),
                  paper_rows: str | Path | None = None, title: str = "clipvqd comparison report",
                  run_name: str | None = None, plan=None,
-                 training_stages: Mapping[str, Sequence[Mapping]] | None = None) -> Path:
+                 training_stages: Mapping[str, Sequence[Mapping]] | None = None,
+                 machine_speed: str | Path | None = None) -> Path:
     """Write the merged metrics.csv, metrics_by_seed.csv, significance.csv and protocol.json, then
     `out_dir/index.html`; return its path.
 
@@ -39,7 +41,8 @@ def build_report(out_dir: str | Path, tables: Sequence[str | Path], protocols: S
     metrics.json of a tool (CLIP, oracle, tokenizer); `benchmark_dirs` are read as they are now; `plan` (a
     `clipvqd.samples.SamplePlan`) is what every sample manifest of `sample_grids` must hold; `training_stages`
     lists each method's training jobs (`clipvqd.evaluation.compute.methods_training_cost`): their cost goes
-    into protocol.json's design and the main table.
+    into protocol.json's design and the main table; `machine_speed` is the run's calibration
+    (`clipvqd.machine_speed`), recorded in the design beside the README's and shown with the run times.
     """
 
     from clipvqd.evaluation import merge_results
@@ -58,6 +61,10 @@ def build_report(out_dir: str | Path, tables: Sequence[str | Path], protocols: S
     quality = read_quality_numbers(quality_files or {})
     paper = read_paper_rows(paper_rows)
     calibration = read_oracle_calibration(oracle_calibration)
+    if machine_speed:
+        from clipvqd.machine_speed import design_entry
+
+        design = dict(design or {}, machine_speed=design_entry(read_machine_speed(machine_speed)))
     if training_stages:
         from clipvqd.evaluation.compute import methods_training_cost
 

@@ -368,6 +368,7 @@ def render_report(out_dir: str | Path, metrics_csv: str | Path, protocol_json: s
     plan: the `clipvqd.samples.SamplePlan` every sample manifest of `sample_grids` must hold. diversity: each
     prompt's within-prompt diversity per branch and seed (`diversity_figure.per_prompt_diversity`).
     """
+    from clipvqd.machine_speed import report_sentence as machine_speed_sentence
     from clipvqd.report.diversity_figure import diversity_figure
 
     out_dir = Path(out_dir)
@@ -423,6 +424,7 @@ def render_report(out_dir: str | Path, metrics_csv: str | Path, protocol_json: s
             for r in benchmarks.to_dict("records")
         ],
         "runtime_notes": benchmark_notes,
+        "machine_speed": machine_speed_sentence((protocol.design or {}).get("machine_speed")),
         "protocol_cards": cards,
         "quality": quality_context(quality_numbers),
         "headline": list(headline or []),

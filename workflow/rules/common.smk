@@ -239,6 +239,14 @@ def data_workers(wildcards):
         return 1
 
 
+def all_cores(wildcards):
+    """Every core Snakemake was given (1 under a cluster executor): a job that must run alone."""
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return 1
+
+
 # GPUs: with device cuda or auto, every rule that can compute on a GPU asks for the `gpu` resource (1, or
 # ddp_gpus for the DDP diffusion trainer), so `--resources gpu=N` on a workstation and the SLURM profile's
 # set-resources schedule them; with cpu they ask for none. The device itself is a resource, not a param:
