@@ -9,9 +9,9 @@ from typing import Iterable, Mapping, Sequence
 from clipvqd.report.inputs import (
     check_branch_files,
     collect_benchmark_files,
+    read_machine_speed,
     read_oracle_calibration,
     read_paper_rows,
-    read_machine_speed,
     read_quality_numbers,
 )
 from clipvqd.report.render import ReportError, render_report
