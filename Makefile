@@ -17,9 +17,11 @@ setup: $(VENV)/.installed
 # The whole DAG on config.yaml. --keep-going: every stage that can run does, even where another fails.
 # After an interrupted run: the lock it left is removed when no Snakemake of this folder is alive
 # (clipvqd/stale_lock.py says so), and --rerun-incomplete redoes the jobs it left half done (trainers
-# resume from their snapshots).
+# resume from their snapshots). First, the machine's speed (clipvqd/machine_speed.py, a few seconds): the
+# README's times hold on a machine of its calibration; the workflow records its own in the report.
 run: setup
 	python -m clipvqd.stale_lock
+	python -m clipvqd calibrate
 	snakemake --cores $(CORES) --keep-going --rerun-incomplete --printshellcmds $(SNAKEMAKE_ARGS)
 
 # Only the stages built so far (data, CLIPs, embedding cache, oracle).

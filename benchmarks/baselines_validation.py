@@ -8,7 +8,8 @@ recipe given as config-block overrides (`--params`, JSON):
 * on validation prompts (the world's prompt generator with seed 1000 instead of the run's, every prompt whose
   text is also a test prompt dropped; 16 samples each): attribute accuracy in distribution and on the held-out
   combinations (the oracle), and within-prompt diversity = the mean over prompts of the mean pairwise L2
-  distance between the judge CLIP's image features of that prompt's samples;
+  distance between the judge CLIP's image features of that prompt's samples (the library's
+  `clipvqd.evaluation.diversity.within_prompt_diversity`, the metrics job's `within_prompt_diversity` row);
 * on a distribution set (one sample per reference image, prompted with a caption the world's caption
   function writes for that image's attributes, seed 1001): precision, recall, FID and KID against the
   reference images on the judge CLIP's features, like the metrics rule offline;
@@ -120,15 +121,6 @@ class Run:
         return self._get("reference_features", lambda: self.clip("judge").encode_images(self.reference_uint8()))
 
 
-def within_prompt_diversity(features: torch.Tensor, groups: np.ndarray) -> float:
-    """Mean over prompts of the mean pairwise L2 distance between the features of that prompt's samples."""
-    out = []
-    for group in dict.fromkeys(groups.tolist()):
-        f = features[torch.from_numpy(groups == group)]
-        out.append(float(torch.cdist(f, f).sum() / (len(f) * (len(f) - 1))))
-    return float(np.mean(out))
-
-
 def distribution_metrics(run: Run, images: torch.Tensor) -> dict:
     from clipvqd.evaluation.fid import metric_settings, metrics_from_features
 
@@ -140,6 +132,7 @@ def distribution_metrics(run: Run, images: torch.Tensor) -> dict:
 
 def evaluate(run: Run, generate, name: str, out: Path, extra: dict) -> dict:
     """generate(conditions (N, D), seed) -> uint8 images (N, 3, R, R)."""
+    from clipvqd.evaluation.diversity import within_prompt_diversity
     from clipvqd.oracle import score_requests
 
     start = time.process_time()

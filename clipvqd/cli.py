@@ -31,6 +31,7 @@ GROUPS = {
     "sample": ("clipvqd.sampling_cli", "any method: prompts in, PNGs + manifest out"),
     "evaluate": ("clipvqd.evaluation.cli", "metrics of sample sets and the comparison report"),
     "cost": ("clipvqd.paper_cost_cli", "predicted GPU cost of a run from per-step measurements"),
+    "calibrate": ("clipvqd.machine_speed_cli", "machine-speed calibration: a fixed one-thread torch workload, timed"),
 }
 
 

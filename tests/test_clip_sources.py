@@ -92,3 +92,34 @@ def test_loading_a_clip_file_does_not_claim_random_weights(checkpoint, tmp_path,
         open_clip.create_model(NAME, pretrained=None)  # outside the loader the library's warning still shows
     messages = [r.getMessage() for r in caplog.records]
     assert "another warning" in messages and any("initialized randomly" in m for m in messages)
+
+
+def test_registering_and_loading_a_clip_leaves_no_temporary_folder(checkpoint, tmp_path):
+    """open_clip reads custom configs from files; the folder they are written to must be gone when the process
+    ends (it used to be created at import and never removed: one per job in the temporary folder)."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "clip.safetensors"
+    sources.import_weights_file(NAME, checkpoint["path"], checkpoint["sha256"], out)
+    scratch = tmp_path / "scratch-tmp"
+    scratch.mkdir()
+    script = (
+        "import sys, open_clip, tempfile\n"
+        "from clipvqd.clip.encoder import ClipEncoder, register_model_config\n"
+        "from clipvqd.clip.standin import StandinClipConfig\n"
+        "assert tempfile.gettempdir() == sys.argv[2], tempfile.gettempdir()\n"
+        "encoder = ClipEncoder.load(sys.argv[1])\n"  # registers the file's config
+        "other = StandinClipConfig(model_name='test-other-standin', embed_dim=16)\n"
+        "register_model_config(other.model_name, other.model_cfg())\n"
+        "assert open_clip.get_model_config(encoder_name := sys.argv[3]) is not None\n"  # a later scan keeps it
+        "open_clip.create_model(encoder_name, pretrained=None)\n"
+        "print(encoder.encode_texts(['a face']).shape)\n"
+    )
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    done = subprocess.run([sys.executable, "-c", script, str(out), str(scratch), NAME], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "torch.Size([1," in done.stdout
+    assert list(scratch.iterdir()) == []

@@ -95,8 +95,10 @@ def test_whole_dag_runs_to_the_report_and_rerun_does_nothing(workdir):
         rows = metrics[(metrics["method"] == method) & (metrics["variant"] == "default")].set_index("metric")
         for metric in ("fid", "kid", "precision", "recall", "cmmd"):  # on the distribution set: n is its size
             assert rows.at[metric, "n"] == len(reference) - 1, (method, metric)
-        alignment = rows.loc[["clipscore_best16", "clipscore_mean", "clipscore_judge_mean", "attr_acc", "attr_acc_ood"]]
+        alignment = rows.loc[["clipscore_best16", "clipscore_mean", "clipscore_judge_mean", "attr_acc", "attr_acc_ood",
+                              "within_prompt_diversity"]]
         assert alignment["ci_low"].notna().all() and alignment["ci_high"].notna().all(), method
+        assert rows.at["within_prompt_diversity", "n"] == 4 * 2, method  # in-distribution prompts x 2 samples
     assert len(pd.read_csv(report / "metrics_by_seed.csv")) == len(metrics)
     assert set(pd.read_csv(report / "significance.csv")["method"]) == {"paired", "unconditional", "lafite",
                                                                        "clip2latent"}
@@ -112,6 +114,13 @@ def test_whole_dag_runs_to_the_report_and_rerun_does_nothing(workdir):
     assert cost["paired"]["steps"] == cost["clip-vqdiffusion"]["steps"]  # matched controls
     assert "training CPU-s" in (report / "index.html").read_text()
     assert "<img" in (report / "index.html").read_text()
+    assert 'src="figures/within_prompt_diversity.png"' in (report / "index.html").read_text()
+    # The machine-speed calibration, measured by its own job at the start and recorded by the report.
+    speed = json.loads((results / "calibration.json").read_text())
+    assert speed["seconds"] > 0 and speed["cpu_seconds"] > 0
+    assert protocol["design"]["machine_speed"]["this_run"] == speed
+    assert f"This machine: calibration {speed['cpu_seconds']:.2f} CPU-s" in (report / "index.html").read_text()
+    assert any(e["kind"] == "within_prompt_diversity" for e in protocol["entries"].values())
     for log in ("tokenizer_train", "seed=0/diffusion_pretrain_alpha=0.5", "seed=0/diffusion_cfg_finetune_alpha=0.5",
                 "seed=0/diffusion_paired_pretrain", "seed=0/diffusion_paired_finetune",
                 "seed=0/diffusion_unconditional_finetune", "seed=0/alignment/sample_clip-vqdiffusion_default", "seed=0/lafite_train",

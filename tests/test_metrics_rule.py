@@ -189,7 +189,7 @@ def test_metrics_of_renders_that_show_the_prompted_attributes(setup):
 
     # Every row points at an entry that says how it was measured.
     by_kind = {record[pid]["kind"]: record[pid] for pid in set(table["protocol"])}
-    assert set(by_kind) == {"image_set_metrics", "clipscore", "attribute_accuracy", "cmmd"}
+    assert set(by_kind) == {"image_set_metrics", "clipscore", "attribute_accuracy", "cmmd", "within_prompt_diversity"}
     assert by_kind["cmmd"]["sigma"] == 10 and by_kind["cmmd"]["scale"] == 1000
     assert by_kind["image_set_metrics"]["evaluation_set"]["name"] == "distribution"
     assert by_kind["attribute_accuracy"]["interval"]["bootstrap"]["replicates"] == 200
@@ -205,6 +205,27 @@ def test_metrics_of_renders_that_show_the_prompted_attributes(setup):
 
     chosen = pd.read_csv(files["best16.csv"])
     assert len(chosen) == 64 and chosen["chosen"].sum() == 4
+
+    # Within-prompt diversity: the two in-distribution prompts, each the mean pairwise distance of its 16 renders'
+    # judge embeddings, recomputed here from the images (all pairs of the cdist matrix, diagonal excluded).
+    from clipvqd.clip.encoder import ClipEncoder
+    from clipvqd.evaluation.image_set import UInt8Images
+
+    judge = ClipEncoder.load(setup["clips"]["judge"])
+    expected = []
+    for prompt_id in sorted({r["prompt_id"] for r in setup["records"]
+                             if setup["prompts"].at[r["prompt_id"], "ood"] == "0"}):
+        paths = [setup["matched"].parent / r["path"] for r in setup["records"] if r["prompt_id"] == prompt_id]
+        embedded = judge.encode_images(torch.stack([UInt8Images(paths)[i] for i in range(len(paths))]))
+        expected.append(float(torch.cdist(embedded, embedded).sum()) / (len(paths) * (len(paths) - 1)))
+    assert values["within_prompt_diversity"] == pytest.approx(np.mean(expected), abs=1e-4)
+    assert 0 < values["within_prompt_diversity"] < 2 and counts["within_prompt_diversity"] == 32
+    assert len(units[units["metric"] == "within_prompt_diversity"]) == 2
+    entry = by_kind["within_prompt_diversity"]
+    assert entry["features"]["clip"]["weights_sha256"] == sha256_file(setup["clips"]["judge"])
+    assert entry["prompts"] == {"in_distribution": 2, "samples_per_prompt_used": 16,
+                                "held_out_combinations": entry["prompts"]["held_out_combinations"]}
+    assert "near 0" in entry["reading"]
 
 
 def test_metrics_of_renders_under_the_wrong_prompts(setup):

@@ -82,7 +82,12 @@ def inputs(tmp_path, small_faces):
     quality.parent.mkdir(parents=True)
     quality.write_text(json.dumps({"clip_sha256": "ab" * 32, "text_to_image": {"recall@1": 0.36, "recall@1_chance": 0.01},
                                    "zero_shot_attributes": {"hat": {"accuracy": 0.8, "chance": 0.5}}}))
+    from clipvqd.machine_speed import calibrate
+
+    calibration = tmp_path / "results" / "calibration.json"
+    calibration.write_text(json.dumps(calibrate(repeats=1)))
     return {"branches": branches, "grids": grids, "curves": {"tokenizer": str(curve)}, "benchmarks": benchmarks,
+            "calibration": calibration,
             "quality": {"CLIP judge (stand-in)": str(quality)}, "report": tmp_path / "reports" / "run",
             "prompts": prompts}
 
@@ -96,7 +101,7 @@ def _report(inputs, tables=None, protocols=None):
           "--out-dir", str(report), "--grids", json.dumps(inputs["grids"]), "--curves", json.dumps(inputs["curves"]),
           "--quality", json.dumps(inputs["quality"]), "--benchmarks-dir", str(inputs["benchmarks"]),
           "--title", "tiny comparison", "--run-name", "run", "--prompts", str(inputs["prompts"]),
-          "--samples-per-prompt", "2", "--sample-seed", str(SAMPLE_SEED)])
+          "--samples-per-prompt", "2", "--sample-seed", str(SAMPLE_SEED), "--machine-speed", str(inputs["calibration"])])
     return report
 
 
@@ -128,11 +133,16 @@ def test_report_from_two_branches(inputs):
     assert re.search(r"zero_shot_attributes\.hat<.*?0\.8 \(chance 0\.5\)", html, re.S)
     assert "recall@1_chance" not in html
     assert (report / "figures").is_dir()
+    # The run's machine-speed calibration: in protocol.json's design and in the run-time section.
+    speed = json.loads(inputs["calibration"].read_text())
+    assert protocol.design["machine_speed"]["this_run"] == speed
+    assert f"This machine: calibration {speed['cpu_seconds']:.2f} CPU-s" in html
 
 
-def _units_and_features(root: Path, method: str, shift: float, spread: float):
-    """A branch's units (40 prompts whose attr_acc is shared prompt difficulty plus `shift`) and distribution
-    features (60 images, generated = reference plus `spread` noise), written as a metrics job writes them."""
+def _units_and_features(root: Path, method: str, shift: float, spread: float, diversity: float = 0.5):
+    """A branch's units (40 prompts whose attr_acc is shared prompt difficulty plus `shift`, and whose
+    within-prompt diversity is `diversity` plus noise) and distribution features (60 images, generated =
+    reference plus `spread` noise), written as a metrics job writes them."""
     import numpy as np
     import torch
 
@@ -143,6 +153,8 @@ def _units_and_features(root: Path, method: str, shift: float, spread: float):
     rows = [{"seed": 0, "metric": "attr_acc", "unit": f"p{i:04d}",
              "numerator": 4 * 2 * min(1.0, d + shift + 0.01 * rng.normal()), "denominator": 8.0, "n": 4}
             for i, d in enumerate(difficulty)]
+    rows += [{"seed": 0, "metric": "within_prompt_diversity", "unit": f"p{i:04d}",
+              "numerator": diversity + 0.05 * rng.uniform(), "denominator": 1.0, "n": 4} for i in range(40)]
     folder = root / "results" / "metrics" / method
     units = write_units(pd.DataFrame(rows), folder / "default.units.csv")
     reference = torch.nn.functional.normalize(torch.randn(60, 8, generator=torch.Generator().manual_seed(1)), dim=1)
@@ -150,8 +162,10 @@ def _units_and_features(root: Path, method: str, shift: float, spread: float):
     features = DistributionFeatures([f"d{i:06d}" for i in range(60)],
                                     {space: {"reference": reference, "generated": {0: generated}}
                                      for space in ("fid", "clip")}).write(folder / "default.features.safetensors")
-    value = float(sum(r["numerator"] for r in rows) / sum(r["denominator"] for r in rows))
-    return units, features, value
+    values = {metric: float(sum(r["numerator"] for r in rows if r["metric"] == metric)
+                            / sum(r["denominator"] for r in rows if r["metric"] == metric))
+              for metric in ("attr_acc", "within_prompt_diversity")}
+    return units, features, values
 
 
 def test_report_marks_significant_differences_and_writes_its_headline_from_them(inputs, tmp_path):
@@ -178,6 +192,14 @@ def test_report_marks_significant_differences_and_writes_its_headline_from_them(
                      r"from LAFITE", html)
     assert 'class="mark" title="significantly worse than CLIP-VQDiffusion' in html
     assert ProtocolRecord.read(report / "protocol.json").design["judge_split"] is None
+    # LAFITE's samples of a prompt lie closer together: significant, but no better direction, so only which is
+    # higher; the table marks it as a difference, the headline leaves it out, the figure has both methods.
+    assert bool(significance.at["within_prompt_diversity", "significant"])
+    assert significance.at["within_prompt_diversity", "favours"] == "higher: clip-vqdiffusion"
+    assert 'class="mark" title="significantly different from CLIP-VQDiffusion' in html
+    assert "diversity" not in " ".join(re.findall(r'<div class="headline">(.*?)</div>', html, re.S))
+    assert 'src="figures/within_prompt_diversity.png"' in html
+    assert (report / "figures" / "within_prompt_diversity.png").is_file()
 
 
 @pytest.mark.parametrize("damage", ["swapped units", "edited features", "unlisted"])
@@ -213,17 +235,21 @@ def _significance_branches(tmp_path):
     from clipvqd.evaluation.branch import listed_file
 
     branches, units, features = [], [], []
-    for method, shift in (("clip-vqdiffusion", 0.05), ("lafite", 0.0)):
-        unit_file, feature_file, value = _units_and_features(tmp_path, method, shift, 0.05)
+    for method, shift, diversity in (("clip-vqdiffusion", 0.05, 0.5), ("lafite", 0.0, 0.1)):
+        unit_file, feature_file, values = _units_and_features(tmp_path, method, shift, 0.05, diversity)
+        value = values["attr_acc"]
         record = ProtocolRecord()
         pid = record.add(make_entry("attribute_accuracy", oracle={"weights_sha256": "34" * 32}))
         fid_id = record.add(make_entry("image_set_metrics", metrics=["fid"], branch=method))
+        diversity_id = record.add(make_entry("within_prompt_diversity", metrics=["within_prompt_diversity"]))
         folder = tmp_path / "results" / "metrics" / method
         record.files = {"units": listed_file(folder / "default.protocol.json", unit_file),
                         "features": listed_file(folder / "default.protocol.json", feature_file)}
         record.write(folder / "default.protocol.json")
         write_metrics_table([metric_row(method, "default", "attr_acc", value, 160, pid, value - 0.02, value + 0.02),
-                             metric_row(method, "default", "fid", 0.1, 60, fid_id)],
+                             metric_row(method, "default", "fid", 0.1, 60, fid_id),
+                             metric_row(method, "default", "within_prompt_diversity", values["within_prompt_diversity"],
+                                        160, diversity_id)],
                             folder / "default.csv", protocol_ids=record.ids())
         branches.append((folder / "default.csv", folder / "default.protocol.json"))
         units.append(unit_file)

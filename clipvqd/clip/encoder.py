@@ -22,18 +22,24 @@ import torch.nn.functional as F
 
 from clipvqd.checkpoint import load_meta, load_weights, save_weights
 
-_REGISTRY_DIR = Path(tempfile.mkdtemp(prefix="clipvqd-open-clip-configs-"))
-
-
 def register_model_config(name: str, model_cfg: dict[str, Any]) -> None:
-    """Make `name` known to open_clip (create_model, get_tokenizer) with `model_cfg`, unless built in."""
+    """Make `name` known to open_clip (create_model, get_tokenizer) with `model_cfg`, unless built in.
+
+    open_clip registers configs only from files (`add_model_config` reads a directory's JSON files into its
+    in-memory registry), so the config is written to a private temporary directory that is removed as soon as
+    open_clip has read it: nothing is left in the temporary folder, even when the job is killed afterwards, and
+    parallel jobs never share a file. open_clip keeps the (now missing) path in its search list; a later
+    rescan skips a path that no longer exists and keeps the configs already read."""
     existing = open_clip.get_model_config(name)
     if existing is not None:
         if existing != model_cfg:
             raise ValueError(f"open_clip already knows a different model called '{name}'; rename the custom model")
         return
-    (_REGISTRY_DIR / f"{name}.json").write_text(json.dumps(model_cfg))
-    open_clip.add_model_config(_REGISTRY_DIR)
+    with tempfile.TemporaryDirectory(prefix="clipvqd-open-clip-config-") as folder:
+        (Path(folder) / f"{name}.json").write_text(json.dumps(model_cfg))
+        open_clip.add_model_config(folder)
+    if open_clip.get_model_config(name) is None:
+        raise RuntimeError(f"open_clip did not register the model config '{name}'")
 
 
 def save_clip(path: str | Path, model: torch.nn.Module, *, model_name: str, model_cfg: dict[str, Any],

@@ -100,7 +100,8 @@ def _measure_alignment(manifest, prompts_csv, conditioner_clip, judge_clip, orac
         clipscore_units,
         values_from_units,
     )
-    from clipvqd.evaluation.clipscore import score_manifest
+    from clipvqd.evaluation.clipscore import score_and_embed_manifest, score_manifest
+    from clipvqd.evaluation.diversity import DIVERSITY_METRIC, diversity_entry, diversity_units
     from clipvqd.evaluation.protocol import clipscore_entry
 
     scores = score_manifest(conditioner_clip, manifest, verify=True)
@@ -108,8 +109,11 @@ def _measure_alignment(manifest, prompts_csv, conditioner_clip, judge_clip, orac
     units = clipscore_units(scores, "clipscore_mean", k)
     best, measured.candidates = best_of_units(scores)
     units += best
-    judge_scores = score_manifest(judge_clip, manifest, verify=False)
+    judge_scores, judge_embeddings = score_and_embed_manifest(judge_clip, manifest, verify=False)
     units += clipscore_units(judge_scores, "clipscore_judge_mean", k)
+    prompts = pd.read_csv(prompts_csv, keep_default_na=False, dtype=str)
+    diversity = diversity_units(judge_scores, judge_embeddings, prompts, k)
+    units += diversity
     set_description = {"name": evaluation_set, "prompt_table": str(prompts_csv), "samples_per_prompt_used": k,
                        "best_of_16_prompts": len(best)}
     measured.entries["clipscore_generator"] = clipscore_entry(
@@ -120,11 +124,15 @@ def _measure_alignment(manifest, prompts_csv, conditioner_clip, judge_clip, orac
         clip_label="judge-clip", clip_identity=judge_clip.identity, role="judge", scores=judge_scores, best_of=None,
         sample_manifest=manifest, input_resolution=getattr(judge_clip, "input_resolution", None)) | {
         "evaluation_set": set_description}
+    if diversity:  # in-distribution prompts with at least 2 samples each
+        measured.entries[DIVERSITY_METRIC] = diversity_entry(
+            clip_label="judge-clip", clip_identity=judge_clip.identity, samples=judge_scores, k=k,
+            n_prompts=len(diversity), input_resolution=getattr(judge_clip, "input_resolution", None)) | {
+            "evaluation_set": set_description}
     if oracle is not None:
         from clipvqd.evaluation.attributes import attribute_checks, attribute_entry
 
         checks = attribute_checks(oracle, manifest, prompts_csv)
-        prompts = pd.read_csv(prompts_csv, keep_default_na=False, dtype=str)
         attribute = attribute_units(checks, prompts, k)
         units += attribute
         counts = {m: sum(u["n"] for u in attribute if u["metric"] == m) for m in ("attr_acc", "attr_acc_ood")}
@@ -287,7 +295,8 @@ def evaluate_branch(alignment: Sequence[str | Path], distribution: Sequence[str 
     record = ProtocolRecord()
     group_of = {"fid": "image_set_metrics", "kid": "image_set_metrics", "precision": "image_set_metrics",
                 "recall": "image_set_metrics", "cmmd": "cmmd", "clipscore_best16": "clipscore_generator",
-                "clipscore_mean": "clipscore_generator", "clipscore_judge_mean": "clipscore_judge"}
+                "clipscore_mean": "clipscore_generator", "clipscore_judge_mean": "clipscore_judge",
+                "within_prompt_diversity": "within_prompt_diversity"}
     groups = list(dict.fromkeys(group for m in per_seed.values() for group in m.entries))
     entry_ids = {}
     for group in groups:

@@ -88,7 +88,7 @@ def cmd_report(args) -> None:
                              training_curves=args.curves, quality_files=args.quality,
                              benchmark_files=args.benchmarks, benchmark_dirs=args.benchmarks_dir,
                              paper_rows=args.paper_rows, title=args.title, run_name=args.run_name, plan=plan,
-                             training_stages=args.training_stages)
+                             training_stages=args.training_stages, machine_speed=args.machine_speed)
     except (ReportError, BootstrapError, ComputeCostError) as error:
         raise SystemExit(str(error)) from None
     print(f"report written to {index}")
@@ -171,6 +171,8 @@ def register(group: argparse.ArgumentParser) -> None:
     rep.add_argument("--confidence", type=float, default=0.95)
     rep.add_argument("--significance-level", type=float, default=0.05)
     rep.add_argument("--oracle-calibration", default=None, help="the oracle's accuracy on degraded renders (JSON)")
+    rep.add_argument("--machine-speed", default=None,
+                     help="the run's machine-speed calibration (`python -m clipvqd calibrate --out`, JSON)")
     rep.add_argument("--protocol-out", required=True, help="merged protocol.json (inside --out-dir)")
     rep.add_argument("--out-dir", required=True, help="report folder; index.html, figures/ and assets/ go there")
     rep.add_argument("--grids", type=json_mapping, default={}, help='{"label": sample manifest.csv or grid image}')

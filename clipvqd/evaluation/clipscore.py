@@ -56,13 +56,20 @@ def _resize_for(clip, images: torch.Tensor) -> torch.Tensor:
     return resized.round().clamp(0, 255).to(torch.uint8)
 
 
-@torch.no_grad()
 def score_manifest(clip, manifest_path: str | Path, batch_size: int = 64, verify: bool = True) -> pd.DataFrame:
     """One CLIPscore per sample of a method's manifest.
 
     `clip` needs `encode_images(uint8 (B,3,H,W)) -> (B,D)` and `encode_texts(list[str]) -> (B,D)`.
     Returns the manifest's columns plus `clipscore`, in manifest order.
     """
+    return score_and_embed_manifest(clip, manifest_path, batch_size, verify)[0]
+
+
+@torch.no_grad()
+def score_and_embed_manifest(clip, manifest_path: str | Path, batch_size: int = 64,
+                             verify: bool = True) -> tuple[pd.DataFrame, torch.Tensor]:
+    """`score_manifest`'s table and the image embeddings it scored, (N, D) float32 in manifest order (the
+    within-prompt diversity reads the judge's without encoding the images twice)."""
     frame = read_manifest(manifest_path, verify=verify)
     missing = [c for c in SAMPLE_COLUMNS if c not in frame.columns]
     if missing:
@@ -73,16 +80,17 @@ def score_manifest(clip, manifest_path: str | Path, batch_size: int = 64, verify
         raise ClipScoreError(f"encode_texts returned {text_embeddings.shape[0]} rows for {len(prompts)} prompts")
     text_by_prompt = {prompt: text_embeddings[i] for i, prompt in enumerate(prompts)}
     images = UInt8Images(absolute_paths(manifest_path, frame))
-    scores = []
+    scores, embedded = [], []
     for start in range(0, len(images), batch_size):
         indices = range(start, min(start + batch_size, len(images)))
         batch = torch.stack([images[i] for i in indices])
         image_embeddings = clip.encode_images(_resize_for(clip, batch)).detach().float().cpu()
         texts = torch.stack([text_by_prompt[frame["prompt"].iloc[i]] for i in indices])
         scores.append(cosine_scores(image_embeddings, texts))
+        embedded.append(image_embeddings)
     result = frame.copy()
     result["clipscore"] = torch.cat(scores).numpy()
-    return result
+    return result, torch.cat(embedded) if embedded else torch.empty(0)
 
 
 @dataclass

@@ -37,12 +37,15 @@ ALLOWED_METRICS = (
     "cmmd",
     "clipscore_best16", "clipscore_mean", "clipscore_judge_mean",
     "attr_acc", "attr_acc_ood",
+    "within_prompt_diversity",
 )
 # Measured on the distribution set (one sample per reference image, prompted with its caption); every other
 # metric on the alignment set (the prompt table).
 DISTRIBUTION_METRICS = ("fid", "kid", "precision", "recall", "cmmd")
-# Which direction is better, for the report's comparisons.
+# Which direction is better, for the report's comparisons; a metric with no better direction (more diverse
+# samples are not better by themselves: noise is diverse) is compared, never called better or worse.
 LOWER_IS_BETTER = ("fid", "kid", "cmmd")
+NO_BETTER_DIRECTION = ("within_prompt_diversity",)
 ATTRIBUTE_METRIC_PREFIX = "attr_acc/"
 DEFAULT_VARIANT = "default"
 
@@ -61,6 +64,8 @@ _VALUE_RANGES = {
     "clipscore_best16": (-1.0, 1.0), "clipscore_mean": (-1.0, 1.0), "clipscore_judge_mean": (-1.0, 1.0),
     # FID of a set against itself comes out a hair below zero in floating point.
     "fid": (-1e-3, math.inf),
+    # A mean distance between unit vectors.
+    "within_prompt_diversity": (0.0, 2.0),
 }
 
 

@@ -9,6 +9,7 @@ from typing import Iterable, Mapping, Sequence
 from clipvqd.report.inputs import (
     check_branch_files,
     collect_benchmark_files,
+    read_machine_speed,
     read_oracle_calibration,
     read_paper_rows,
     read_quality_numbers,
@@ -29,7 +30,8 @@ def build_report(out_dir: str | Path, tables: Sequence[str | Path], protocols: S
                  benchmark_files: Iterable[str | Path] = (), benchmark_dirs: Iterable[str | Path] = (),
                  paper_rows: str | Path | None = None, title: str = "clipvqd comparison report",
                  run_name: str | None = None, plan=None,
-                 training_stages: Mapping[str, Sequence[Mapping]] | None = None) -> Path:
+                 training_stages: Mapping[str, Sequence[Mapping]] | None = None,
+                 machine_speed: str | Path | None = None) -> Path:
     """Write the merged metrics.csv, metrics_by_seed.csv, significance.csv and protocol.json, then
     `out_dir/index.html`; return its path.
 
@@ -39,13 +41,15 @@ def build_report(out_dir: str | Path, tables: Sequence[str | Path], protocols: S
     metrics.json of a tool (CLIP, oracle, tokenizer); `benchmark_dirs` are read as they are now; `plan` (a
     `clipvqd.samples.SamplePlan`) is what every sample manifest of `sample_grids` must hold; `training_stages`
     lists each method's training jobs (`clipvqd.evaluation.compute.methods_training_cost`): their cost goes
-    into protocol.json's design and the main table.
+    into protocol.json's design and the main table; `machine_speed` is the run's calibration
+    (`clipvqd.machine_speed`), recorded in the design beside the README's and shown with the run times.
     """
 
     from clipvqd.evaluation import merge_results
     from clipvqd.evaluation.bootstrap import BootstrapSettings
     from clipvqd.evaluation.table import read_metrics_table
     from clipvqd.evaluation.uncertainty import BranchData
+    from clipvqd.report.diversity_figure import per_prompt_diversity
     from clipvqd.report.significance import headline_sentences, significance_table
 
     if len(tables) != len(protocols):
@@ -57,6 +61,10 @@ def build_report(out_dir: str | Path, tables: Sequence[str | Path], protocols: S
     quality = read_quality_numbers(quality_files or {})
     paper = read_paper_rows(paper_rows)
     calibration = read_oracle_calibration(oracle_calibration)
+    if machine_speed:
+        from clipvqd.machine_speed import design_entry
+
+        design = dict(design or {}, machine_speed=design_entry(read_machine_speed(machine_speed)))
     if training_stages:
         from clipvqd.evaluation.compute import methods_training_cost
 
@@ -86,7 +94,8 @@ def build_report(out_dir: str | Path, tables: Sequence[str | Path], protocols: S
                           quality_numbers=quality, paper_rows=paper, title=title, run_name=run_name,
                           significance=significance, headline=headline, oracle_calibration=calibration,
                           by_seed_csv=by_seed_out if by_seed else None,
-                          significance_csv=significance_out, plan=plan)
+                          significance_csv=significance_out, plan=plan,
+                          diversity=per_prompt_diversity(branches))
     # Always present, so the workflow can declare it (empty when no figure could be drawn).
     (Path(out_dir) / "figures").mkdir(parents=True, exist_ok=True)
     return index

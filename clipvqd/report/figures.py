@@ -9,65 +9,29 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from clipvqd.evaluation.table import ALLOWED_METHODS, DEFAULT_VARIANT, parse_variant
+from clipvqd.report.plotting import METHOD_PALETTE as _METHOD_PALETTE
+from clipvqd.report.plotting import METRIC_LABELS, FigureResult  # noqa: F401  (METRIC_LABELS: the report's labels)
+from clipvqd.report.plotting import new_figure as _new_figure
+from clipvqd.report.plotting import save_figure as _save
+from clipvqd.report.plotting import styled as _styled
 
 SWEEP_KEYS = ("alpha", "s", "r", "steps")
 SWEEP_LABELS = {"alpha": "condition noise α", "s": "guidance scale s", "r": "truncation r", "steps": "sampling steps"}
 SWEEP_METRICS = ("attr_acc", "clipscore_best16", "clipscore_mean", "clipscore_judge_mean", "fid")
 # What the fast-sampling figure weighs the speed-up against (issue #8, target 3), in panel order.
 SPEED_COST_METRICS = ("attr_acc", "clipscore_mean", "clipscore_judge_mean")
-METRIC_LABELS = {
-    "fid": "FID ↓", "kid": "KID ↓", "precision": "precision ↑", "recall": "recall ↑",
-    "clipscore_best16": "CLIPscore best-of-16 ↑", "clipscore_mean": "CLIPscore mean ↑",
-    "clipscore_judge_mean": "judge CLIPscore mean ↑", "attr_acc": "attribute accuracy ↑",
-    "attr_acc_ood": "attribute accuracy, held-out combos ↑", "cmmd": "CMMD ↓",
-}
 # The trade-off plot's alignment axis, in order of preference: the judge did not condition any method.
 TRADEOFF_ALIGNMENT_METRICS = ("clipscore_judge_mean", "clipscore_mean", "clipscore_best16")
 BENCHMARK_REQUIRED_COLUMNS = ("s",)
 MAX_RUNTIME_BARS = 40
-
-_METHOD_PALETTE = dict(zip(ALLOWED_METHODS, ("#1b6ca8", "#d1495b", "#edae49", "#00798c", "#6c757d")))
-
-
-@dataclass
-class FigureResult:
-    key: str
-    title: str
-    path: str | None = None  # relative to the report folder, '/'-separated
-    note: str | None = None  # why the figure is missing, or a caveat shown under it
-
-    @property
-    def drawn(self) -> bool:
-        return self.path is not None
-
-
-def _new_figure(width: float, height: float) -> Figure:
-    figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def _save(figure: Figure, out_dir: Path, name: str) -> str:
-    relative = Path("figures") / f"{name}.png"
-    (out_dir / relative).parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out_dir / relative, format="png", metadata={"Software": None})
-    return relative.as_posix()
-
-
-def _styled():
-    import seaborn as sns
-
-    return sns, sns.axes_style("whitegrid")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -79,6 +79,20 @@ def read_oracle_calibration(path: str | Path | None) -> dict | None:
         raise ReportError(f"oracle calibration: cannot read {path}: {error}") from error
 
 
+def read_machine_speed(path: str | Path) -> dict:
+    """The run's machine-speed calibration (`python -m clipvqd calibrate --out`); an unreadable or incomplete
+    file is named."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ReportError(f"machine-speed calibration: cannot read {path}: {error}") from error
+    missing = [key for key in ("seconds", "cpu_seconds", "cpu_share", "repeats", "workload") if key not in record]
+    if missing:
+        raise ReportError(f"machine-speed calibration {path} lacks {', '.join(missing)}; run "
+                          "`python -m clipvqd calibrate --out` again")
+    return record
+
+
 def check_branch_files(protocol_path: str | Path, **given: str | Path | None) -> None:
     """Refuse a branch's units table or feature file (`units=...`, `features=...`) that is not the file its
     protocol record lists: the same path (kept inside the record's folder) and the recorded sha256. The

@@ -24,6 +24,7 @@ from clipvqd.evaluation.table import (
     ALLOWED_METRICS,
     ATTRIBUTE_METRIC_PREFIX,
     DEFAULT_VARIANT,
+    NO_BETTER_DIRECTION,
     read_metrics_table,
 )
 from clipvqd.report import figures
@@ -45,11 +46,15 @@ _COLUMN_NOTES = {
     "precision": "distribution set: generated images inside the reference manifold",
     "recall": "distribution set: reference images inside the generated manifold",
     "cmmd": "distribution set; MMD on the judge CLIP's image embeddings, RBF sigma 10, x1000 (Jayasumana et al. 2024)",
+    "within_prompt_diversity": "mean pairwise distance of the judge CLIP's image embeddings of a prompt's samples, "
+                               "in-distribution prompts; near 0: near-identical samples; higher is not better by itself",
 }
 _MARKS = {"better": ("▲", "significantly better than CLIP-VQDiffusion (paired bootstrap, Holm-adjusted)"),
           "worse": ("▼", "significantly worse than CLIP-VQDiffusion (paired bootstrap, Holm-adjusted)"),
           "tie": ("", "not significantly different from CLIP-VQDiffusion"),
-          "point": ("◦", "reference point, not a rival: it ignores its prompts and models the marginal distribution")}
+          "point": ("◦", "reference point, not a rival: it ignores its prompts and models the marginal distribution"),
+          "different": ("≠", "significantly different from CLIP-VQDiffusion (paired bootstrap, Holm-adjusted) on a "
+                             "metric with no better direction")}
 
 
 def format_value(metric: str, value) -> str:
@@ -106,6 +111,8 @@ def _mark(significance: pd.DataFrame | None, method: str, variant: str, metric: 
         return None
     if not bool(record["significant"]):
         return _MARKS["tie"]
+    if metric in NO_BETTER_DIRECTION:
+        return _MARKS["different"]
     return _MARKS["better"] if record["favours"] == method else _MARKS["worse"]
 
 
@@ -349,7 +356,7 @@ def render_report(out_dir: str | Path, metrics_csv: str | Path, protocol_json: s
                   max_prompts: int = 6, max_samples_per_prompt: int = 4, significance: pd.DataFrame | None = None,
                   headline: Sequence[str] | None = None, oracle_calibration: Mapping | None = None,
                   by_seed_csv: str | Path | None = None, significance_csv: str | Path | None = None,
-                  plan=None) -> Path:
+                  plan=None, diversity: pd.DataFrame | None = None) -> Path:
     """Write `out_dir/index.html` with its figures and assets; return its path.
 
     sample_grids: {label: sample manifest.csv (grids are built from it) or a ready-made grid image}.
@@ -358,8 +365,12 @@ def render_report(out_dir: str | Path, metrics_csv: str | Path, protocol_json: s
     with method, metric, value, source (and optionally dataset, note); shown apart from measured rows.
     significance: the paired comparisons with CLIP-VQDiffusion (`significance.significance_table`); headline:
     the sentences written from them. oracle_calibration: the oracle's accuracy on degraded renders.
-    plan: the `clipvqd.samples.SamplePlan` every sample manifest of `sample_grids` must hold.
+    plan: the `clipvqd.samples.SamplePlan` every sample manifest of `sample_grids` must hold. diversity: each
+    prompt's within-prompt diversity per branch and seed (`diversity_figure.per_prompt_diversity`).
     """
+    from clipvqd.machine_speed import report_sentence as machine_speed_sentence
+    from clipvqd.report.diversity_figure import diversity_figure
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     protocol = ProtocolRecord.read(protocol_json)
@@ -374,6 +385,7 @@ def render_report(out_dir: str | Path, metrics_csv: str | Path, protocol_json: s
     _add_training_cost(tables["headline"], (protocol.design or {}).get("training_cost"))
     sweep = figures.sweep_figures(metrics, out_dir, protocol.entries)
     tradeoff = figures.tradeoff_figure(metrics, out_dir)
+    diversity_result = diversity_figure(diversity, out_dir)
     training = figures.training_curve_figures(training_curves, out_dir)
     benchmarks, benchmark_notes = figures.read_benchmarks(benchmark_files or [])
     runtime = figures.runtime_figure(benchmarks, out_dir)
@@ -401,6 +413,7 @@ def render_report(out_dir: str | Path, metrics_csv: str | Path, protocol_json: s
         "paper_rows": paper,
         "sweep_figures": sweep,
         "tradeoff": tradeoff,
+        "diversity": diversity_result,
         "sampling_speed": sampling_speed,
         "samples": samples,
         "training_figures": training,
@@ -411,6 +424,7 @@ def render_report(out_dir: str | Path, metrics_csv: str | Path, protocol_json: s
             for r in benchmarks.to_dict("records")
         ],
         "runtime_notes": benchmark_notes,
+        "machine_speed": machine_speed_sentence((protocol.design or {}).get("machine_speed")),
         "protocol_cards": cards,
         "quality": quality_context(quality_numbers),
         "headline": list(headline or []),

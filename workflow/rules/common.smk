@@ -255,6 +255,14 @@ def data_workers(wildcards):
         return 1
 
 
+def all_cores(wildcards):
+    """Every core Snakemake was given (1 under a cluster executor): a job that must run alone."""
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return 1
+
+
 # GPUs: with device cuda or auto, every rule that can compute on a GPU asks for the `gpu` resource (1, or
 # ddp_gpus for the DDP diffusion trainer), so `--resources gpu=N` on a workstation and the SLURM profile's
 # set-resources schedule them; with cpu they ask for none. The device itself is a resource, not a param:
@@ -837,7 +845,8 @@ def evaluation_design():
                 "prompt_table": str(PROMPT_TABLES[ALIGNMENT_SET]),
                 "samples_per_prompt": config["sampling"]["samples_per_prompt"],
                 "best_of_16_prompts": config["sampling"]["best_of_prompts"],
-                "metrics": "clipscore_best16, clipscore_mean, clipscore_judge_mean, attr_acc, attr_acc_ood, attr_acc/*",
+                "metrics": "clipscore_best16, clipscore_mean, clipscore_judge_mean, attr_acc, attr_acc_ood, attr_acc/*, "
+                "within_prompt_diversity (judge-CLIP image features, in-distribution prompts)",
                 "use": "prompt alignment: every prompt contributes its first samples_per_prompt samples; the first "
                 "best_of_16_prompts prompts have 16 for best-of-16",
             },

@@ -137,6 +137,23 @@ rule metrics:
         )
 
 
+rule calibrate_machine:
+    """The machine's speed: a fixed one-thread torch workload, timed; the report records it with the run times."""
+
+    # First (priority) and with every core reserved, so no other job of the run shares the machine while it is
+    # timed; a few seconds. Measured when the run's folder is first made: delete the file to measure again.
+    output:
+        calibration=RESULTS / "calibration.json",
+    log:
+        LOGS / "calibrate_machine.log",
+    priority: 100
+    conda:
+        ENVS["train"]
+    threads: all_cores
+    shell:
+        clipvqd_command("calibrate --out {output.calibration:q} > {log:q} 2>&1")
+
+
 rule report:
     """Merge every branch's metrics into reports/<run>/: the HTML comparison report, its tables and figures."""
 
@@ -152,6 +169,7 @@ rule report:
         protocols=branch_files(".protocol.json"),
         quality=quality_files(),
         calibration=oracle_calibration_files(),
+        machine_speed=RESULTS / "calibration.json",
         curves=list(training_curves().values()),
         trained=training_stage_files(),
         samples=list(report_sample_grids().values()),
@@ -208,5 +226,5 @@ rule report:
             " --confidence {params.confidence:q} --significance-level {params.significance_level:q}"
             " {params.calibration} --grids {params.grids:q} --curves {params.curves:q} --quality {params.quality:q}"
             " --benchmarks-dir {params.benchmarks:q} --training-stages {params.training_stages:q} --title {params.title:q} --run-name {params.run:q}"
-            " --prompts {input.prompts:q} {params.plan} > {log:q} 2>&1"
+            " --prompts {input.prompts:q} {params.plan} --machine-speed {input.machine_speed:q} > {log:q} 2>&1"
         )
