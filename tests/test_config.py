@@ -248,9 +248,12 @@ def _job_counts(stdout):
 
 @pytest.mark.parametrize("overlay, alphas", [("ffhq", 4), ("coco", 4)])
 def test_paper_overlays_plan_the_complete_dag(overlay, alphas):
-    result = _snakemake("-n", "--forceall", "--cores", "1", "--configfile", f"configs/{overlay}.yaml")
+    result = _snakemake("-n", "--forceall", "-p", "--cores", "1", "--configfile", f"configs/{overlay}.yaml")
     assert result.returncode == 0, result.stderr
     counts = _job_counts(result.stdout)
+    # keep_final_snapshots: false: each trainer's shell removes its work folder (the 7.7 GB snapshot) on success
+    trainers = _planned_commands(result.stdout, " train ")
+    assert trainers and all(re.search(r" && rm -rf -- \S*results/\S+/work/", line) for line in trainers), trainers
     for stage in ("dataset_download", "dataset_prepare", "clip_get", "clip_embed", "tokenizer_train",
                   "tokenizer_tokenize", "diffusion_pretrain", "diffusion_cfg_finetune", "diffusion_control",
                   "diffusion_control_finetune", "lafite_train", "clip2latent_generator_train", "clip2latent_latent_sample",

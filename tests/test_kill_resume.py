@@ -178,7 +178,8 @@ def test_killing_snakemake_stops_its_trainer_and_the_rerun_recovers(tmp_path):
 
     work = _workflow_copy(tmp_path)
     (work / "overlay.yaml").write_text(json.dumps({
-        "run": "killed", "tokenizer": {"train": {"max_steps": 200, "snapshot_every": 5, "log_every": 5}}}))
+        "run": "killed", "tokenizer": {"train": {"max_steps": 200, "snapshot_every": 5, "log_every": 5}},
+        "keep_final_snapshots": False}))
     target = "results/killed/tokenizer/model.safetensors"
     snakemake = [sys.executable, "-m", "snakemake", target, "--cores", "1", "--configfile", "tiny.yaml", "overlay.yaml"]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO),
@@ -221,6 +222,9 @@ def test_killing_snakemake_stops_its_trainer_and_the_rerun_recovers(tmp_path):
     log = (work / "results" / "killed" / "logs" / "tokenizer_train.log").read_text()
     assert f"resuming from the snapshot at step {saved} of 200" in log
     assert load_meta(work / target)["step"] == 200
+    # keep_final_snapshots: false kept the work folder through the kill (the rerun resumed from it) and removes
+    # it once the weights are written.
+    assert not resume.exists()
 
 
 def test_make_run_recovers_by_itself():

@@ -272,6 +272,11 @@ GPU = 0 if DEVICE == "cpu" else 1
 DDP_GPUS = 0 if DEVICE == "cpu" else config["ddp_gpus"]
 
 
+# keep_final_snapshots: false removes a trainer's work folder (its last resume snapshot) once the job has
+# written its weights; `&&` leaves it in place when the trainer fails or is killed, so a rerun resumes.
+REMOVE_FINISHED_WORK = "" if config["keep_final_snapshots"] else " && rm -rf -- {params.work:q}"
+
+
 def clipvqd_trainer(arguments, ddp):
     """Shell text that runs `python -m clipvqd <arguments>`, or, with ddp and a job's gpu resource > 1,
     `torchrun --standalone --nproc_per_node=<gpu> -m clipvqd <arguments>` (one DDP process per GPU).
@@ -288,7 +293,7 @@ def clipvqd_trainer(arguments, ddp):
             "if [ {resources.gpu:q} -gt 1 ]; then echo 'resources.gpu={resources.gpu:q}, but this trainer"
             " runs as one process (no DDP support); request gpu=1' >&2; exit 1; fi; python -m clipvqd "
         )
-    return f"{WITH_SOURCE}{launcher}{arguments}"
+    return f"{WITH_SOURCE}{launcher}{arguments}{REMOVE_FINISHED_WORK}"
 
 
 # ---- methods and their variants ------------------------------------------------------------------------
