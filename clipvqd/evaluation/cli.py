@@ -88,7 +88,7 @@ def cmd_report(args) -> None:
                              training_curves=args.curves, quality_files=args.quality,
                              benchmark_files=args.benchmarks, benchmark_dirs=args.benchmarks_dir,
                              paper_rows=args.paper_rows, title=args.title, run_name=args.run_name, plan=plan,
-                             training_stages=args.training_stages)
+                             training_stages=args.training_stages, compute_curve=args.compute_curve)
     except (ReportError, BootstrapError, ComputeCostError) as error:
         raise SystemExit(str(error)) from None
     print(f"report written to {index}")
@@ -182,6 +182,9 @@ def register(group: argparse.ArgumentParser) -> None:
     rep.add_argument("--training-stages", type=json_object, default={},
                      help='{"method": [one {"stage": {"benchmark", "sidecar", "weights", "shared"}} per seed]}: '
                           "each method's training cost (clipvqd.evaluation.compute)")
+    rep.add_argument("--compute-curve", type=json_object, default={},
+                     help='{"method": [{"fraction", "table", "stages": [per seed {"stage": {...}}]}]}: quality versus '
+                          "training compute (clipvqd.evaluation.compute_curve), drawn when given")
     rep.add_argument("--paper-rows", default=None,
                      help="JSON list of cited numbers (method, metric, value, source[, dataset, note])")
     rep.add_argument("--prompts", default=None, help="the sample plan the grids' manifests must hold: prompt table")

@@ -26,6 +26,7 @@ from clipvqd.evaluation.table import (
     DEFAULT_VARIANT,
     read_metrics_table,
 )
+from clipvqd.report import compute_curve as compute_curve_module
 from clipvqd.report import figures
 from clipvqd.report.errors import ReportError
 from clipvqd.report.sample_grids import sample_grids_context
@@ -340,6 +341,12 @@ def _copy_alongside(source: Path, out_dir: Path, name: str) -> str:
     return name
 
 
+def _write_points(points: pd.DataFrame, out_dir: Path) -> str:
+    """The quality-versus-compute points as compute_curve.csv beside the page; its name."""
+    points.to_csv(out_dir / "compute_curve.csv", index=False, float_format="%.6g")
+    return "compute_curve.csv"
+
+
 def render_report(out_dir: str | Path, metrics_csv: str | Path, protocol_json: str | Path,
                   sample_grids: Mapping[str, str | Path] | None = None,
                   training_curves: Mapping[str, str | Path] | None = None,
@@ -349,7 +356,7 @@ def render_report(out_dir: str | Path, metrics_csv: str | Path, protocol_json: s
                   max_prompts: int = 6, max_samples_per_prompt: int = 4, significance: pd.DataFrame | None = None,
                   headline: Sequence[str] | None = None, oracle_calibration: Mapping | None = None,
                   by_seed_csv: str | Path | None = None, significance_csv: str | Path | None = None,
-                  plan=None) -> Path:
+                  plan=None, compute_curve: pd.DataFrame | None = None) -> Path:
     """Write `out_dir/index.html` with its figures and assets; return its path.
 
     sample_grids: {label: sample manifest.csv (grids are built from it) or a ready-made grid image}.
@@ -358,7 +365,8 @@ def render_report(out_dir: str | Path, metrics_csv: str | Path, protocol_json: s
     with method, metric, value, source (and optionally dataset, note); shown apart from measured rows.
     significance: the paired comparisons with CLIP-VQDiffusion (`significance.significance_table`); headline:
     the sentences written from them. oracle_calibration: the oracle's accuracy on degraded renders.
-    plan: the `clipvqd.samples.SamplePlan` every sample manifest of `sample_grids` must hold.
+    plan: the `clipvqd.samples.SamplePlan` every sample manifest of `sample_grids` must hold. compute_curve:
+    the quality-versus-compute points (clipvqd.evaluation.compute_curve.curve_points), drawn when given.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -380,6 +388,7 @@ def render_report(out_dir: str | Path, metrics_csv: str | Path, protocol_json: s
     sampling_speed = figures.sampling_speed_figure(metrics, benchmarks, out_dir, protocol.entries)
     samples = sample_grids_context(sample_grids, out_dir, max_prompts, max_samples_per_prompt, plan)
     calibration = oracle_calibration_context(oracle_calibration, sample_grids, out_dir)
+    curve_figure = compute_curve_module.compute_curve_figure(compute_curve, out_dir)
 
     used = list(dict.fromkeys(metrics["protocol"]))
     cards = []
@@ -418,6 +427,9 @@ def render_report(out_dir: str | Path, metrics_csv: str | Path, protocol_json: s
         "design": protocol.design,
         "validation_run": bool(protocol.design and protocol.design.get("prompts") == "validation"),
         "calibration": calibration,
+        "compute_curve": None if curve_figure is None else {
+            "figure": curve_figure, "rows": compute_curve_module.compute_curve_rows(compute_curve),
+            "csv": _write_points(compute_curve, out_dir)},
         "by_seed_link": _copy_alongside(Path(by_seed_csv), out_dir, "metrics_by_seed.csv") if by_seed_csv else None,
         "significance_link": (_copy_alongside(Path(significance_csv), out_dir, "significance.csv")
                               if significance_csv else None),
