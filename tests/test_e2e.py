@@ -228,10 +228,16 @@ def test_compute_curve_points_are_kept_sampled_scored_and_plotted(workdir, tmp_p
     points = pd.read_csv(report / "compute_curve.csv")
     assert sorted(points.groupby("method").size().items()) == [(m, 2) for m in sorted(
         ("clip-vqdiffusion", "paired", "unconditional", "lafite", "clip2latent"))]
+    # Optimiser steps of the chain: tokenizer 12 (diffusion methods), pretrain 6 and fine-tune 4, GANs 4, prior 4.
+    steps = {"clip-vqdiffusion": (17, 22), "paired": (17, 22), "unconditional": (17, 22), "lafite": (2, 4),
+             "clip2latent": (4, 8)}
     for method, line in points.groupby("method"):
         half, whole = line.sort_values("fraction").to_dict("records")
         assert half["fraction"] == 0.5 and whole["fraction"] == 1.0
-        assert 0 < half["cpu_s"] < whole["cpu_s"], method
+        assert (half["steps"], whole["steps"]) == steps[method]
+        # Here each job's start (imports, data) outweighs its few steps: a second stage run for half the steps
+        # can cost as much as the headline's; a snapshot of one run (LAFITE) always costs less than its end.
+        assert half["cpu_s"] > 0 and (half["cpu_s"] < whole["cpu_s"] or method != "lafite"), method
         assert line[["attr_acc", "clipscore_judge_mean", "cmmd"]].notna().all().all(), method
     assert (report / "figures/compute-curve.png").stat().st_size > 0
     html = (report / "index.html").read_text()

@@ -39,10 +39,9 @@ rule lafite_train:
         clipvqd_trainer(
             "lafite train --params {params.settings:q} --train {input.train:q}"
             " --embeddings {input.embeddings:q} --clip {input.clip:q} {params.resize} --work {params.work:q}"
-            " --out {output.model:q} --curve {output.curve:q} --seed {params.seed:q} --device {resources.device:q} --threads {threads}"
-            + MILESTONE_OPTIONS
-            + " > {log:q} 2>&1",
+            " --out {output.model:q} --curve {output.curve:q} --seed {params.seed:q} --device {resources.device:q} --threads {threads} > {log:q} 2>&1",
             ddp=False,
+            options=MILESTONE_OPTIONS,
         )
 
 
@@ -77,8 +76,9 @@ rule clip2latent_generator_train:
         clipvqd_trainer(
             "clip2latent train-generator --params {params.settings:q} --train {input.train:q} {params.resize}"
             " --work {params.work:q} --out {output.model:q} --curve {output.curve:q} --seed {params.seed:q}"
-            " --device {resources.device:q} --threads {threads}" + MILESTONE_OPTIONS + " > {log:q} 2>&1",
+            " --device {resources.device:q} --threads {threads} > {log:q} 2>&1",
             ddp=False,
+            options=MILESTONE_OPTIONS,
         )
 
 

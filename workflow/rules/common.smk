@@ -205,9 +205,20 @@ envvars:
 WITH_SOURCE = 'export PYTHONPATH="$CLIPVQD_SOURCE${{PYTHONPATH:+:$PYTHONPATH}}"; '
 
 
-def clipvqd_command(arguments):
-    """Shell text that runs `python -m clipvqd <arguments>` from this workflow's own source."""
-    return f"{WITH_SOURCE}python -m clipvqd {arguments}"
+def clipvqd_command(arguments, options=""):
+    """Shell text that runs `python -m clipvqd <arguments>` from this workflow's own source; `options` (e.g. an
+    overlay's, empty without it, so that the text of the default run's rules stays the same) go before the log."""
+    return f"{WITH_SOURCE}python -m clipvqd {with_options(arguments, options)}"
+
+
+def with_options(arguments, options):
+    """`arguments` with `options` inserted before their log redirection."""
+    if not options:
+        return arguments
+    redirect = " > {log:q} 2>&1"
+    if not arguments.endswith(redirect):
+        raise ValueError(f"cannot add {options!r}: the command does not end with{redirect!r}")
+    return f"{arguments[: -len(redirect)]}{options}{redirect}"
 
 
 # Threads: Snakemake exports a job's threads as OMP_NUM_THREADS and caps them at --cores; the commands pass
@@ -248,7 +259,7 @@ GPU = 0 if DEVICE == "cpu" else 1
 DDP_GPUS = 0 if DEVICE == "cpu" else config["ddp_gpus"]
 
 
-def clipvqd_trainer(arguments, ddp):
+def clipvqd_trainer(arguments, ddp, options=""):
     """Shell text that runs `python -m clipvqd <arguments>`, or, with ddp and a job's gpu resource > 1,
     `torchrun --standalone --nproc_per_node=<gpu> -m clipvqd <arguments>` (one DDP process per GPU).
     A trainer without DDP refuses more than one GPU instead of silently leaving the others idle. The
@@ -264,7 +275,7 @@ def clipvqd_trainer(arguments, ddp):
             "if [ {resources.gpu:q} -gt 1 ]; then echo 'resources.gpu={resources.gpu:q}, but this trainer"
             " runs as one process (no DDP support); request gpu=1' >&2; exit 1; fi; python -m clipvqd "
         )
-    return f"{WITH_SOURCE}{launcher}{arguments}"
+    return f"{WITH_SOURCE}{launcher}{with_options(arguments, options)}"
 
 
 # ---- methods and their variants ------------------------------------------------------------------------
@@ -1086,10 +1097,15 @@ def milestone_outputs(model):
     sidecar at every fraction of the compute curve, under budget=<f>/ beside it (named at_<f>, at_<f>_sidecar)."""
     outputs = {}
     for variant in CURVE_VARIANTS:
-        name = "at_" + curve_budget(variant).replace(".", "_")
+        name = milestone_name(variant)
         weights = at_budget(model, curve_budget(variant))
         outputs[name], outputs[f"{name}_sidecar"] = weights, weights.with_suffix(".json")
     return outputs
+
+
+def milestone_name(variant):
+    """The output name of a first stage's snapshot for the curve variant budget=<f>: at_<f> with _ for the point."""
+    return f"at_{curve_budget(variant).replace('.', '_')}"
 
 
 def milestone_params(steps_key):
@@ -1100,7 +1116,7 @@ def milestone_params(steps_key):
     def options(wildcards, output):
         return " ".join(
             f"--milestone {curve_steps(steps_key, fraction)} "
-            f"{shlex.quote(str(output['at_' + curve_budget(variant).replace('.', '_')]))}"
+            f"{shlex.quote(str(output[milestone_name(variant)]))}"
             for variant, fraction in CURVE_VARIANTS.items()
         )
 

@@ -33,8 +33,9 @@ rule diffusion_pretrain:
             "diffusion train --mode language_free --params {params.settings:q}"
             " --tokens {input.tokens:q} --embeddings {input.embeddings:q} --alpha {wildcards.alpha:q}"
             " --work {params.work:q} --out {output.model:q} --curve {output.curve:q} --seed {params.seed:q}"
-            " --device {resources.device:q} --threads {threads}" + MILESTONE_OPTIONS + " > {log:q} 2>&1",
+            " --device {resources.device:q} --threads {threads} > {log:q} 2>&1",
             ddp=True,
+            options=MILESTONE_OPTIONS,
         )
 
 
@@ -110,10 +111,9 @@ rule diffusion_control:
         clipvqd_trainer(
             "diffusion train --mode {wildcards.control:q} --params {params.settings:q}"
             " --tokens {input.tokens:q} --embeddings {input.embeddings:q} --work {params.work:q} --out {output.model:q}"
-            " --curve {output.curve:q} --seed {params.seed:q} --device {resources.device:q} --threads {threads}"
-            + MILESTONE_OPTIONS
-            + " > {log:q} 2>&1",
+            " --curve {output.curve:q} --seed {params.seed:q} --device {resources.device:q} --threads {threads} > {log:q} 2>&1",
             ddp=True,
+            options=MILESTONE_OPTIONS,
         )
 
 

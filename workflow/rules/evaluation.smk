@@ -210,5 +210,6 @@ rule report:
             " --confidence {params.confidence:q} --significance-level {params.significance_level:q}"
             " {params.calibration} --grids {params.grids:q} --curves {params.curves:q} --quality {params.quality:q}"
             " --benchmarks-dir {params.benchmarks:q} --training-stages {params.training_stages:q} --title {params.title:q} --run-name {params.run:q}"
-            " --prompts {input.prompts:q} {params.plan}" + REPORT_CURVE_OPTION + " > {log:q} 2>&1"
+            " --prompts {input.prompts:q} {params.plan} > {log:q} 2>&1",
+            REPORT_CURVE_OPTION,
         )
