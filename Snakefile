@@ -32,6 +32,7 @@ include: "workflow/rules/tokenizer.smk"
 include: "workflow/rules/diffusion.smk"
 include: "workflow/rules/baselines.smk"
 include: "workflow/rules/evaluation.smk"
+include: "workflow/rules/compute_curve.smk"
 
 
 rule all:

@@ -17,8 +17,8 @@ from typing import Any, Callable
 from clipvqd.config_blocks import json_object
 
 __all__ = ["OUTPUT_ARGUMENTS", "add_command", "check_output_locations", "commands", "compute_arguments",
-           "json_mapping", "json_object", "output_arguments", "positive_int", "sampling_arguments",
-           "trainer_arguments", "write_json"]
+           "json_mapping", "json_object", "milestone_arguments", "milestones", "output_arguments", "positive_int",
+           "sampling_arguments", "trainer_arguments", "write_json"]
 
 # Arguments that name what a command writes (files or folders), in every command that has them; a command
 # adds its own others with `output_arguments` (e.g. `--manifest`, an output of sampling but an input elsewhere).
@@ -88,6 +88,30 @@ def trainer_arguments(sub: argparse.ArgumentParser, params_help: str, *, resumab
     sub.add_argument("--curve", required=resumable, default=None, help="loss curve CSV")
     sub.add_argument("--seed", type=int, default=0)
     compute_arguments(sub, device=device)
+
+
+def milestone_arguments(sub: argparse.ArgumentParser) -> None:
+    """--milestone STEP OUT (repeatable): also write the weights after optimiser step STEP to OUT (+ sidecar),
+    for the quality-versus-compute curve (evaluation.compute_curve)."""
+    sub.add_argument("--milestone", nargs=2, action="append", default=[], metavar=("STEP", "OUT"),
+                     help="also keep the weights after STEP steps as OUT (repeatable)")
+
+
+def milestones(args: argparse.Namespace) -> dict[int, str]:
+    """{step: path} of the --milestone arguments; a bad or repeated step stops the command, naming it."""
+    found: dict[int, str] = {}
+    for step, path in args.milestone:
+        try:
+            number = positive_int(step)
+        except argparse.ArgumentTypeError as error:
+            raise SystemExit(f"--milestone {step} {path}: {error}") from None
+        if number in found:
+            raise SystemExit(f"--milestone {step} is given twice")
+        problem = _unwritable(Path(path))
+        if problem:
+            raise SystemExit(f"--milestone {step} {path}: {problem}; nothing was computed")
+        found[number] = path
+    return found
 
 
 def positive_int(text: str) -> int:

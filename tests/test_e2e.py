@@ -201,3 +201,59 @@ def test_snakemake_report_zip_holds_the_whole_comparison_report(workdir, chromiu
     background = chromium_page.call("Runtime.evaluate", returnByValue=True,
                                     expression="getComputedStyle(document.body).backgroundColor")
     assert background["result"]["value"] == "rgb(251, 252, 253)", background
+
+
+def test_compute_curve_points_are_kept_sampled_scored_and_plotted(workdir, tmp_path):
+    """The overlay evaluation.compute_curve on the tiny run (a copy of the finished one): each method's snapshot at
+    half its budget is kept by its trainer, its second stages run for half their steps, it is sampled and scored
+    like the headline, and the report draws and tabulates the points against their recorded CPU seconds."""
+    import shutil
+
+    import pandas as pd
+
+    curved = tmp_path / "curved"
+    shutil.copytree(workdir, curved, symlinks=True)
+    config = yaml.safe_load((curved / "tiny.yaml").read_text())
+    config["evaluation"]["compute_curve"] = {"fractions": [0.5]}
+    (curved / "tiny.yaml").write_text(yaml.safe_dump(config))
+    run = _snakemake(curved, timeout=2400)  # run alone (-k), it builds the whole tiny DAG first
+    assert run.returncode == 0, run.stderr[-4000:]
+    models, report = curved / "results/tiny/models/seed=0", curved / "reports/tiny"
+    # The snapshot of each first stage after half its steps (pretrain 6, GANs 4), with its cost so far.
+    for path, step in (("clip-vqdiffusion/alpha=0.5/budget=0.5/pretrain", 3), ("paired/budget=0.5/pretrain", 3),
+                       ("lafite/budget=0.5/generator", 2), ("clip2latent/budget=0.5/generator", 2)):
+        record = json.loads((models / f"{path}.json").read_text())
+        final = json.loads((models / path.replace("budget=0.5/", "")).with_suffix(".json").read_text())
+        assert record["step"] == step and record["milestone"]["of_steps"] == 2 * step, path
+        assert 0 < record["cpu_s"] < final["cpu_s"], path
+        assert record["fingerprint"] == final["fingerprint"], path  # the same run as the headline model
+    # Second stages for half their steps (fine-tune 4, prior 4), started from the snapshot.
+    cfg = json.loads((models / "clip-vqdiffusion/alpha=0.5/budget=0.5/cfg.json").read_text())
+    assert cfg["step"] == 2 and cfg["init_weights"].endswith("budget=0.5/pretrain.safetensors")
+    assert json.loads((models / "clip2latent/budget=0.5/prior.json").read_text())["step"] == 2
+    samples = curved / "results/tiny/samples/seed=0/lafite/budget=0.5/alignment/manifest.csv"
+    headline = samples.parents[2] / "default" / "alignment" / "manifest.csv"
+    assert len(samples.read_text().splitlines()) == len(headline.read_text().splitlines())  # the same plan
+    points = pd.read_csv(report / "compute_curve.csv")
+    assert sorted(points.groupby("method").size().items()) == [(m, 2) for m in sorted(
+        ("clip-vqdiffusion", "paired", "unconditional", "lafite", "clip2latent"))]
+    # Optimiser steps of the chain: tokenizer 12 (diffusion methods), pretrain 6 and fine-tune 4, GANs 4, prior 4.
+    steps = {"clip-vqdiffusion": (17, 22), "paired": (17, 22), "unconditional": (17, 22), "lafite": (2, 4),
+             "clip2latent": (4, 8)}
+    for method, line in points.groupby("method"):
+        half, whole = line.sort_values("fraction").to_dict("records")
+        assert half["fraction"] == 0.5 and whole["fraction"] == 1.0
+        assert (half["steps"], whole["steps"]) == steps[method]
+        # Here each job's start (imports, data) outweighs its few steps: a second stage run for half the steps
+        # can cost as much as the headline's; a snapshot of one run (LAFITE) always costs less than its end.
+        assert half["cpu_s"] > 0 and (half["cpu_s"] < whole["cpu_s"] or method != "lafite"), method
+        assert line[["attr_acc", "clipscore_judge_mean", "cmmd"]].notna().all().all(), method
+    assert (report / "figures/compute-curve.png").stat().st_size > 0
+    html = (report / "index.html").read_text()
+    assert "Quality versus training compute" in html and "compute-curve.png" in html
+    protocol = json.loads((report / "protocol.json").read_text())
+    assert protocol["design"]["compute_curve"]["fractions"] == [0.5]
+    # The curve points are not branches of the main comparison.
+    assert "budget=0.5" not in set(pd.read_csv(report / "metrics.csv")["variant"])
+    again = _snakemake(curved, "-n")
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr

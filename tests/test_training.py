@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
 
@@ -91,15 +92,17 @@ STEPS = 7
 
 
 def toy_train(folder: Path, work: Path | None = None, lr: float = 0.1, width: int = 2,
-              stop_after_step: int | None = None, progress: bool = False) -> dict | None:
+              stop_after_step: int | None = None, progress: bool = False, steps: int = STEPS,
+              milestones: dict | None = None) -> dict | None:
     """Regress a linear layer on fresh noise each step; snapshots every 2 steps, a curve row every step."""
     with seeded_global_rng(0, 1):
         model = nn.Linear(width, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     run = TrainingRun("toy", work_dir=work or folder / "work", curve_csv=folder / "curve.csv",
-                      curve_fields=["step", "loss", "elapsed_s"], total_steps=STEPS, snapshot_every=2,
+                      curve_fields=["step", "loss", "elapsed_s"], total_steps=steps, snapshot_every=2,
                       settings={"lr": lr}, state={"model": model, "optimizer": optimizer}, progress=progress,
-                      stop_after_step=stop_after_step)
+                      stop_after_step=stop_after_step, milestones=milestones,
+                      milestone_save=lambda path, record: save_weights(path, model.state_dict(), dict(record)))
     for step in range(run.start(), run.stop_at):
         x = torch.randn(4, width, generator=generator_for(0, 5, step))
         loss = (model(x) - x.sum(1, keepdim=True)).pow(2).mean()
@@ -111,7 +114,7 @@ def toy_train(folder: Path, work: Path | None = None, lr: float = 0.1, width: in
     if not run.finished:
         run.close()
         return None
-    meta = {"step": STEPS, "elapsed_s": run.elapsed()}
+    meta = {"step": steps, "elapsed_s": run.elapsed(), "cpu_s": run.cpu_seconds()}
     run.finish(lambda: save_weights(folder / "model.safetensors", model.state_dict(), meta))
     return meta
 
@@ -176,3 +179,49 @@ def test_progress_bar_and_argument_checks(tmp_path, capsys):
     with pytest.raises(ValueError, match="snapshot_every must be >= 1"):
         TrainingRun("bad", work_dir=tmp_path, curve_csv=tmp_path / "c.csv", curve_fields=["step"], total_steps=3,
                     snapshot_every=0, settings={}, state={})
+
+
+# ---- milestones and CPU time (the quality-versus-compute curve) ---------------------------------------------
+
+def _same(a: Path, b: Path) -> bool:
+    x, y = load_file(str(a)), load_file(str(b))
+    return x.keys() == y.keys() and all(torch.equal(x[key], y[key]) for key in x)
+
+
+def test_milestone_holds_the_weights_after_its_step_and_survives_a_kill(tmp_path, capsys):
+    # Known answer: the weights after step 3 of a 7-step run are the final weights of a 3-step run.
+    toy_train(tmp_path / "short", steps=3)
+    toy_train(tmp_path / "long", milestones={3: tmp_path / "long" / "at3.safetensors"})
+    assert _same(tmp_path / "long" / "at3.safetensors", tmp_path / "short" / "model.safetensors")
+    record = json.loads((tmp_path / "long" / "at3.json").read_text())
+    assert record["step"] == 3 and record["milestone"] == {"step": 3, "of_steps": STEPS, "fraction": 3 / STEPS}
+    assert record["fingerprint"] and record["cpu_s"] > 0
+    # Killed after the milestone (step 4), then resumed: the milestone written before the kill is delivered.
+    at3 = tmp_path / "killed" / "at3.safetensors"
+    assert toy_train(tmp_path / "killed", milestones={3: at3}, stop_after_step=4) is None
+    assert not at3.exists()  # delivered only with the final weights, like every output of the job
+    toy_train(tmp_path / "killed", milestones={3: at3})
+    assert _same(at3, tmp_path / "short" / "model.safetensors")
+    # A finished run asked for a milestone it passed without keeping starts over, and then keeps it.
+    capsys.readouterr()
+    toy_train(tmp_path / "short", steps=3)  # the 3-step run's work folder is at its last step
+    late = tmp_path / "late" / "at2.safetensors"
+    toy_train(tmp_path / "late", work=tmp_path / "long" / "work", milestones={2: late})
+    assert "is past step 2, whose weights were not kept" in capsys.readouterr().out
+    assert _same(tmp_path / "late" / "model.safetensors", tmp_path / "long" / "model.safetensors")
+    toy_train(tmp_path / "two", steps=2)
+    assert _same(late, tmp_path / "two" / "model.safetensors")
+
+
+def test_milestone_steps_are_checked(tmp_path):
+    for steps in ({0: tmp_path / "a"}, {STEPS: tmp_path / "a"}):
+        with pytest.raises(ValueError, match=r"milestone steps \[\d+\] are outside \[1, 6\]"):
+            toy_train(tmp_path, milestones=steps)
+
+
+def test_cpu_seconds_add_up_over_a_resume(tmp_path, monkeypatch):
+    # Each call's process is said to have used 10 CPU-s: a run resumed once has used 20.
+    monkeypatch.setattr("clipvqd.training.run.time.process_time", lambda: 10.0)
+    assert toy_train(tmp_path / "straight")["cpu_s"] == 10.0
+    toy_train(tmp_path / "resumed", stop_after_step=4)
+    assert toy_train(tmp_path / "resumed")["cpu_s"] == 20.0

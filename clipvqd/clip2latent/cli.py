@@ -7,7 +7,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from clipvqd.cli_args import add_command, commands, compute_arguments, json_object, trainer_arguments
+from clipvqd.cli_args import (add_command, commands, compute_arguments, json_object, milestone_arguments, milestones,
+                               trainer_arguments)
 
 
 def _configs(cls_pairs: list[tuple[type, str]], params: dict[str, Any], overrides: dict[str, dict[str, Any]] | None = None):
@@ -33,7 +34,7 @@ def cmd_train_generator(args) -> None:
         raise SystemExit(f"{args.train} lists {len(dataset)} images, fewer than clip2latent.generator_train."
                          f"batch_size {train_cfg.batch_size}")
     meta = train_generator(dataset.all(), model_cfg, train_cfg, args.work, args.out, args.curve, device=args.device,
-                           seed=args.seed)
+                           seed=args.seed, milestones=milestones(args))
     print(f"clip2latent generator: {meta['step']} steps in {meta['elapsed_s']:.0f} s -> {args.out}")
 
 
@@ -78,6 +79,7 @@ def register(group: argparse.ArgumentParser) -> None:
     trainer_arguments(gen, "the clip2latent config block as JSON")
     gen.add_argument("--train", required=True, help="manifest of the generator training split")
     gen.add_argument("--resize", action="store_true", help="resize images to generator_model.resolution")
+    milestone_arguments(gen)
     prs = add_command(table, "pairs", cmd_pairs, "sample (w, CLIP image embedding of G(w)) pairs")
     prs.add_argument("--params", type=json_object, required=True, help="the clip2latent config block as JSON")
     prs.add_argument("--generator", required=True, help="generator checkpoint from train-generator")

@@ -117,6 +117,7 @@ def train_prior(pairs: dict[str, Tensor], model_cfg: PriorModelConfig, train_cfg
         "num_pairs": int(len(w_all)),
         **run.provenance(),
         "elapsed_s": round(run.elapsed(), 3),
+        "cpu_s": round(run.cpu_seconds(), 3),
         **(provenance or {}),
     }
     run.finish(lambda: save_weights(out_weights, ema.state_dict(), meta))

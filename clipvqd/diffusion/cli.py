@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from clipvqd.cli_args import add_command, commands, trainer_arguments
+from clipvqd.cli_args import add_command, commands, milestone_arguments, milestones, trainer_arguments
 from clipvqd.diffusion.train_config import TrainingMode
 
 MODES = tuple(mode.value for mode in TrainingMode)
@@ -28,7 +28,7 @@ def cmd_train(args) -> None:
     except ValueError as error:
         raise SystemExit(str(error)) from None
     train_diffusion(data.tokens, data.conditions, model_cfg, train_cfg, args.mode, args.work, args.out, args.curve,
-                    device=args.device, seed=args.seed, init_weights=args.init)
+                    device=args.device, seed=args.seed, init_weights=args.init, milestones=milestones(args))
 
 
 def register(group: argparse.ArgumentParser) -> None:
@@ -42,3 +42,4 @@ def register(group: argparse.ArgumentParser) -> None:
     train.add_argument("--condition-dim", type=int, default=512, help="condition length when there are no embeddings")
     train.add_argument("--alpha", type=float, default=None, help="condition noise scale of this branch")
     train.add_argument("--init", default=None, help="weights to start from (cfg_finetune)")
+    milestone_arguments(train)

@@ -23,7 +23,7 @@ run of the same global batch. The settings are in `train_config.py`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -176,9 +176,11 @@ def train_diffusion(
     seed: int = 0,
     init_weights: str | Path | None = None,
     progress: bool = True,
+    milestones: Mapping[int, str | Path] | None = None,
 ) -> dict[str, Any]:
     """Train (or resume training) a denoiser; write EMA weights to `out_weights` (+ JSON sidecar) and
-    the loss curve to `curve_csv`. Returns the sidecar metadata.
+    the loss curve to `curve_csv`. Returns the sidecar metadata. milestones: {step: path} also gets the EMA
+    weights after those steps (TrainingRun milestones: the quality-versus-compute curve).
 
     tokens: `(N, H, W)` int64 code maps in [0, K). conditions: `(N, D)` CLIP embeddings (image
     embeddings for language_free / cfg_finetune, caption text embeddings for the paired modes; ignored
@@ -197,7 +199,7 @@ def train_diffusion(
     context = Distributed.from_environment(device)
     try:
         return _train(tokens, conditions, model_cfg, train_cfg, mode, work_dir, out_weights, curve_csv,
-                      context, seed, init_weights, progress)
+                      context, seed, init_weights, progress, milestones)
     finally:
         context.close()
 
@@ -215,6 +217,7 @@ def _train(
     seed: int,
     init_weights: str | Path | None,
     progress: bool,
+    milestones: Mapping[int, str | Path] | None = None,
 ) -> dict[str, Any]:
     device, world_size = context.device, context.world_size
     if train_cfg.batch_size % world_size:
@@ -259,7 +262,29 @@ def _train(
             "init_weights": None if init_weights is None else sha256_file(init_weights),
         },
         state={"model": parts, "ema": ema, "optimizer": optimizer, "lr_schedule": lr_schedule,
-               "timestep_sampler": timestep_sampler})
+               "timestep_sampler": timestep_sampler},
+        milestones=milestones,
+        milestone_save=lambda path, record: save_weights(path, ema.state_dict(), describe(record["step"]) | record))
+
+    def describe(step: int) -> dict[str, Any]:
+        """The sidecar of the weights after `step` steps."""
+        return {
+            "format": WEIGHTS_FORMAT,
+            "weights": "ema",
+            "mode": mode.value,
+            "step": step,
+            "seed": seed,
+            "world_size": world_size,
+            "model_config": model_cfg.to_dict(),
+            "train_config": train_cfg.to_dict(),
+            "num_training_maps": int(tokens.shape[0]),
+            "init_weights": None if init_weights is None else str(init_weights),
+            "init_weights_meta": None if init_meta is None else {k: init_meta.get(k) for k in ("mode", "step", "seed")},
+            **run.provenance(),
+            "elapsed_s": round(run.elapsed(), 3),
+            "cpu_s": round(run.cpu_seconds(), 3),
+        }
+
     start_step = run.start()
 
     network: nn.Module = parts
@@ -327,22 +352,7 @@ def _train(
             window, window_grad_norms = [], []
         run.step_done(done, loss=terms.loss)
 
-    final_step = max(start_step, train_cfg.steps)
-    meta = {
-        "format": WEIGHTS_FORMAT,
-        "weights": "ema",
-        "mode": mode.value,
-        "step": final_step,
-        "seed": seed,
-        "world_size": world_size,
-        "model_config": model_cfg.to_dict(),
-        "train_config": train_cfg.to_dict(),
-        "num_training_maps": int(tokens.shape[0]),
-        "init_weights": None if init_weights is None else str(init_weights),
-        "init_weights_meta": None if init_meta is None else {k: init_meta.get(k) for k in ("mode", "step", "seed")},
-        **run.provenance(),
-        "elapsed_s": round(run.elapsed(), 3),
-    }
+    meta = describe(max(start_step, train_cfg.steps))
     run.finish(lambda: save_weights(out_weights, ema.state_dict(), meta))
     return meta
 

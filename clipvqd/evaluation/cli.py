@@ -88,7 +88,8 @@ def cmd_report(args) -> None:
                              training_curves=args.curves, quality_files=args.quality,
                              benchmark_files=args.benchmarks, benchmark_dirs=args.benchmarks_dir,
                              paper_rows=args.paper_rows, title=args.title, run_name=args.run_name, plan=plan,
-                             training_stages=args.training_stages, machine_speed=args.machine_speed)
+                             training_stages=args.training_stages, machine_speed=args.machine_speed,
+                             compute_curve=args.compute_curve)
     except (ReportError, BootstrapError, ComputeCostError) as error:
         raise SystemExit(str(error)) from None
     print(f"report written to {index}")
@@ -184,6 +185,9 @@ def register(group: argparse.ArgumentParser) -> None:
     rep.add_argument("--training-stages", type=json_object, default={},
                      help='{"method": [one {"stage": {"benchmark", "sidecar", "weights", "shared"}} per seed]}: '
                           "each method's training cost (clipvqd.evaluation.compute)")
+    rep.add_argument("--compute-curve", type=json_object, default={},
+                     help='{"method": [{"fraction", "table", "stages": [per seed {"stage": {...}}]}]}: quality versus '
+                          "training compute (clipvqd.evaluation.compute_curve), drawn when given")
     rep.add_argument("--paper-rows", default=None,
                      help="JSON list of cited numbers (method, metric, value, source[, dataset, note])")
     rep.add_argument("--prompts", default=None, help="the sample plan the grids' manifests must hold: prompt table")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from clipvqd.cli_args import add_command, commands, trainer_arguments
+from clipvqd.cli_args import add_command, commands, milestone_arguments, milestones, trainer_arguments
 
 
 def cmd_train(args) -> None:
@@ -24,7 +24,7 @@ def cmd_train(args) -> None:
         raise SystemExit(str(error)) from None
     dataset = ManifestImages(args.train, resolution=model_cfg.resolution, resize=args.resize)
     train_lafite(dataset.all(), embeddings, clip, model_cfg, train_cfg, args.work, args.out, args.curve,
-                 device=args.device, seed=args.seed)
+                 device=args.device, seed=args.seed, milestones=milestones(args))
 
 
 def register(group: argparse.ArgumentParser) -> None:
@@ -35,3 +35,4 @@ def register(group: argparse.ArgumentParser) -> None:
     train.add_argument("--embeddings", required=True, help="CLIP image embeddings of that split")
     train.add_argument("--clip", required=True, help="the conditioner CLIP file that made them (itc loss)")
     train.add_argument("--resize", action="store_true", help="resize images to lafite.model.resolution")
+    milestone_arguments(train)

@@ -18,7 +18,7 @@ contrastive losses (and with them the CLIP) are skipped; everything else is the 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 from torch import Tensor
@@ -90,9 +90,11 @@ def train_lafite(
     device: str | torch.device = "cpu",
     seed: int = 0,
     progress: bool = True,
+    milestones: Mapping[int, str | Path] | None = None,
 ) -> dict[str, Any]:
     """Train (or resume) LAFITE; write the EMA generator to `out_weights` (+ JSON sidecar) and the loss
-    curve to `curve_csv`. Returns the sidecar metadata.
+    curve to `curve_csv`. Returns the sidecar metadata. milestones: {step: path} also gets the EMA generator
+    after those steps (TrainingRun milestones: the quality-versus-compute curve).
 
     images: float (N, 3, R, R) in [-1, 1]; embeddings: (N, D) CLIP image embeddings of the same images, made
     by `clip` (the frozen conditioner CLIP, also used for the itc loss on generated images).
@@ -127,7 +129,27 @@ def train_lafite(
             "embeddings": tensor_sha256(embeddings),
             "clip": clip.identity if conditional else None,
         },
-        state={"generator": generator, "discriminator": discriminator, "ema": ema, "g_opt": g_opt, "d_opt": d_opt})
+        state={"generator": generator, "discriminator": discriminator, "ema": ema, "g_opt": g_opt, "d_opt": d_opt},
+        milestones=milestones,
+        milestone_save=lambda path, record: save_weights(path, ema.state_dict(), describe(record["step"]) | record))
+
+    def describe(step: int) -> dict[str, Any]:
+        """The sidecar of the generator after `step` steps."""
+        return {
+            "format": WEIGHTS_FORMAT,
+            "weights": "ema",
+            "step": step,
+            "seed": seed,
+            "model_config": model_cfg.to_dict(),
+            "train_config": train_cfg.to_dict(),
+            "clip_sha256": clip.identity if conditional else None,
+            "conditional": conditional,
+            "num_training_images": int(images.shape[0]),
+            **run.provenance(),
+            "elapsed_s": round(run.elapsed(), 3),
+            "cpu_s": round(run.cpu_seconds(), 3),
+        }
+
     start_step = run.start()
 
     def contrastive(features: Tensor, targets: Tensor) -> Tensor:
@@ -224,20 +246,7 @@ def train_lafite(
             window = []
         run.step_done(done, g=loss_g, d=loss_d)
 
-    final_step = max(start_step, train_cfg.steps)
-    meta = {
-        "format": WEIGHTS_FORMAT,
-        "weights": "ema",
-        "step": final_step,
-        "seed": seed,
-        "model_config": model_cfg.to_dict(),
-        "train_config": train_cfg.to_dict(),
-        "clip_sha256": clip.identity if conditional else None,
-        "conditional": conditional,
-        "num_training_images": int(images.shape[0]),
-        **run.provenance(),
-        "elapsed_s": round(run.elapsed(), 3),
-    }
+    meta = describe(max(start_step, train_cfg.steps))
     run.finish(lambda: save_weights(out_weights, ema.state_dict(), meta))
     return meta
 

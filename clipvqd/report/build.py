@@ -31,7 +31,8 @@ def build_report(out_dir: str | Path, tables: Sequence[str | Path], protocols: S
                  paper_rows: str | Path | None = None, title: str = "clipvqd comparison report",
                  run_name: str | None = None, plan=None,
                  training_stages: Mapping[str, Sequence[Mapping]] | None = None,
-                 machine_speed: str | Path | None = None) -> Path:
+                 machine_speed: str | Path | None = None,
+                 compute_curve: Mapping[str, Sequence[Mapping]] | None = None) -> Path:
     """Write the merged metrics.csv, metrics_by_seed.csv, significance.csv and protocol.json, then
     `out_dir/index.html`; return its path.
 
@@ -43,6 +44,9 @@ def build_report(out_dir: str | Path, tables: Sequence[str | Path], protocols: S
     lists each method's training jobs (`clipvqd.evaluation.compute.methods_training_cost`): their cost goes
     into protocol.json's design and the main table; `machine_speed` is the run's calibration
     (`clipvqd.machine_speed`), recorded in the design beside the README's and shown with the run times.
+    `compute_curve` lists each method's points of quality versus training compute
+    (`clipvqd.evaluation.compute_curve.curve_points`): drawn, tabulated and written to compute_curve.csv
+    when given.
     """
 
     from clipvqd.evaluation import merge_results
@@ -69,6 +73,11 @@ def build_report(out_dir: str | Path, tables: Sequence[str | Path], protocols: S
         from clipvqd.evaluation.compute import methods_training_cost
 
         design = dict(design or {}, training_cost=methods_training_cost(training_stages))
+    curve = None
+    if compute_curve:
+        from clipvqd.evaluation.compute_curve import curve_points
+
+        curve = curve_points(compute_curve)
     merged, record = merge_results(tables, protocols, metrics_out, protocol_out, by_seed_paths=by_seed,
                                    out_by_seed=by_seed_out if by_seed else None, design=design)
     settings = bootstrap or BootstrapSettings()
@@ -95,7 +104,7 @@ def build_report(out_dir: str | Path, tables: Sequence[str | Path], protocols: S
                           significance=significance, headline=headline, oracle_calibration=calibration,
                           by_seed_csv=by_seed_out if by_seed else None,
                           significance_csv=significance_out, plan=plan,
-                          diversity=per_prompt_diversity(branches))
+                          diversity=per_prompt_diversity(branches), compute_curve=curve)
     # Always present, so the workflow can declare it (empty when no figure could be drawn).
     (Path(out_dir) / "figures").mkdir(parents=True, exist_ok=True)
     return index

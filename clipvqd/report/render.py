@@ -27,6 +27,7 @@ from clipvqd.evaluation.table import (
     NO_BETTER_DIRECTION,
     read_metrics_table,
 )
+from clipvqd.report import compute_curve as compute_curve_module
 from clipvqd.report import figures
 from clipvqd.report.errors import ReportError
 from clipvqd.report.sample_grids import sample_grids_context
@@ -347,6 +348,12 @@ def _copy_alongside(source: Path, out_dir: Path, name: str) -> str:
     return name
 
 
+def _write_points(points: pd.DataFrame, out_dir: Path) -> str:
+    """The quality-versus-compute points as compute_curve.csv beside the page; its name."""
+    points.to_csv(out_dir / "compute_curve.csv", index=False, float_format="%.6g")
+    return "compute_curve.csv"
+
+
 def render_report(out_dir: str | Path, metrics_csv: str | Path, protocol_json: str | Path,
                   sample_grids: Mapping[str, str | Path] | None = None,
                   training_curves: Mapping[str, str | Path] | None = None,
@@ -356,7 +363,8 @@ def render_report(out_dir: str | Path, metrics_csv: str | Path, protocol_json: s
                   max_prompts: int = 6, max_samples_per_prompt: int = 4, significance: pd.DataFrame | None = None,
                   headline: Sequence[str] | None = None, oracle_calibration: Mapping | None = None,
                   by_seed_csv: str | Path | None = None, significance_csv: str | Path | None = None,
-                  plan=None, diversity: pd.DataFrame | None = None) -> Path:
+                  plan=None, diversity: pd.DataFrame | None = None,
+                  compute_curve: pd.DataFrame | None = None) -> Path:
     """Write `out_dir/index.html` with its figures and assets; return its path.
 
     sample_grids: {label: sample manifest.csv (grids are built from it) or a ready-made grid image}.
@@ -367,6 +375,8 @@ def render_report(out_dir: str | Path, metrics_csv: str | Path, protocol_json: s
     the sentences written from them. oracle_calibration: the oracle's accuracy on degraded renders.
     plan: the `clipvqd.samples.SamplePlan` every sample manifest of `sample_grids` must hold. diversity: each
     prompt's within-prompt diversity per branch and seed (`diversity_figure.per_prompt_diversity`).
+    compute_curve: the quality-versus-compute points (clipvqd.evaluation.compute_curve.curve_points), drawn
+    when given.
     """
     from clipvqd.machine_speed import report_sentence as machine_speed_sentence
     from clipvqd.report.diversity_figure import diversity_figure
@@ -392,6 +402,7 @@ def render_report(out_dir: str | Path, metrics_csv: str | Path, protocol_json: s
     sampling_speed = figures.sampling_speed_figure(metrics, benchmarks, out_dir, protocol.entries)
     samples = sample_grids_context(sample_grids, out_dir, max_prompts, max_samples_per_prompt, plan)
     calibration = oracle_calibration_context(oracle_calibration, sample_grids, out_dir)
+    curve_figure = compute_curve_module.compute_curve_figure(compute_curve, out_dir)
 
     used = list(dict.fromkeys(metrics["protocol"]))
     cards = []
@@ -432,6 +443,9 @@ def render_report(out_dir: str | Path, metrics_csv: str | Path, protocol_json: s
         "design": protocol.design,
         "validation_run": bool(protocol.design and protocol.design.get("prompts") == "validation"),
         "calibration": calibration,
+        "compute_curve": None if curve_figure is None else {
+            "figure": curve_figure, "rows": compute_curve_module.compute_curve_rows(compute_curve),
+            "csv": _write_points(compute_curve, out_dir)},
         "by_seed_link": _copy_alongside(Path(by_seed_csv), out_dir, "metrics_by_seed.csv") if by_seed_csv else None,
         "significance_link": (_copy_alongside(Path(significance_csv), out_dir, "significance.csv")
                               if significance_csv else None),

@@ -89,6 +89,11 @@ class ResumeState:
             torch.cuda.set_rng_state_all(payload["cuda_rng"])
         return payload["step"], payload["extra"]
 
+    def newest_step(self) -> int:
+        """The step of the newest snapshot (from its name), 0 when there is none."""
+        snapshots = self.snapshots()
+        return int(_STATE_NAME.match(snapshots[-1].name).group(1)) if snapshots else 0
+
     def newest_extra(self) -> dict[str, Any] | None:
         """The `extra` stored with the newest snapshot (where a run keeps its settings fingerprint); None
         when there is no snapshot, or it is unreadable (which `restore` then reports properly)."""

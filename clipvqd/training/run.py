@@ -23,12 +23,27 @@ workflow leaves no orphan trainer behind to race the rerun.
 The loss curve lives in the snapshots and is written whole and atomically to `curve_csv` at every
 snapshot and at the end, so a resumed run's curve has neither gaps nor repeated rows. Under torchrun (a
 `Distributed` with several processes) every process calls the same methods; only rank 0 writes.
+
+Cost: `cpu_seconds()` is the CPU time (user + system, every thread) of the trainer's process since it
+started, its data loading included, plus that of the earlier calls of a resumed run up to their last
+snapshot; the work a killed call did after its last snapshot is redone and counted once. Under torchrun
+it is rank 0's process only.
+
+Milestones (the quality-versus-compute curve): `milestones={step: path}` keeps the weights of that step, as
+they are after that optimiser step: `milestone_save(path, record)` writes them with a JSON sidecar beside
+them (path.with_suffix(".json"), the trainer's own format, `record` merged into it). They are
+written into the work folder as the step passes (so a killed run keeps them) and copied to `path` by
+`finish`; each sidecar records the step and the CPU- and wall-seconds spent so far. A resume state past a
+milestone whose weights the work folder lacks (a run started before the milestone was asked for) is
+discarded: the run starts over, since those weights cannot be made any more.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence, TypeVar
@@ -43,20 +58,32 @@ from .resume_state import CorruptResumeState, ResumeState
 from .work_lock import WorkFolderLock
 
 T = TypeVar("T")
+MilestoneSave = Callable[[Path, Mapping[str, Any]], Any]
 
 
 class TrainingRun:
     def __init__(self, name: str, *, work_dir: str | Path, curve_csv: str | Path, curve_fields: Sequence[str],
                  total_steps: int, snapshot_every: int, settings: Mapping[str, Any], state: Mapping[str, Any],
                  distributed: Distributed | None = None, progress: bool = True,
-                 stop_after_step: int | None = None):
+                 stop_after_step: int | None = None, milestones: Mapping[int, str | Path] | None = None,
+                 milestone_save: MilestoneSave | None = None):
         """name: how messages and the progress bar call the run. settings: JSON-able description of the data
         and settings (see `fingerprint`). state: what a snapshot holds, by name (modules, optimisers,
         schedulers, torch.Generators, anything with state_dict/load_state_dict). stop_after_step: end
-        this call after that step with a snapshot and no final outputs (the next call continues)."""
+        this call after that step with a snapshot and no final outputs (the next call continues).
+        milestones: {step: weights path} to keep on the way (see the module docstring), each step in
+        [1, total_steps); milestone_save(path, record) writes them (see the module docstring)."""
         if total_steps < 1 or snapshot_every < 1:
             raise ValueError(f"{name}: total_steps and snapshot_every must be >= 1, got {total_steps} and "
                              f"{snapshot_every}")
+        self.milestones = {int(step): Path(path) for step, path in (milestones or {}).items()}
+        outside = sorted(step for step in self.milestones if not 1 <= step < total_steps)
+        if outside:
+            raise ValueError(f"{name}: milestone steps {outside} are outside [1, {total_steps - 1}] (the last step's "
+                             "weights are the run's own output)")
+        if self.milestones and milestone_save is None:
+            raise ValueError(f"{name}: milestones need milestone_save to write their weights")
+        self._milestone_save = milestone_save
         self.name = name
         self.work_dir, self.curve_csv, self.curve_fields = Path(work_dir), Path(curve_csv), list(curve_fields)
         self.total_steps, self.snapshot_every = total_steps, snapshot_every
@@ -71,6 +98,7 @@ class TrainingRun:
         self._snapshots = ResumeState(self.work_dir)
         self._lock = WorkFolderLock(self.work_dir, owner=f"{name} trainer")
         self._elapsed_before = 0.0
+        self._cpu_before = 0.0
         self._started = time.monotonic()
         self._bar: tqdm | None = None
 
@@ -92,6 +120,16 @@ class TrainingRun:
                 self.say(f"the resume state in {self.work_dir} was written by a run with other data or settings; "
                          "starting over")
                 self._snapshots.clear()
+                self._clear_milestones()
+            self.distributed.barrier()
+        lost = [step for step in sorted(self.milestones) if step <= self._snapshots.newest_step()
+                and not self._milestone_kept(step)]
+        self.distributed.barrier()
+        if lost:
+            if self.distributed.is_main:
+                self.say(f"the resume state in {self.work_dir} is past step {lost[0]}, whose weights were not kept "
+                         "(milestones asked for after it passed); starting over")
+                self._snapshots.clear()
             self.distributed.barrier()
         try:
             step, extra = self._snapshots.restore(self.state)
@@ -105,6 +143,7 @@ class TrainingRun:
         self.start_step = step
         self.curve = list(extra.get("curve", []))
         self._elapsed_before = float(extra.get("elapsed_s", 0.0))
+        self._cpu_before = float(extra.get("cpu_s", 0.0))
         self._started = time.monotonic()
         if self.progress and self.distributed.is_main and step < self.stop_at:
             self._bar = tqdm(total=self.total_steps, initial=step, desc=self.name, unit="step", dynamic_ncols=True)
@@ -114,6 +153,11 @@ class TrainingRun:
     def elapsed(self) -> float:
         """Training wall time in seconds, summed over the resumed runs."""
         return self._elapsed_before + time.monotonic() - self._started
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds of this process since it started, plus those of the earlier calls of a resumed run (up to
+        their last snapshot)."""
+        return self._cpu_before + time.process_time()
 
     def log(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """Append a loss-curve row; `elapsed_s` is filled in when it is a curve field the row lacks."""
@@ -125,12 +169,14 @@ class TrainingRun:
 
     def step_done(self, done: int, **postfix: Any) -> None:
         """After optimiser step `done` (1-based): move the progress bar (showing `postfix`, numbers to four
-        decimals) and snapshot every `snapshot_every` steps and at `stop_at` (the last step's snapshot is
-        `finish`'s)."""
+        decimals), keep a milestone's weights, and snapshot every `snapshot_every` steps and at `stop_at` (the
+        last step's snapshot is `finish`'s)."""
         if self._bar is not None:
             self._bar.update(1)
             if postfix:
                 self._bar.set_postfix({key: _short(value) for key, value in postfix.items()}, refresh=False)
+        if done in self.milestones:
+            self._keep_milestone(done)
         if done < self.total_steps and (done % self.snapshot_every == 0 or done == self.stop_at):
             self.snapshot(done)
 
@@ -139,7 +185,7 @@ class TrainingRun:
         write the curve CSV."""
         if self.distributed.is_main:
             self._snapshots.save(step, self.state, {"fingerprint": self.fingerprint, "curve": self.curve,
-                                                    "elapsed_s": self.elapsed()})
+                                                    "elapsed_s": self.elapsed(), "cpu_s": self.cpu_seconds()})
             write_curve_csv(self.curve_csv, self.curve, self.curve_fields)
         self.distributed.barrier()
 
@@ -176,9 +222,47 @@ class TrainingRun:
         if self.distributed.is_main:
             result = save()
             write_curve_csv(self.curve_csv, self.curve, self.curve_fields)
+            for step, path in sorted(self.milestones.items()):
+                self._deliver_milestone(step, path)
         self.distributed.barrier()
         self.close()
         return result
+
+    # ---- milestones --------------------------------------------------------------------------------------
+    def _milestone_file(self, step: int) -> Path:
+        return self.work_dir / f"milestone-{step:09d}.safetensors"
+
+    def _milestone_kept(self, step: int) -> bool:
+        """Whether the work folder holds this run's weights of milestone `step` (same fingerprint)."""
+        try:
+            meta = json.loads(self._milestone_file(step).with_suffix(".json").read_text())
+        except (OSError, ValueError):
+            return False
+        return meta.get("fingerprint") == self.fingerprint and self._milestone_file(step).is_file()
+
+    def _clear_milestones(self) -> None:
+        for path in self.work_dir.glob("milestone-*"):
+            path.unlink()
+
+    def _keep_milestone(self, step: int) -> None:
+        if not self.distributed.is_main:
+            return
+        self._milestone_save(self._milestone_file(step), {
+            **self.provenance(), "step": step,
+            "milestone": {"step": step, "of_steps": self.total_steps, "fraction": step / self.total_steps},
+            "elapsed_s": round(self.elapsed(), 3), "cpu_s": round(self.cpu_seconds(), 3)})
+
+    def _deliver_milestone(self, step: int, path: Path) -> None:
+        """Copy milestone `step`'s weights and sidecar from the work folder to `path` (each atomically)."""
+        if not self._milestone_kept(step):
+            raise RuntimeError(f"{self.name}: the weights of milestone step {step} are missing from {self.work_dir}; "
+                               "delete that folder and rerun")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        source = self._milestone_file(step)
+        for source, target in ((source, path), (source.with_suffix(".json"), path.with_suffix(".json"))):
+            tmp = target.with_name(target.name + ".tmp")
+            shutil.copyfile(source, tmp)
+            os.replace(tmp, target)
 
     def say(self, message: str) -> None:
         """Print `message`, prefixed with the run's name, on rank 0."""

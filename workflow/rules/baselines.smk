@@ -15,6 +15,7 @@ rule lafite_train:
         model=RESULTS / "models" / "seed={seed}" / "lafite" / "generator.safetensors",
         sidecar=RESULTS / "models" / "seed={seed}" / "lafite" / "generator.json",
         curve=RESULTS / "models" / "seed={seed}" / "lafite" / "curve.csv",
+        **milestone_outputs(RESULTS / "models" / "seed={seed}" / "lafite" / "generator.safetensors"),
     log:
         LOGS / "seed={seed}" / "lafite_train.log",
     benchmark:
@@ -33,12 +34,14 @@ rule lafite_train:
         resize="--resize" if config["lafite"]["resize"] else "",
         work=seed_work("lafite"),
         seed=generator_seed(),
+        **milestone_params(CURVE_FIRST_STAGES["lafite"]),
     shell:
         clipvqd_trainer(
             "lafite train --params {params.settings:q} --train {input.train:q}"
             " --embeddings {input.embeddings:q} --clip {input.clip:q} {params.resize} --work {params.work:q}"
             " --out {output.model:q} --curve {output.curve:q} --seed {params.seed:q} --device {resources.device:q} --threads {threads} > {log:q} 2>&1",
             ddp=False,
+            options=MILESTONE_OPTIONS,
         )
 
 
@@ -52,6 +55,7 @@ rule clip2latent_generator_train:
         model=RESULTS / "models" / "seed={seed}" / "clip2latent" / "generator.safetensors",
         sidecar=RESULTS / "models" / "seed={seed}" / "clip2latent" / "generator.json",
         curve=RESULTS / "models" / "seed={seed}" / "clip2latent" / "generator_curve.csv",
+        **milestone_outputs(RESULTS / "models" / "seed={seed}" / "clip2latent" / "generator.safetensors"),
     log:
         LOGS / "seed={seed}" / "clip2latent_generator_train.log",
     benchmark:
@@ -67,12 +71,14 @@ rule clip2latent_generator_train:
         resize="--resize" if config["clip2latent"]["resize"] else "",
         work=seed_work("clip2latent/generator"),
         seed=generator_seed(),
+        **milestone_params(CURVE_FIRST_STAGES["clip2latent"]),
     shell:
         clipvqd_trainer(
             "clip2latent train-generator --params {params.settings:q} --train {input.train:q} {params.resize}"
             " --work {params.work:q} --out {output.model:q} --curve {output.curve:q} --seed {params.seed:q}"
             " --device {resources.device:q} --threads {threads} > {log:q} 2>&1",
             ddp=False,
+            options=MILESTONE_OPTIONS,
         )
 
 

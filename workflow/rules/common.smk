@@ -221,9 +221,20 @@ envvars:
 WITH_SOURCE = 'export PYTHONPATH="$CLIPVQD_SOURCE${{PYTHONPATH:+:$PYTHONPATH}}"; '
 
 
-def clipvqd_command(arguments):
-    """Shell text that runs `python -m clipvqd <arguments>` from this workflow's own source."""
-    return f"{WITH_SOURCE}python -m clipvqd {arguments}"
+def clipvqd_command(arguments, options=""):
+    """Shell text that runs `python -m clipvqd <arguments>` from this workflow's own source; `options` (e.g. an
+    overlay's, empty without it, so that the text of the default run's rules stays the same) go before the log."""
+    return f"{WITH_SOURCE}python -m clipvqd {with_options(arguments, options)}"
+
+
+def with_options(arguments, options):
+    """`arguments` with `options` inserted before their log redirection."""
+    if not options:
+        return arguments
+    redirect = " > {log:q} 2>&1"
+    if not arguments.endswith(redirect):
+        raise ValueError(f"cannot add {options!r}: the command does not end with{redirect!r}")
+    return f"{arguments[: -len(redirect)]}{options}{redirect}"
 
 
 # Threads: Snakemake exports a job's threads as OMP_NUM_THREADS and caps them at --cores; the commands pass
@@ -277,7 +288,7 @@ DDP_GPUS = 0 if DEVICE == "cpu" else config["ddp_gpus"]
 REMOVE_FINISHED_WORK = "" if config["keep_final_snapshots"] else " && rm -rf -- {params.work:q}"
 
 
-def clipvqd_trainer(arguments, ddp):
+def clipvqd_trainer(arguments, ddp, options=""):
     """Shell text that runs `python -m clipvqd <arguments>`, or, with ddp and a job's gpu resource > 1,
     `torchrun --standalone --nproc_per_node=<gpu> -m clipvqd <arguments>` (one DDP process per GPU).
     A trainer without DDP refuses more than one GPU instead of silently leaving the others idle. The
@@ -293,7 +304,7 @@ def clipvqd_trainer(arguments, ddp):
             "if [ {resources.gpu:q} -gt 1 ]; then echo 'resources.gpu={resources.gpu:q}, but this trainer"
             " runs as one process (no DDP support); request gpu=1' >&2; exit 1; fi; python -m clipvqd "
         )
-    return f"{WITH_SOURCE}{launcher}{arguments}{REMOVE_FINISHED_WORK}"
+    return f"{WITH_SOURCE}{launcher}{with_options(arguments, options)}{REMOVE_FINISHED_WORK}"
 
 
 # ---- methods and their variants ------------------------------------------------------------------------
@@ -362,6 +373,8 @@ def sampleable(settings):
 
 
 def variant_settings(method, variant):
+    if variant in CURVE_VARIANTS:  # a point of the compute curve samples with the headline settings
+        return variants(method)["default"]
     table = variants(method)
     if variant not in table:
         raise ValueError(f"unknown variant '{variant}' of method '{method}' (known: {sorted(table)})")
@@ -374,7 +387,33 @@ def sample_sets():
 
 # The metrics rule's outputs share a folder ({variant}.csv, {variant}.units.csv, ...): its variant wildcard
 # matches only the variants the config defines, so "default.units" can never be read as a variant.
-VARIANT_PATTERN = "|".join(sorted({re.escape(v) for m in ALL_METHODS for v in variants(m)}, key=len, reverse=True))
+# ---- quality versus training compute (evaluation.compute_curve; none by default) ------------------------------
+# Each fraction f is a variant budget=<f> of every method: its models live in a budget=<f>/ folder beside the
+# headline ones (the first stage's snapshot, kept by its trainer; a second stage run for f of its steps by the
+# rules of compute_curve.smk), and the sample and metrics rules serve it like any variant.
+CURVE_FRACTIONS = sorted(float(f) for f in config["evaluation"]["compute_curve"]["fractions"])
+CURVE_VARIANTS = {f"budget={fraction:g}": fraction for fraction in CURVE_FRACTIONS}
+
+
+wildcard_constraints:
+    budget=r"0\.\d+",
+    alpha=r"[^/]+",
+
+
+def curve_budget(variant):
+    """'0.25' for the variant budget=0.25, None for any other."""
+    return variant.split("=", 1)[1] if variant in CURVE_VARIANTS else None
+
+
+def at_budget(path, budget):
+    """`path` of a headline model, or of the same model at a fraction of the budget (budget=<f>/ beside it)."""
+    path = Path(path)
+    return path if budget is None else path.parent / f"budget={budget}" / path.name
+
+
+VARIANT_PATTERN = "|".join(
+    sorted({re.escape(v) for m in ALL_METHODS for v in [*variants(m), *CURVE_VARIANTS]}, key=len, reverse=True)
+)
 
 
 # ---- the two evaluation sets of every (method, variant, seed) (docs/design.md §6) ----------------------------
@@ -498,18 +537,19 @@ def sample_inputs(wildcards):
     """Inputs of sampling one (method, variant): the prompts, their embeddings and the method's model files
     (each of the latter is passed to `python -m clipvqd sample` under its own name, see sample_model_arguments)."""
     settings = variant_settings(wildcards.method, wildcards.variant)
+    budget = curve_budget(wildcards.variant)  # a compute-curve point: the same models at a fraction of the budget
     models = seed_dir("models", wildcards.seed)
     inputs = {"prompts": PROMPT_TABLES[wildcards.set], "prompt_embeddings": PROMPT_EMBEDDINGS[wildcards.set]}
     if wildcards.method in METHOD_SETTINGS:
-        inputs["model"] = diffusion_model(wildcards.method, settings, wildcards.seed)
+        inputs["model"] = at_budget(diffusion_model(wildcards.method, settings, wildcards.seed), budget)
         inputs["tokenizer"] = RESULTS / "tokenizer" / "model.safetensors"
         inputs["codebook"] = RESULTS / "tokenizer" / "codebook.json"
     elif wildcards.method == "lafite":
-        inputs["model"] = models / "lafite" / "generator.safetensors"
+        inputs["model"] = at_budget(models / "lafite" / "generator.safetensors", budget)
         inputs["clip"] = clip_file("conditioner")
     else:
-        inputs["model"] = models / "clip2latent" / "prior.safetensors"
-        inputs["generator"] = models / "clip2latent" / "generator.safetensors"
+        inputs["model"] = at_budget(models / "clip2latent" / "prior.safetensors", budget)
+        inputs["generator"] = at_budget(models / "clip2latent" / "generator.safetensors", budget)
         inputs["clip"] = clip_file("conditioner")  # checked against the prior's record of its CLIP
     return inputs
 
@@ -898,7 +938,7 @@ def evaluation_design():
         },
         # The judge CLIP's training data, filled in where the judge is trained on its own split.
         "judge_split": judge_split(),
-    }
+    } | compute_curve_design()
 
 
 def judge_split():
@@ -920,6 +960,13 @@ def training_stages():
     """Each method's training jobs in order, once per training seed, as clipvqd.evaluation.compute reads them:
     {method: [{stage: {benchmark, sidecar, weights, shared}} per seed]}. The tokenizer counts for each diffusion
     method (shared); the data, CLIPs and embedding cache serve every method alike and are not counted."""
+    return {method: [training_chain(seed, method) for seed in SEEDS] for method in methods()}
+
+
+def training_chain(seed, method, budget=None):
+    """One seed's training stages of `method` (training_stages), or those of its compute-curve point `budget`:
+    the first stage's snapshot (marked milestone: its benchmark is the whole run's, its sidecar records the CPU
+    time up to the snapshot) and the second stages run for that fraction (their own benchmark files)."""
     tokenizer = {
         "tokenizer": {
             "benchmark": BENCHMARKS / "tokenizer_train.tsv",
@@ -929,39 +976,37 @@ def training_stages():
         }
     }
 
-    def job(seed, benchmark, model):
-        model = seed_dir("models", seed) / model
-        return {
-            "benchmark": BENCHMARKS / f"seed={seed}" / f"{benchmark}.tsv",
+    def job(benchmark, model, first=False):
+        model = at_budget(seed_dir("models", seed) / model, budget)
+        folder = BENCHMARKS / f"seed={seed}"
+        stage = {
+            "benchmark": (folder if first or budget is None else folder / f"budget={budget}") / f"{benchmark}.tsv",
             "sidecar": model.with_suffix(".json"),
             "weights": model.with_suffix(".safetensors"),
         }
+        return stage | ({"milestone": True} if first and budget is not None else {})
 
-    def chain(seed, method):
-        if method == "clip-vqdiffusion":
-            alpha = HEADLINE["alpha"]
-            stages = {"pretrain": job(seed, f"diffusion_pretrain_alpha={alpha}", f"{method}/alpha={alpha}/pretrain")}
-            if HEADLINE["cfg"]:
-                stages["cfg fine-tune"] = job(
-                    seed, f"diffusion_cfg_finetune_alpha={alpha}", f"{method}/alpha={alpha}/cfg"
-                )
-            list(stages.values())[-1]["sampled"] = True
-            return tokenizer | stages
-        if method in ("paired", "unconditional"):
-            stages = {"pretrain": job(seed, f"diffusion_{method}_pretrain", f"{method}/pretrain")}
-            if HEADLINE["cfg"]:
-                stages["fine-tune"] = job(seed, f"diffusion_{method}_finetune", f"{method}/finetune")
-            list(stages.values())[-1]["sampled"] = True
-            return tokenizer | stages
-        if method == "lafite":
-            return {"generator": job(seed, "lafite_train", "lafite/generator") | {"sampled": True}}
-        return {
-            "generator": job(seed, "clip2latent_generator_train", "clip2latent/generator") | {"sampled": True},
-            "latent pairs": {"benchmark": BENCHMARKS / f"seed={seed}" / "clip2latent_latent_sample.tsv"},
-            "prior": job(seed, "clip2latent_prior_train", "clip2latent/prior") | {"sampled": True},
-        }
-
-    return {method: [chain(seed, method) for seed in SEEDS] for method in methods()}
+    if method == "clip-vqdiffusion":
+        alpha = HEADLINE["alpha"]
+        stages = {"pretrain": job(f"diffusion_pretrain_alpha={alpha}", f"{method}/alpha={alpha}/pretrain", first=True)}
+        if HEADLINE["cfg"]:
+            stages["cfg fine-tune"] = job(f"diffusion_cfg_finetune_alpha={alpha}", f"{method}/alpha={alpha}/cfg")
+        list(stages.values())[-1]["sampled"] = True
+        return tokenizer | stages
+    if method in ("paired", "unconditional"):
+        stages = {"pretrain": job(f"diffusion_{method}_pretrain", f"{method}/pretrain", first=True)}
+        if HEADLINE["cfg"]:
+            stages["fine-tune"] = job(f"diffusion_{method}_finetune", f"{method}/finetune")
+        list(stages.values())[-1]["sampled"] = True
+        return tokenizer | stages
+    if method == "lafite":
+        return {"generator": job("lafite_train", "lafite/generator", first=True) | {"sampled": True}}
+    pairs = BENCHMARKS / f"seed={seed}" / ("" if budget is None else f"budget={budget}") / "clip2latent_latent_sample.tsv"
+    return {
+        "generator": job("clip2latent_generator_train", "clip2latent/generator", first=True) | {"sampled": True},
+        "latent pairs": {"benchmark": pairs},
+        "prior": job("clip2latent_prior_train", "clip2latent/prior") | {"sampled": True},
+    }
 
 
 def training_stages_json():
@@ -1040,3 +1085,149 @@ def quality_labels():
 def json_paths(mapping):
     # In the given order (methods in their canonical order), not sorted like as_json.
     return json.dumps({label: str(path) for label, path in mapping.items()})
+
+
+# ---- the compute curve's jobs (evaluation.compute_curve; CURVE_VARIANTS above) ----------------------------------
+# Off by default, where every function below adds nothing: no output, param or shell text of any rule changes.
+
+# The step budget of each trainer that keeps snapshots (first stages) or runs again for a fraction (second stages).
+CURVE_FIRST_STAGES = {
+    "diffusion": "diffusion.pretrain.steps",
+    "lafite": "lafite.train.steps",
+    "clip2latent": "clip2latent.generator_train.steps",
+}
+CURVE_SECOND_STAGES = {"diffusion": "diffusion.finetune.steps", "clip2latent": "clip2latent.prior_train.steps"}
+
+
+def curve_steps(key, fraction):
+    """The steps of the stage whose budget is config key `key` at `fraction` of it."""
+    return round(config_value(key) * float(fraction))
+
+
+def check_curve_config():
+    """Every fraction must give each trainer of the chosen methods its own step in [1, steps - 1]."""
+    chosen = methods()
+    families = {"diffusion"} | {m for m in ("lafite", "clip2latent") if m in chosen}
+    keys = [CURVE_FIRST_STAGES[f] for f in sorted(families)]
+    keys += [CURVE_SECOND_STAGES[f] for f in sorted(families) if f in CURVE_SECOND_STAGES]
+    for key in keys:
+        steps = [curve_steps(key, f) for f in CURVE_FRACTIONS]
+        if any(not 1 <= step < config_value(key) for step in steps) or len(set(steps)) < len(steps):
+            raise ConfigError(
+                f"evaluation.compute_curve.fractions {CURVE_FRACTIONS} give {key}={config_value(key)} the steps "
+                f"{steps}: each must be a different step in [1, {config_value(key) - 1}]"
+            )
+
+
+check_curve_config()
+
+
+def milestone_outputs(model):
+    """Extra outputs of a first-stage trainer whose weights are `model` (a path pattern): its snapshot and
+    sidecar at every fraction of the compute curve, under budget=<f>/ beside it (named at_<f>, at_<f>_sidecar)."""
+    outputs = {}
+    for variant in CURVE_VARIANTS:
+        name = milestone_name(variant)
+        weights = at_budget(model, curve_budget(variant))
+        outputs[name], outputs[f"{name}_sidecar"] = weights, weights.with_suffix(".json")
+    return outputs
+
+
+def milestone_name(variant):
+    """The output name of a first stage's snapshot for the curve variant budget=<f>: at_<f> with _ for the point."""
+    return f"at_{curve_budget(variant).replace('.', '_')}"
+
+
+def milestone_params(steps_key):
+    """{"milestones": the trainer's --milestone options} for a first stage with the step budget at `steps_key`."""
+    if not CURVE_VARIANTS:
+        return {}
+
+    def options(wildcards, output):
+        return " ".join(
+            f"--milestone {curve_steps(steps_key, fraction)} "
+            f"{shlex.quote(str(output[milestone_name(variant)]))}"
+            for variant, fraction in CURVE_VARIANTS.items()
+        )
+
+    return {"milestones": options}
+
+
+# Shell text of the first-stage trainers: their --milestone options, only when the curve is on.
+MILESTONE_OPTIONS = " {params.milestones}" if CURVE_VARIANTS else ""
+
+
+def budget_block(key, block, wildcards):
+    """A second stage's training block at the job's fraction of the budget: its steps (and warm-up) scaled."""
+    scaled = dict(block, steps=curve_steps(f"{key}.steps", wildcards.budget))
+    if "warmup_steps" in block:
+        scaled["warmup_steps"] = round(block["warmup_steps"] * float(wildcards.budget))
+    return scaled
+
+
+def budget_diffusion_params(wildcards):
+    """diffusion_params("finetune") for a compute-curve point: the fine-tune for its fraction of the steps."""
+    train = budget_block("diffusion.finetune", config["diffusion"]["finetune"], wildcards)
+    return as_json({"model": config["diffusion"]["model"], "train": train})
+
+
+def budget_prior_params(wildcards):
+    """The clip2latent prior's blocks for a compute-curve point: prior_train for its fraction of the steps."""
+    train = budget_block("clip2latent.prior_train", config["clip2latent"]["prior_train"], wildcards)
+    return as_json({"prior_model": config["clip2latent"]["prior_model"], "prior_train": train})
+
+
+def compute_curve_spec():
+    """The report's --compute-curve: per method, every fraction's metrics table and training stages per seed,
+    and the headline (fraction 1) with training_stages()' chain."""
+    spec = {}
+    for method in methods():
+        points = [{"fraction": 1.0, "table": RESULTS / "metrics" / method / "default.csv",
+                   "stages": [training_chain(seed, method) for seed in SEEDS]}]
+        for variant, fraction in CURVE_VARIANTS.items():
+            budget = curve_budget(variant)
+            points.append({"fraction": fraction, "table": RESULTS / "metrics" / method / f"{variant}.csv",
+                           "stages": [training_chain(seed, method, budget) for seed in SEEDS]})
+        spec[method] = points
+    return spec
+
+
+def compute_curve_files():
+    """What the report reads for the compute curve: the points' tables and their stages' sidecars (none when off)."""
+    if not CURVE_VARIANTS:
+        return []
+    files = set()
+    for points in compute_curve_spec().values():
+        for point in points:
+            files.add(str(point["table"]))
+            files.update(str(s["sidecar"]) for stages in point["stages"] for s in stages.values() if "sidecar" in s)
+    return sorted(files)
+
+
+def report_curve_params():
+    return {"compute_curve": json.dumps(compute_curve_spec(), default=str)} if CURVE_VARIANTS else {}
+
+
+REPORT_CURVE_OPTION = " --compute-curve {params.compute_curve:q}" if CURVE_VARIANTS else ""
+
+
+def compute_curve_design():
+    """protocol.json's design.compute_curve (only when the curve is on)."""
+    if not CURVE_VARIANTS:
+        return {}
+    return {
+        "compute_curve": {
+            "fractions": CURVE_FRACTIONS,
+            "variants": list(CURVE_VARIANTS),
+            "fraction_of": "each stage of a method's chain: at f, every stage has had round(f x its steps) steps",
+            "first_stage": "the snapshot its trainer kept after f of its steps (diffusion pretraining and the controls' "
+            "first stage, LAFITE, clip2latent's generator): the same run as the headline model, its learning-rate "
+            "schedule not yet at its end",
+            "second_stage": "a run of f of its steps (warm-up scaled alike) from that snapshot: the CFG fine-tune, the "
+            "controls' second stage, clip2latent's pairs (same count) and prior",
+            "cost": "CPU-seconds recorded by the trainers (process CPU time up to the step, summed over resumed calls), "
+            "else the Snakemake benchmark's cpu_time (tokenizer, clip2latent pairs); the tokenizer counted in each "
+            "diffusion method; mean over seeds",
+            "sets": "the headline's alignment and distribution sets: same prompts, seeds and metrics",
+        }
+    }

@@ -11,6 +11,7 @@ rule diffusion_pretrain:
         model=RESULTS / "models" / "seed={seed}" / "clip-vqdiffusion" / "alpha={alpha}" / "pretrain.safetensors",
         sidecar=RESULTS / "models" / "seed={seed}" / "clip-vqdiffusion" / "alpha={alpha}" / "pretrain.json",
         curve=RESULTS / "models" / "seed={seed}" / "clip-vqdiffusion" / "alpha={alpha}" / "pretrain_curve.csv",
+        **milestone_outputs(RESULTS / "models" / "seed={seed}" / "clip-vqdiffusion" / "alpha={alpha}" / "pretrain.safetensors"),
     log:
         LOGS / "seed={seed}" / "diffusion_pretrain_alpha={alpha}.log",
     benchmark:
@@ -26,6 +27,7 @@ rule diffusion_pretrain:
         settings=diffusion_params("pretrain"),
         work=seed_work("diffusion-alpha={alpha}-pretrain"),
         seed=generator_seed(),
+        **milestone_params(CURVE_FIRST_STAGES["diffusion"]),
     shell:
         clipvqd_trainer(
             "diffusion train --mode language_free --params {params.settings:q}"
@@ -33,6 +35,7 @@ rule diffusion_pretrain:
             " --work {params.work:q} --out {output.model:q} --curve {output.curve:q} --seed {params.seed:q}"
             " --device {resources.device:q} --threads {threads} > {log:q} 2>&1",
             ddp=True,
+            options=MILESTONE_OPTIONS,
         )
 
 
@@ -85,6 +88,7 @@ rule diffusion_control:
         model=RESULTS / "models" / "seed={seed}" / "{control}" / "pretrain.safetensors",
         sidecar=RESULTS / "models" / "seed={seed}" / "{control}" / "pretrain.json",
         curve=RESULTS / "models" / "seed={seed}" / "{control}" / "pretrain_curve.csv",
+        **milestone_outputs(RESULTS / "models" / "seed={seed}" / "{control}" / "pretrain.safetensors"),
     log:
         LOGS / "seed={seed}" / "diffusion_{control}_pretrain.log",
     benchmark:
@@ -102,12 +106,14 @@ rule diffusion_control:
         settings=diffusion_params("pretrain"),
         work=seed_work("diffusion-{control}"),
         seed=generator_seed(),
+        **milestone_params(CURVE_FIRST_STAGES["diffusion"]),
     shell:
         clipvqd_trainer(
             "diffusion train --mode {wildcards.control:q} --params {params.settings:q}"
             " --tokens {input.tokens:q} --embeddings {input.embeddings:q} --work {params.work:q} --out {output.model:q}"
             " --curve {output.curve:q} --seed {params.seed:q} --device {resources.device:q} --threads {threads} > {log:q} 2>&1",
             ddp=True,
+            options=MILESTONE_OPTIONS,
         )
 
 

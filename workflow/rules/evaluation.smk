@@ -174,6 +174,7 @@ rule report:
         trained=training_stage_files(),
         samples=list(report_sample_grids().values()),
         prompts=PROMPT_TABLES[ALIGNMENT_SET],
+        compute_curve=compute_curve_files(),
     output:
         # The whole folder (page, stylesheet, figures, sample assets), so that Snakemake's own report
         # (snakemake --report report.zip) carries every file the page links to; its files below are outputs too.
@@ -215,6 +216,7 @@ rule report:
         title=config["report"]["title"],
         run=config["run"],
         plan=report_plan_arguments(),
+        **report_curve_params(),
     shell:
         clipvqd_command(
             "evaluate report --tables {input.tables:q} --protocols {input.protocols:q}"
@@ -226,5 +228,6 @@ rule report:
             " --confidence {params.confidence:q} --significance-level {params.significance_level:q}"
             " {params.calibration} --grids {params.grids:q} --curves {params.curves:q} --quality {params.quality:q}"
             " --benchmarks-dir {params.benchmarks:q} --training-stages {params.training_stages:q} --title {params.title:q} --run-name {params.run:q}"
-            " --prompts {input.prompts:q} {params.plan} --machine-speed {input.machine_speed:q} > {log:q} 2>&1"
+            " --prompts {input.prompts:q} {params.plan} --machine-speed {input.machine_speed:q} > {log:q} 2>&1",
+            REPORT_CURVE_OPTION,
         )
