@@ -190,9 +190,6 @@ class FacesWorld(World):
         text = f"a person with {join_phrases(phrases)}" if phrases else "a person"
         return f"{text} {background}" if background else text
 
-    def zero_shot_prompt(self, attribute: str, value: str) -> str:
-        return self.prompt({attribute: value})
-
     def wording_tables(self) -> dict:
         return {
             "conditioner": {"subjects": SUBJECTS, "links": ["with"], "skin": ["{} skin"],
