@@ -416,6 +416,7 @@ def render_report(out_dir: str | Path, metrics_csv: str | Path, protocol_json: s
         "headline": list(headline or []),
         "significance_rows": _significance_rows(significance),
         "design": protocol.design,
+        "data": (protocol.design or {}).get("data"),
         "validation_run": bool(protocol.design and protocol.design.get("prompts") == "validation"),
         "calibration": calibration,
         "by_seed_link": _copy_alongside(Path(by_seed_csv), out_dir, "metrics_by_seed.csv") if by_seed_csv else None,

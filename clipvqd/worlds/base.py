@@ -60,6 +60,7 @@ class World(ABC):
     """An attribute space with a renderer, a captioner and a prompt writer."""
 
     name: str
+    analogue_of: str  # the real data set the world stands in for (reports name it)
     attributes: tuple[Attribute, ...]
     # Caption phrase tables. "conditioner" captions the conditioner CLIP's pairs and the generators' train
     # split; "judge" captions the judge CLIP's pairs: the prompts' wording plus paraphrases the conditioner
@@ -81,6 +82,8 @@ class World(ABC):
 
     def validate_combination(self, combination: Mapping[str, str], where: str) -> None:
         for key, value in combination.items():
+            if key not in self.attribute_names:
+                raise ValueError(f"{where}: world '{self.name}' has no attribute '{key}' (it has {self.attribute_names})")
             attribute = self.attribute(key)
             if value not in attribute.values:
                 raise ValueError(

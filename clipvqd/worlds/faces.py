@@ -65,6 +65,7 @@ JUDGE_LINKS = ["with", "that has"]
 
 class FacesWorld(World):
     name = "faces"
+    analogue_of = "FFHQ"
     attributes = (
         Attribute("hair_color", tuple(HAIR), "colour of the hair (and, darker, of the beard)"),
         Attribute("hair_style", ("short", "long"), "short cap of hair or long hair down to the shoulders"),

@@ -54,6 +54,7 @@ def _draw_shape(canvas: Canvas, shape: str, cx: float, cy: float, radius: float,
 
 class ScenesWorld(World):
     name = "scenes"
+    analogue_of = "COCO"
     # Without the layout a prompt says "a red circle and a blue square", which does not say which object is
     # first (left or top), while the oracle checks first_* and second_*: a correct image would count as wrong.
     prompt_anchors = ("layout",)
