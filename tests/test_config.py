@@ -217,6 +217,11 @@ BAD_MODEL_SETTINGS = [
      ["data.coco.reference_count is 3: precision/recall (neighbourhood 3)"]),
     ("sampling: {best_of_prompts: 500}\n", ["sampling.best_of_prompts is 500, more than the prompt table holds"]),
     ("evaluation: {prompts: tuning}\n", ["prompts", "'tuning' is not one of"]),
+    # config.yaml's held-out combinations are the faces world's: another world must name its own
+    ("data:\n  world: {name: scenes}\n",
+     ["data.world.heldout[0]: world 'scenes' has no attribute 'hair_color'", "set data.world.heldout"]),
+    ("data:\n  world: {name: scenes, heldout: [{first_color: purple}]}\n",
+     ["data.world.heldout[0]: 'purple' is not a value of attribute 'first_color' in world 'scenes'"]),
 ]
 
 

@@ -19,10 +19,10 @@ from test_report import chromium_page  # noqa: F401 (the headless Chromium fixtu
 pytestmark = pytest.mark.e2e
 
 
-def _snakemake(workdir, *args, timeout=900):
+def _snakemake(workdir, *args, timeout=900, configfiles=("tiny.yaml",)):
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     # Targets before --configfile, which would otherwise swallow them as more config files.
-    return subprocess.run([sys.executable, "-m", "snakemake", *args, "--cores", "2", "--configfile", "tiny.yaml"],
+    return subprocess.run([sys.executable, "-m", "snakemake", *args, "--cores", "2", "--configfile", *configfiles],
                           cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -257,3 +257,32 @@ def test_compute_curve_points_are_kept_sampled_scored_and_plotted(workdir, tmp_p
     assert "budget=0.5" not in set(pd.read_csv(report / "metrics.csv")["variant"])
     again = _snakemake(curved, "-n")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_scenes_overlay_runs_the_whole_dag_at_tiny_sizes(tmp_path):
+    """configs/world-scenes.yaml, layered on the tiny sizes: the scenes world (the COCO analogue) through every
+    stage to a report that names it; its prompts always name the layout, its OOD prompts ask for the overlay's
+    held-out combinations (binding and relation), and the oracle checks every scenes attribute."""
+    import pandas as pd
+
+    work = copy_workflow(tmp_path / "wf", extra_folders=("configs",))
+    (work / "tiny-scenes.yaml").write_text((Path(__file__).parent / "configs" / "tiny-scenes.yaml").read_text())
+    files = ("tiny.yaml", "configs/world-scenes.yaml", "tiny-scenes.yaml")
+    result = _snakemake(work, configfiles=files)
+    assert result.returncode == 0, result.stderr[-4000:]
+    results, report = work / "results" / "tiny-scenes", work / "reports" / "tiny-scenes"
+    overlay = yaml.safe_load((work / "configs" / "world-scenes.yaml").read_text())
+    world = json.loads((results / "data" / "world.json").read_text())
+    assert world["world"] == "scenes" and world["heldout"] == overlay["data"]["world"]["heldout"]
+    prompts = pd.read_csv(results / "data" / "prompts.csv", dtype=str, keep_default_na=False)
+    assert (prompts["layout"] != "").all() and (prompts["ood"] == "1").sum() == 3
+    conditioner = json.loads((results / "clip" / "conditioner" / "metrics.json").read_text())
+    assert set(conditioner["zero_shot_attributes"]) == set(world["attributes"])
+    metrics = pd.read_csv(report / "metrics.csv")
+    ours = metrics[metrics["method"] == "clip-vqdiffusion"]
+    for name in ("attr_acc", "attr_acc_ood", "attr_acc/first_color", "attr_acc/layout", "fid", "cmmd"):
+        assert name in set(ours["metric"]), name
+    assert set(metrics["method"]) == {"clip-vqdiffusion", "paired", "unconditional", "lafite", "clip2latent"}
+    protocol = json.loads((report / "protocol.json").read_text())
+    assert protocol["design"]["data"]["world"] == "scenes"
+    assert "<h1>clipvqd comparison report — scenes world (COCO analogue, 32 px)</h1>" in (report / "index.html").read_text()

@@ -202,6 +202,29 @@ def test_report_marks_significant_differences_and_writes_its_headline_from_them(
     assert (report / "figures" / "within_prompt_diversity.png").is_file()
 
 
+def test_report_heading_names_the_world_and_its_held_out_combinations(tmp_path):
+    """protocol.json's design.data (the workflow's data_description) names the run's data; the page's title,
+    heading and subtitle say which world it is and which combinations its OOD prompts ask for."""
+    from clipvqd.evaluation.bootstrap import BootstrapSettings
+    from clipvqd.report import build_report
+
+    branches, units, features = _significance_branches(tmp_path)
+    report = tmp_path / "reports" / "run"
+    data = {"source": "world", "label": "scenes world (COCO analogue, 32 px)", "world": "scenes",
+            "analogue_of": "COCO", "resolution": 32, "attributes": {"first_color": ["red", "blue"], "layout": ["a", "b"]},
+            "heldout": [{"first_color": "red", "first_shape": "triangle"}], "record": "data/world.json"}
+    build_report(report, [b[0] for b in branches], [b[1] for b in branches], report / "metrics.csv",
+                 report / "protocol.json", units=units, features=features,
+                 significance_out=report / "significance.csv", bootstrap=BootstrapSettings(20, 0.95, 0),
+                 design={"prompts": "test", "seeds": {"values": [0]}, "judge_split": None, "data": data})
+    html = (report / "index.html").read_text()
+    assert "<h1>clipvqd comparison report — scenes world (COCO analogue, 32 px)</h1>" in html
+    assert "<title>clipvqd comparison report — scenes world (COCO analogue, 32 px) — run</title>" in html
+    assert "the offline analogue of COCO" in html and "<code>first_color=red, first_shape=triangle</code>" in html
+    assert ProtocolRecord.read(report / "protocol.json").design["data"]["world"] == "scenes"
+
+
+
 @pytest.mark.parametrize("damage", ["swapped units", "edited features", "unlisted"])
 def test_report_refuses_comparison_inputs_its_branch_did_not_write(tmp_path, damage):
     """The paired comparisons read each branch's units table and feature file: one swapped for another
@@ -386,6 +409,8 @@ def test_report_rule_plots_every_training_curve_the_dag_writes(tmp_path):
     assert [u.replace(".units.csv", ".csv") for u in units] == tables
     design = json.loads(arguments[arguments.index("--design") + 1])
     assert design["seeds"]["values"] == [0] and design["judge_split"]["disjoint"] is True
+    assert design["data"]["world"] == "faces" and design["data"]["label"] == "faces world (FFHQ analogue, 32 px)"
+    assert design["data"]["heldout"] == [{"hair_color": "red", "beard": "yes"}, {"glasses": "yes", "hat": "yes"}]
     assert design["judge_split"]["judge"].startswith("judge_pairs: ")
     assert design["sets"]["distribution"]["metrics"] == "fid, kid, precision, recall, cmmd"
     assert arguments[arguments.index("--oracle-calibration") + 1] == f"{run}/oracle/calibration.json"

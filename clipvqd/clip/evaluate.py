@@ -36,14 +36,22 @@ def retrieval_recall(text_embeddings: torch.Tensor, image_embeddings: torch.Tens
 
 def zero_shot_attribute_accuracy(encoder: ClipEncoder, world_name: str, images_uint8: torch.Tensor,
                                  labels: dict[str, list[str]]) -> dict[str, dict[str, float]]:
-    """Per attribute: classify each image among the attribute's values by text similarity."""
+    """Per attribute: classify each image among the attribute's values by text similarity, each value named
+    by the world's evaluation prompt for it alone, plus the image's true values of the world's prompt anchors
+    (which every evaluation prompt names: scenes probes "a red shape above a shape" against "a blue shape above
+    a shape" on an image whose objects are one above the other)."""
     world = get_world(world_name)
     image_embeddings = encoder.encode_images(images_uint8)
     result = {}
     for attribute in world.attributes:
-        prompts = [world.zero_shot_prompt(attribute.name, value) for value in attribute.values]
-        text_embeddings = encoder.encode_texts(prompts)
-        predicted = (image_embeddings @ text_embeddings.T).argmax(dim=1)
+        anchors = [name for name in world.prompt_anchors if name != attribute.name]
+        contexts = [tuple((name, labels[name][index]) for name in anchors) for index in range(len(image_embeddings))]
+        predicted = torch.empty(len(image_embeddings), dtype=torch.long)
+        for context in sorted(set(contexts)):
+            rows = torch.tensor([index for index, own in enumerate(contexts) if own == context])
+            prompts = [world.zero_shot_prompt(attribute.name, value, dict(context)) for value in attribute.values]
+            text_embeddings = encoder.encode_texts(prompts)
+            predicted[rows] = (image_embeddings[rows] @ text_embeddings.T).argmax(dim=1)
         truth = torch.tensor([attribute.values.index(v) for v in labels[attribute.name]])
         result[attribute.name] = {"accuracy": float((predicted == truth).float().mean()),
                                   "chance": 1.0 / len(attribute.values)}

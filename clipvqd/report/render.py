@@ -360,6 +360,7 @@ def render_report(out_dir: str | Path, metrics_csv: str | Path, protocol_json: s
         "headline": list(headline or []),
         "significance_rows": _significance_rows(significance),
         "design": protocol.design,
+        "data": (protocol.design or {}).get("data"),
         "validation_run": bool(protocol.design and protocol.design.get("prompts") == "validation"),
         "calibration": calibration,
         "compute_curve": None if curve_figure is None else {

@@ -60,11 +60,15 @@ class World(ABC):
     """An attribute space with a renderer, a captioner and a prompt writer."""
 
     name: str
+    analogue_of: str  # the real data set the world stands in for (reports name it)
     attributes: tuple[Attribute, ...]
     # Caption phrase tables. "conditioner" captions the conditioner CLIP's pairs and the generators' train
     # split; "judge" captions the judge CLIP's pairs: the prompts' wording plus paraphrases the conditioner
     # never sees.
     wordings: tuple[str, ...] = ("conditioner", "judge")
+    # Attributes every evaluation prompt names, whatever else it asks for: those without which the prompt's
+    # text would not say what the oracle checks (scenes: the layout, which says which object is "first").
+    prompt_anchors: tuple[str, ...] = ()
 
     @property
     def attribute_names(self) -> list[str]:
@@ -78,6 +82,8 @@ class World(ABC):
 
     def validate_combination(self, combination: Mapping[str, str], where: str) -> None:
         for key, value in combination.items():
+            if key not in self.attribute_names:
+                raise ValueError(f"{where}: world '{self.name}' has no attribute '{key}' (it has {self.attribute_names})")
             attribute = self.attribute(key)
             if value not in attribute.values:
                 raise ValueError(
@@ -140,9 +146,11 @@ class World(ABC):
     def prompt(self, specified: Mapping[str, str]) -> str:
         """A fixed evaluation prompt asking for exactly the `specified` attributes (a subset)."""
 
-    @abstractmethod
-    def zero_shot_prompt(self, attribute: str, value: str) -> str:
-        """A short text naming one attribute value, used to probe a CLIP per attribute."""
+    def zero_shot_prompt(self, attribute: str, value: str, context: Mapping[str, str] | None = None) -> str:
+        """The evaluation prompt naming one attribute value, used to probe a CLIP per attribute: the words the
+        generators are prompted with. `context` holds the image's true values of the world's `prompt_anchors`
+        (scenes: "a red shape above a shape" probes the top object's colour), which every prompt names too."""
+        return self.prompt({**(context or {}), attribute: value})
 
 
 def matches(attributes: Mapping[str, str], combination: Mapping[str, str]) -> bool:

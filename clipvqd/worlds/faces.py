@@ -65,6 +65,7 @@ JUDGE_LINKS = ["with", "that has"]
 
 class FacesWorld(World):
     name = "faces"
+    analogue_of = "FFHQ"
     attributes = (
         Attribute("hair_color", tuple(HAIR), "colour of the hair (and, darker, of the beard)"),
         Attribute("hair_style", ("short", "long"), "short cap of hair or long hair down to the shoulders"),
@@ -189,9 +190,6 @@ class FacesWorld(World):
         phrases, background = self._phrases(specified, set(specified), lambda options: options[0])
         text = f"a person with {join_phrases(phrases)}" if phrases else "a person"
         return f"{text} {background}" if background else text
-
-    def zero_shot_prompt(self, attribute: str, value: str) -> str:
-        return self.prompt({attribute: value})
 
     def wording_tables(self) -> dict:
         return {

@@ -97,11 +97,17 @@ def make_prompts(world: World, seed: int, count: int, attributes_per_prompt: int
                  heldout: Sequence[Mapping[str, str]], ood_per_combination: int, *, stream: str = "prompts",
                  exclude: Sequence[str] = (), id_prefix: str = "p") -> list[dict]:
     """In-distribution prompts (never a held-out combination) and OOD prompts (each contains one), in that
-    order. `stream` names the random stream (the test prompts: "prompts"; the validation prompts:
+    order; each names the world's `prompt_anchors` and other attributes drawn at random, `attributes_per_prompt`
+    in all (an OOD prompt: more when its combination and the anchors are more). `stream` names the random stream (the test prompts: "prompts"; the validation prompts:
     "validation_prompts"); texts in `exclude` are skipped, so a validation table never repeats a test prompt."""
     rng = np.random.default_rng([seed, _STREAM[stream]])
     names = world.attribute_names
     k = min(attributes_per_prompt, len(names))
+    anchors = list(world.prompt_anchors)
+    if k < len(anchors):
+        raise ValueError(f"data.world.prompts.attributes_per_prompt is {attributes_per_prompt}, but every prompt of "
+                         f"world '{world.name}' names {anchors}: at least {len(anchors)}")
+    free = [n for n in names if n not in anchors]
     seen: set[str] = set(exclude)
     prompts: list[dict] = []
 
@@ -117,7 +123,7 @@ def make_prompts(world: World, seed: int, count: int, attributes_per_prompt: int
         if attempts > 100 * count:
             raise ValueError(f"cannot find {count} distinct prompts with {k} attributes in world '{world.name}'")
         full = world.sample_attributes(rng)
-        keys = sorted(rng.choice(names, size=k, replace=False).tolist(), key=names.index)
+        keys = sorted([*anchors, *rng.choice(free, size=k - len(anchors), replace=False).tolist()], key=names.index)
         specified = {key: full[key] for key in keys}
         if not matches_any(specified, heldout):
             add(specified, ood=False)
@@ -127,9 +133,10 @@ def make_prompts(world: World, seed: int, count: int, attributes_per_prompt: int
         while made < ood_per_combination and attempts < 100 * ood_per_combination:
             attempts += 1
             full = {**world.sample_attributes(rng), **combination}
-            others = [n for n in names if n not in combination]
-            extra = max(0, k - len(combination))
-            keys = set(combination) | set(rng.choice(others, size=min(extra, len(others)), replace=False).tolist())
+            fixed = set(combination) | set(anchors)
+            others = [n for n in names if n not in fixed]
+            extra = max(0, k - len(fixed))
+            keys = fixed | set(rng.choice(others, size=min(extra, len(others)), replace=False).tolist())
             before = len(prompts)
             add({key: full[key] for key in names if key in keys}, ood=True)
             made += len(prompts) > before

@@ -33,6 +33,8 @@ JUDGE_RELATIONS = {
     ("vertical", True): ["below", "beneath", "lower than"],
 }
 JUDGE_SUBJECTS = ["", "a sketch of ", "a scene with ", "a rendering of "]
+# Share of the CLIPs' captions that leave out an object's colour, and as many its shape (each object on its own).
+PARTIAL_OBJECT = 0.15
 BACKGROUND_PHRASE = " on a {} background"
 JUDGE_BACKGROUND_PHRASES = [BACKGROUND_PHRASE, " against a {} backdrop"]
 
@@ -52,6 +54,10 @@ def _draw_shape(canvas: Canvas, shape: str, cx: float, cy: float, radius: float,
 
 class ScenesWorld(World):
     name = "scenes"
+    analogue_of = "COCO"
+    # Without the layout a prompt says "a red circle and a blue square", which does not say which object is
+    # first (left or top), while the oracle checks first_* and second_*: a correct image would count as wrong.
+    prompt_anchors = ("layout",)
     attributes = (
         Attribute("first_shape", SHAPES, "shape of the left (or top) object"),
         Attribute("first_color", tuple(COLOURS), "colour of the left (or top) object"),
@@ -94,12 +100,22 @@ class ScenesWorld(World):
 
     def caption(self, attributes: Mapping[str, str], rng: np.random.Generator, wording: str = "conditioner",
                 min_attributes: int | None = None) -> str:
-        # A scene caption always names both objects (at least 4 attributes), whatever min_attributes asks.
+        # A scene caption always names both objects and their relation. The dataset style (min_attributes None:
+        # the train and reference captions) names every colour and shape, as COCO captions name their objects;
+        # the CLIPs' pairs (min_attributes below 4) sometimes leave out one object's colour or shape ("a red
+        # shape", "a circle"), the words of the evaluation prompts that ask for fewer attributes.
         self.check_wording(wording)
         shown = dict(attributes)
         if rng.random() < 0.4:
             shown.pop("background")
         swapped = bool(rng.random() < 0.5)
+        if min_attributes is not None and min_attributes < 4:
+            for prefix in ("first", "second"):
+                draw = rng.random()  # one draw per object, whatever it shows: hard negatives keep the same words
+                if draw < PARTIAL_OBJECT:
+                    shown.pop(f"{prefix}_color")
+                elif draw < 2 * PARTIAL_OBJECT:
+                    shown.pop(f"{prefix}_shape")
         pick = lambda options: str(rng.choice(options))  # noqa: E731
         if wording == "judge":
             return self._sentence(shown, swapped, pick, pick(JUDGE_SUBJECTS), JUDGE_RELATIONS,
@@ -117,11 +133,38 @@ class ScenesWorld(World):
     def prompt(self, specified: Mapping[str, str]) -> str:
         return self._sentence(specified, False, lambda options: options[0], "")
 
-    def zero_shot_prompt(self, attribute: str, value: str) -> str:
-        if attribute == "layout":
-            return "two shapes side by side" if value == "horizontal" else "one shape above another"
-        if attribute == "background":
-            return f"shapes on a {value} background"
-        position = "on the left or top" if attribute.startswith("first") else "on the right or bottom"
-        noun = f"a {value} shape" if attribute.endswith("_color") else f"a {value}"
-        return f"{noun} {position}"
+    def caption_with_negative(self, attributes: Mapping[str, str], rng: np.random.Generator,
+                              negative_rng: np.random.Generator, wording: str = "conditioner",
+                              min_attributes: int | None = None) -> tuple[str, str | None]:
+        """A caption and its hard negative, drawn from the same random state with the scene changed in one of
+        four ways, chosen uniformly among those that change the caption: the layout flipped ("above" for "to
+        the left of"), the two objects swapped (the relation reversed), the two colours swapped (the binding of
+        colours to shapes), or one other attribute changed. NegCLIP's negatives (Yuksekgonul et al., ICLR
+        2023) swap words in the same way; the world's default (World.caption_with_negative) would flip the
+        layout every time, its only two-valued attribute, and never contrast a binding."""
+        state = rng.bit_generator.state
+        caption = self.caption(attributes, rng, wording, min_attributes)
+        after = rng.bit_generator.state
+
+        def recaptioned(changes: Mapping[str, str]) -> str:
+            rng.bit_generator.state = state
+            return self.caption({**attributes, **changes}, rng, wording, min_attributes)
+
+        def other(name: str) -> str:
+            values = [v for v in self.attribute(name).values if v != attributes[name]]
+            return values[int(negative_rng.integers(len(values)))]
+
+        single = [name for name in self.attribute_names if name != "layout"]
+        changed = single[int(negative_rng.integers(len(single)))]
+        candidates = [
+            recaptioned({"layout": other("layout")}),
+            recaptioned({f"{p}_{part}": attributes[f"{q}_{part}"] for p, q in (("first", "second"), ("second", "first"))
+                         for part in ("shape", "color")}),
+            recaptioned({"first_color": attributes["second_color"], "second_color": attributes["first_color"]}),
+            recaptioned({changed: other(changed)}),
+        ]
+        rng.bit_generator.state = after
+        negatives = [text for text in candidates if text != caption]
+        if not negatives:
+            return caption, None
+        return caption, negatives[int(negative_rng.integers(len(negatives)))]

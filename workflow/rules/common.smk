@@ -64,7 +64,15 @@ def check_config():
     if IS_WORLD:
         world = get_world(config["data"]["world"]["name"])
         for number, combination in enumerate(config["data"]["world"]["heldout"]):
-            world.validate_combination(combination, f"data.world.heldout[{number}]")
+            try:
+                world.validate_combination(combination, f"data.world.heldout[{number}]")
+            except ValueError as error:
+                # config.yaml (and the schema's default) hold the faces world's combinations; another world
+                # needs its own, e.g. configs/world-scenes.yaml.
+                raise ConfigError(
+                    f"{error}; set data.world.heldout to combinations of world '{world.name}' "
+                    f"(configs/world-scenes.yaml has the scenes world's)"
+                ) from None
     if config["evaluation"]["prompts"] == "validation" and not IS_WORLD:
         raise ConfigError(
             f"evaluation.prompts is 'validation', but only a world writes a validation prompt table "
@@ -938,7 +946,29 @@ def evaluation_design():
         },
         # The judge CLIP's training data, filled in where the judge is trained on its own split.
         "judge_split": judge_split(),
+        # Which data the run measured: the report's heading names it.
+        "data": data_description(),
     } | compute_curve_design()
+
+
+def data_description():
+    """protocol.json's `data`: the world (with its attributes and held-out combinations) or the real data set."""
+    if IS_WORLD:
+        spec = config["data"]["world"]
+        world = get_world(spec["name"])
+        return {
+            "source": "world",
+            "label": f"{world.name} world ({world.analogue_of} analogue, {spec['resolution']} px)",
+            "world": world.name,
+            "analogue_of": world.analogue_of,
+            "resolution": spec["resolution"],
+            "attributes": {attribute.name: list(attribute.values) for attribute in world.attributes},
+            "heldout": spec["heldout"],
+            "record": "data/world.json",
+        }
+    label = {"ffhq": "FFHQ", "coco": "COCO 2014"}[SOURCE]
+    resolution = config["data"][SOURCE]["resolution"]
+    return {"source": SOURCE, "label": f"{label} ({resolution} px)", "resolution": resolution}
 
 
 def judge_split():
