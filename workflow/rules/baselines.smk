@@ -12,10 +12,10 @@ rule lafite_train:
         embeddings=RESULTS / "embeddings" / "train_images.safetensors",
         clip=clip_file("conditioner"),
     output:
+        **milestone_outputs(RESULTS / "models" / "seed={seed}" / "lafite" / "generator.safetensors"),
         model=RESULTS / "models" / "seed={seed}" / "lafite" / "generator.safetensors",
         sidecar=RESULTS / "models" / "seed={seed}" / "lafite" / "generator.json",
         curve=RESULTS / "models" / "seed={seed}" / "lafite" / "curve.csv",
-        **milestone_outputs(RESULTS / "models" / "seed={seed}" / "lafite" / "generator.safetensors"),
     log:
         LOGS / "seed={seed}" / "lafite_train.log",
     benchmark:
@@ -30,11 +30,11 @@ rule lafite_train:
         gpu=GPU,
         device=DEVICE,
     params:
+        **milestone_params(CURVE_FIRST_STAGES["lafite"]),
         settings=as_json({"model": config["lafite"]["model"], "train": config["lafite"]["train"]}),
         resize="--resize" if config["lafite"]["resize"] else "",
         work=seed_work("lafite"),
         seed=generator_seed(),
-        **milestone_params(CURVE_FIRST_STAGES["lafite"]),
     shell:
         clipvqd_trainer(
             "lafite train --params {params.settings:q} --train {input.train:q}"
@@ -52,10 +52,10 @@ rule clip2latent_generator_train:
     input:
         train=DATA / "train.csv",
     output:
+        **milestone_outputs(RESULTS / "models" / "seed={seed}" / "clip2latent" / "generator.safetensors"),
         model=RESULTS / "models" / "seed={seed}" / "clip2latent" / "generator.safetensors",
         sidecar=RESULTS / "models" / "seed={seed}" / "clip2latent" / "generator.json",
         curve=RESULTS / "models" / "seed={seed}" / "clip2latent" / "generator_curve.csv",
-        **milestone_outputs(RESULTS / "models" / "seed={seed}" / "clip2latent" / "generator.safetensors"),
     log:
         LOGS / "seed={seed}" / "clip2latent_generator_train.log",
     benchmark:
@@ -67,11 +67,11 @@ rule clip2latent_generator_train:
         gpu=GPU,
         device=DEVICE,
     params:
+        **milestone_params(CURVE_FIRST_STAGES["clip2latent"]),
         settings=as_json({k: config["clip2latent"][k] for k in ("generator_model", "generator_train")}),
         resize="--resize" if config["clip2latent"]["resize"] else "",
         work=seed_work("clip2latent/generator"),
         seed=generator_seed(),
-        **milestone_params(CURVE_FIRST_STAGES["clip2latent"]),
     shell:
         clipvqd_trainer(
             "clip2latent train-generator --params {params.settings:q} --train {input.train:q} {params.resize}"

@@ -1031,7 +1031,9 @@ def training_chain(seed, method, budget=None):
         return tokenizer | stages
     if method == "lafite":
         return {"generator": job("lafite_train", "lafite/generator", first=True) | {"sampled": True}}
-    pairs = BENCHMARKS / f"seed={seed}" / ("" if budget is None else f"budget={budget}") / "clip2latent_latent_sample.tsv"
+    pairs = (
+        BENCHMARKS / f"seed={seed}" / ("" if budget is None else f"budget={budget}") / "clip2latent_latent_sample.tsv"
+    )
     return {
         "generator": job("clip2latent_generator_train", "clip2latent/generator", first=True) | {"sampled": True},
         "latent pairs": {"benchmark": pairs},
@@ -1175,8 +1177,7 @@ def milestone_params(steps_key):
 
     def options(wildcards, output):
         return " ".join(
-            f"--milestone {curve_steps(steps_key, fraction)} "
-            f"{shlex.quote(str(output[milestone_name(variant)]))}"
+            f"--milestone {curve_steps(steps_key, fraction)} " f"{shlex.quote(str(output[milestone_name(variant)]))}"
             for variant, fraction in CURVE_VARIANTS.items()
         )
 
@@ -1212,12 +1213,22 @@ def compute_curve_spec():
     and the headline (fraction 1) with training_stages()' chain."""
     spec = {}
     for method in methods():
-        points = [{"fraction": 1.0, "table": RESULTS / "metrics" / method / "default.csv",
-                   "stages": [training_chain(seed, method) for seed in SEEDS]}]
+        points = [
+            {
+                "fraction": 1.0,
+                "table": RESULTS / "metrics" / method / "default.csv",
+                "stages": [training_chain(seed, method) for seed in SEEDS],
+            }
+        ]
         for variant, fraction in CURVE_VARIANTS.items():
             budget = curve_budget(variant)
-            points.append({"fraction": fraction, "table": RESULTS / "metrics" / method / f"{variant}.csv",
-                           "stages": [training_chain(seed, method, budget) for seed in SEEDS]})
+            points.append(
+                {
+                    "fraction": fraction,
+                    "table": RESULTS / "metrics" / method / f"{variant}.csv",
+                    "stages": [training_chain(seed, method, budget) for seed in SEEDS],
+                }
+            )
         spec[method] = points
     return spec
 

@@ -8,10 +8,12 @@ rule diffusion_pretrain:
         tokens=TOKENS,
         embeddings=RESULTS / "embeddings" / "train_images.safetensors",
     output:
+        **milestone_outputs(
+            RESULTS / "models" / "seed={seed}" / "clip-vqdiffusion" / "alpha={alpha}" / "pretrain.safetensors"
+        ),
         model=RESULTS / "models" / "seed={seed}" / "clip-vqdiffusion" / "alpha={alpha}" / "pretrain.safetensors",
         sidecar=RESULTS / "models" / "seed={seed}" / "clip-vqdiffusion" / "alpha={alpha}" / "pretrain.json",
         curve=RESULTS / "models" / "seed={seed}" / "clip-vqdiffusion" / "alpha={alpha}" / "pretrain_curve.csv",
-        **milestone_outputs(RESULTS / "models" / "seed={seed}" / "clip-vqdiffusion" / "alpha={alpha}" / "pretrain.safetensors"),
     log:
         LOGS / "seed={seed}" / "diffusion_pretrain_alpha={alpha}.log",
     benchmark:
@@ -24,10 +26,10 @@ rule diffusion_pretrain:
         gpu=DDP_GPUS,
         device=DEVICE,
     params:
+        **milestone_params(CURVE_FIRST_STAGES["diffusion"]),
         settings=diffusion_params("pretrain"),
         work=seed_work("diffusion-alpha={alpha}-pretrain"),
         seed=generator_seed(),
-        **milestone_params(CURVE_FIRST_STAGES["diffusion"]),
     shell:
         clipvqd_trainer(
             "diffusion train --mode language_free --params {params.settings:q}"
@@ -85,10 +87,10 @@ rule diffusion_control:
         tokens=TOKENS,
         embeddings=control_embeddings,
     output:
+        **milestone_outputs(RESULTS / "models" / "seed={seed}" / "{control}" / "pretrain.safetensors"),
         model=RESULTS / "models" / "seed={seed}" / "{control}" / "pretrain.safetensors",
         sidecar=RESULTS / "models" / "seed={seed}" / "{control}" / "pretrain.json",
         curve=RESULTS / "models" / "seed={seed}" / "{control}" / "pretrain_curve.csv",
-        **milestone_outputs(RESULTS / "models" / "seed={seed}" / "{control}" / "pretrain.safetensors"),
     log:
         LOGS / "seed={seed}" / "diffusion_{control}_pretrain.log",
     benchmark:
@@ -103,10 +105,10 @@ rule diffusion_control:
         gpu=DDP_GPUS,
         device=DEVICE,
     params:
+        **milestone_params(CURVE_FIRST_STAGES["diffusion"]),
         settings=diffusion_params("pretrain"),
         work=seed_work("diffusion-{control}"),
         seed=generator_seed(),
-        **milestone_params(CURVE_FIRST_STAGES["diffusion"]),
     shell:
         clipvqd_trainer(
             "diffusion train --mode {wildcards.control:q} --params {params.settings:q}"

@@ -199,6 +199,7 @@ rule report:
     conda:
         ENVS["report"]
     params:
+        **report_curve_params(),
         out_dir=REPORT,
         grids=json_paths(report_sample_grids()),
         curves=json_paths(training_curves()),
@@ -216,7 +217,6 @@ rule report:
         title=config["report"]["title"],
         run=config["run"],
         plan=report_plan_arguments(),
-        **report_curve_params(),
     shell:
         clipvqd_command(
             "evaluate report --tables {input.tables:q} --protocols {input.protocols:q}"
