@@ -110,6 +110,16 @@ class World(ABC):
         Two-valued attributes ("glasses" / "no glasses") are flipped first, whenever the caption names one:
         a contrastive batch of whole captions rarely pits a phrase against its negation, and a bag-of-words
         text tower then reads both alike. None when the caption names no attribute."""
+        caption, negative, _ = self.caption_with_negatives(attributes, rng, negative_rng, wording, min_attributes)
+        return caption, negative
+
+    def caption_with_negatives(self, attributes: Mapping[str, str], rng: np.random.Generator,
+                               negative_rng: np.random.Generator, wording: str = "conditioner",
+                               min_attributes: int | None = None) -> tuple[str, str | None, dict[str, str]]:
+        """`caption_with_negative`'s caption and negative (the same random draws), plus every named
+        attribute's negative: {attribute: the caption with that attribute changed to a random other value},
+        in the world's attribute order. Colours and other many-valued attributes get theirs too, which the
+        one chosen negative almost never is (a caption nearly always names a two-valued attribute)."""
         state = rng.bit_generator.state
         caption = self.caption(attributes, rng, wording, min_attributes)
         after = rng.bit_generator.state
@@ -127,10 +137,10 @@ class World(ABC):
                 named[attribute.name] = text
         rng.bit_generator.state = after
         if not named:
-            return caption, None
+            return caption, None, named
         binary = [name for name in named if len(self.attribute(name).values) == 2]
         candidates = binary or list(named)
-        return caption, named[candidates[int(negative_rng.integers(len(candidates)))]]
+        return caption, named[candidates[int(negative_rng.integers(len(candidates)))]], named
 
     @abstractmethod
     def wording_tables(self) -> dict:
