@@ -202,3 +202,45 @@ def test_standin_clip_rerun_with_other_settings_starts_over_and_unchanged_resume
                             vision_layers=1, text_width=32, text_layers=1, text_heads=2, epochs=2, batch_size=50,
                             snapshot_every=1)
     _check_rerun(kill_after_first_snapshot, capsys, tmp_path, train, cfg, dataclasses.replace(cfg, learning_rate=3e-3))
+
+
+@pytest.mark.parametrize("scheme", ["chosen", "every"])
+def test_standin_text_negatives_every_contrasts_each_named_attributes_negative(small_faces, tmp_path, monkeypatch,
+                                                                              single_thread, scheme):
+    """One batch of every judge pair, every image with its negatives: "chosen" adds each caption's one
+    negative_caption, "every" each of its negative_captions (one per named attribute, colours included)."""
+    import pandas as pd
+
+    from clipvqd.clip import standin
+
+    texts_per_step = []
+    loss = standin.contrastive_loss
+
+    def counting(image_features, text_features, logit_scale):
+        texts_per_step.append((len(image_features), len(text_features)))
+        return loss(image_features, text_features, logit_scale)
+
+    monkeypatch.setattr(standin, "contrastive_loss", counting)
+    pairs = pd.read_csv(small_faces / "judge_pairs.csv", keep_default_na=False)
+    cfg = StandinClipConfig(model_name=f"test-negatives-{scheme}", embed_dim=16, vision_tower="resnet",
+                            vision_width=8, vision_layers=1, text_width=32, text_layers=1, text_heads=2, epochs=1,
+                            batch_size=len(pairs), hard_negative_fraction=0.0, text_negatives=scheme)
+    train_standin_clip(small_faces / "judge_pairs.csv", cfg, tmp_path / "work", tmp_path / "clip.safetensors",
+                       tmp_path / "curve.csv", seed=0, progress=False)
+    every = sum(len(json.loads(text)) for text in pairs["negative_captions"])
+    chosen = int((pairs["negative_caption"] != "").sum())
+    assert every > 2 * chosen  # the captions name several attributes each
+    assert texts_per_step == [(len(pairs), len(pairs) + (every if scheme == "every" else chosen))]
+    recorded = json.loads((tmp_path / "clip.json").read_text())["source"]["config"]
+    assert recorded.get("text_negatives") == (None if scheme == "chosen" else "every")
+
+
+def test_standin_text_negatives_every_needs_the_judge_pairs_column(small_faces, tmp_path):
+    cfg = StandinClipConfig(model_name="test-negatives-missing", embed_dim=16, vision_tower="resnet", vision_width=8,
+                            vision_layers=1, text_width=32, text_layers=1, text_heads=2, epochs=1,
+                            text_negatives="every")
+    with pytest.raises(ValueError, match="no negative_captions column"):
+        train_standin_clip(small_faces / "clip_pairs.csv", cfg, tmp_path / "work", tmp_path / "clip.safetensors",
+                           tmp_path / "curve.csv", seed=0, progress=False)
+    with pytest.raises(ValueError, match="text_negatives must be one of"):
+        StandinClipConfig(text_negatives="all")

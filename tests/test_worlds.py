@@ -212,11 +212,55 @@ def test_scene_prompts_always_name_the_layout():
         make_prompts(world, 0, 4, 0, [], 0)
 
 
+@pytest.mark.parametrize("world_name", ["faces", "scenes"])
+@pytest.mark.parametrize("wording", ["conditioner", "judge"])
+def test_every_negative_changes_its_own_attribute_and_the_chosen_one_is_unchanged(world_name, wording):
+    """caption_with_negatives draws what caption_with_negative draws (same caption, same chosen negative, the
+    streams left in the same state) and lists, in the world's attribute order, one negative for each attribute
+    whose change alters the caption: that caption replayed with the attribute set to another value. The
+    many-valued attributes (colours) are among them, which the chosen negative almost never is."""
+    world = get_world(world_name)
+    rng, negative_rng, rng2, negative_rng2 = (np.random.default_rng(seed) for seed in (3, 4, 3, 4))
+    many_valued = 0
+    for _ in range(60):
+        attributes = world.sample_attributes(np.random.default_rng(int(rng.integers(1 << 30))))
+        rng2.integers(1 << 30)
+        negative_rng2.bit_generator.state = negative_rng.bit_generator.state  # scenes draws more (below)
+        state = rng.bit_generator.state
+        caption, negative, every = world.caption_with_negatives(attributes, rng, negative_rng, wording, 1)
+        assert (caption, negative) == world.caption_with_negative(attributes, rng2, negative_rng2, wording, 1)
+        assert rng.random() == rng2.random() and list(every) == [n for n in world.attribute_names if n in every]
+        if world_name == "faces":  # the world default picks its chosen negative among these, in the same draws
+            assert negative in every.values() and negative_rng.random() == negative_rng2.random()
+        # scenes draws its own chosen negative first (a swap, a flip or a change), then these after it
+
+        def replay(name, value):
+            generator = np.random.default_rng()
+            generator.bit_generator.state = state
+            return world.caption({**attributes, name: value}, generator, wording, 1)
+
+        for attribute in world.attributes:
+            others = {replay(attribute.name, v) for v in attribute.values if v != attributes[attribute.name]}
+            if others == {caption}:
+                assert attribute.name not in every
+            else:
+                assert every[attribute.name] in others - {caption}, (caption, attribute.name, every)
+        many_valued += sum(len(world.attribute(name).values) > 2 for name in every)
+    assert many_valued >= 20
+
+
 def test_pair_splits_carry_negative_captions_train_captions_do_not(small_faces):
+    """Both pair splits give each caption its chosen negative; only the judge's also list every named
+    attribute's (negative_captions), the chosen one among them: the conditioner's pairs file is as before."""
     for split in ("clip_pairs", "judge_pairs"):
         rows = pd.read_csv(small_faces / f"{split}.csv", keep_default_na=False)
         assert (rows["negative_caption"] != "").all() and (rows["negative_caption"] != rows["caption"]).all()
     assert "negative_caption" not in pd.read_csv(small_faces / "train_captions.csv").columns
+    assert "negative_captions" not in pd.read_csv(small_faces / "clip_pairs.csv").columns
+    judge = pd.read_csv(small_faces / "judge_pairs.csv", keep_default_na=False)
+    every = [json.loads(text) for text in judge["negative_captions"]]
+    assert all(chosen in negatives.values() for chosen, negatives in zip(judge["negative_caption"], every))
+    assert any("hair_color" in negatives or "background" in negatives for negatives in every)
 
 
 def test_clip_captions_range_from_one_phrase_train_captions_do_not(tmp_path):

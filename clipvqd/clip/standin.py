@@ -7,8 +7,8 @@ small enough for a CPU.
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import asdict
 from pathlib import Path
 
 import open_clip
@@ -48,6 +48,33 @@ def _draw_batch(attributes, shared: list[str], batch_size: int, hard: bool, gene
     return torch.cat([chosen, rest])
 
 
+def _negative_captions(rows, cfg: StandinClipConfig, pairs_manifest) -> list[list[str]]:
+    """Each caption's hard negatives: none when text_negative_fraction is 0; "chosen", the negative_caption
+    column's one (none where empty or absent); "every", the negative_captions column's, one per attribute
+    the caption names."""
+    if cfg.text_negative_fraction <= 0:
+        return [[] for _ in range(len(rows))]
+    if cfg.text_negatives == "every":
+        if "negative_captions" not in rows:
+            raise ValueError(f"{pairs_manifest} has no negative_captions column, which standin.text_negatives: "
+                             "every reads (the judge's pairs have it since it was added; regenerate the world)")
+        return [list(json.loads(text).values()) if text else [] for text in rows["negative_captions"].fillna("")]
+    if "negative_caption" not in rows:
+        return [[] for _ in range(len(rows))]
+    return [[text] if text else [] for text in rows["negative_caption"].fillna("").astype(str)]
+
+
+def _negatives_sha256(negative_tokens: torch.Tensor, counts: torch.Tensor, tokens: torch.Tensor) -> str:
+    """The fingerprint of the hard negatives. One or none per caption: the hash of one token row per caption
+    (the caption's own where it has none, zeroed), as before "every" existed, so such runs keep their
+    fingerprint. Several: the hash of every negative's tokens and each caption's count."""
+    if int(counts.max()) <= 1:
+        rows = tokens.clone()
+        rows[counts == 1] = negative_tokens
+        return tensor_sha256(rows * (counts == 1)[:, None])
+    return tensor_sha256(torch.cat([counts, negative_tokens.flatten()]))
+
+
 def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor,
                      logit_scale: torch.Tensor) -> torch.Tensor:
     """CLIP's symmetric InfoNCE over the batch's n image/caption pairs (open_clip's ClipLoss on one process),
@@ -81,17 +108,19 @@ def train_standin_clip(pairs_manifest: str | Path, cfg: StandinClipConfig, work_
         model = open_clip.create_model(cfg.model_name, pretrained=None).to(device)
     tokenizer = open_clip.get_tokenizer(cfg.model_name)
     tokens = tokenizer(captions)
-    # Hard negative captions (NegCLIP): rows whose caption names no attribute have none.
-    negatives = (dataset.frame["negative_caption"].fillna("").astype(str).iloc[train_rows].tolist()
-                 if "negative_caption" in dataset.frame and cfg.text_negative_fraction > 0 else [""] * len(captions))
-    has_negative = torch.tensor([bool(n) for n in negatives])
-    negative_tokens = tokenizer([n or c for n, c in zip(negatives, captions)])
+    # Hard negative captions (NegCLIP): rows whose caption names no attribute have none. Caption i's are
+    # rows first_negative[i] to first_negative[i + 1] of negative_tokens.
+    negatives = _negative_captions(dataset.frame.iloc[train_rows], cfg, pairs_manifest)
+    counts = torch.tensor([len(n) for n in negatives])
+    first_negative = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
+    has_negative = counts > 0
+    negative_tokens = tokenizer([text for texts in negatives for text in texts] or [""])[: int(counts.sum())]
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.learning_rate,
                                   fused=torch.device(device).type in ("cpu", "cuda"))  # one kernel per step
-    bookkeeping = ("path", "sha256", "caption", "negative_caption", "wording", "fold")
+    bookkeeping = ("path", "sha256", "caption", "negative_caption", "negative_captions", "wording", "fold")
     attribute_columns = [c for c in dataset.frame.columns if c not in bookkeeping]
     attributes = dataset.frame.iloc[train_rows][attribute_columns].reset_index(drop=True)
     # Hard batches hold the coarsest attributes fixed (hard_negative_min_values or more values), so the
@@ -103,9 +132,9 @@ def train_standin_clip(pairs_manifest: str | Path, cfg: StandinClipConfig, work_
         "stand-in CLIP", work_dir=work_dir, curve_csv=curve_csv,
         curve_fields=["step", "loss", "lr", "logit_scale", "hard_batch"], total_steps=total,
         snapshot_every=cfg.snapshot_every, progress=progress,
-        settings={"config": without_bookkeeping(asdict(cfg)), "seed": seed, "images": tensor_sha256(images),
+        settings={"config": without_bookkeeping(cfg.recorded()), "seed": seed, "images": tensor_sha256(images),
                   "tokens": tensor_sha256(tokens),
-                  "negative_tokens": tensor_sha256(negative_tokens * has_negative[:, None]),
+                  "negative_tokens": _negatives_sha256(negative_tokens, counts, tokens),
                   "attributes": attributes.to_json()},
         state={"model": model, "optimizer": optimizer})
     model.train()
@@ -118,7 +147,8 @@ def train_standin_clip(pairs_manifest: str | Path, cfg: StandinClipConfig, work_
             group["lr"] = lr
         chosen = torch.rand(len(batch), generator=draws) < cfg.text_negative_fraction
         with_negative = batch[has_negative[batch] & chosen]
-        texts = torch.cat([tokens[batch], negative_tokens[with_negative]])
+        rows = [torch.arange(first_negative[i], first_negative[i + 1]) for i in with_negative.tolist()]
+        texts = torch.cat([tokens[batch], negative_tokens[torch.cat(rows)] if rows else tokens[:0]])
         image_features, all_text_features, logit_scale = model(images[batch].to(device), texts.to(device))
         loss = contrastive_loss(image_features, all_text_features, logit_scale)
         optimizer.zero_grad(set_to_none=True)
@@ -132,6 +162,6 @@ def train_standin_clip(pairs_manifest: str | Path, cfg: StandinClipConfig, work_
     model.eval()
     return run.finish(lambda: save_clip(out, model, model_name=cfg.model_name, model_cfg=model_cfg, mean=STANDIN_MEAN,
                                         std=STANDIN_STD, source={"kind": "standin", "manifest": str(pairs_manifest),
-                                                                 "seed": seed, "config": asdict(cfg), "steps": total,
+                                                                 "seed": seed, "config": cfg.recorded(), "steps": total,
                                                                  "pairs": pairs_record},
                                         extra=run.provenance()))

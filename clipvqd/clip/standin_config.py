@@ -4,7 +4,10 @@ trainer is in `standin.py`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+
+
+TEXT_NEGATIVES = ("chosen", "every")
 
 
 @dataclass
@@ -37,6 +40,12 @@ class StandinClipConfig:
     # same caption with one attribute changed) joins the texts that image is contrasted with, NegCLIP's loss.
     # It teaches the text tower the phrases a whole-caption batch never contrasts ("no hat" against "a hat").
     text_negative_fraction: float = 1.0
+    # Which hard negatives those are. "chosen": the manifest's negative_caption, one per caption, a two-valued
+    # attribute flipped whenever the caption names one, so colours almost never get one. "every": every
+    # attribute the caption names, changed one at a time (the manifest's negative_captions; the judge's pairs
+    # carry it): "red hair" meets "black hair" and "a blue background" meets "a gray background", and
+    # each caption's phrase meets its own negation in every caption, not in one of its attributes.
+    text_negatives: str = "chosen"
     snapshot_every: int = 50  # steps between resume snapshots
 
     def __post_init__(self) -> None:
@@ -46,10 +55,20 @@ class StandinClipConfig:
             raise ValueError(f"standin.vision_width={self.vision_width}: a ViT tower needs a multiple of 64 (64 per head)")
         if self.vision_tower == "resnet" and self.image_size % 32:
             raise ValueError(f"standin.image_size={self.image_size}: a ResNet tower needs a multiple of 32")
+        if self.text_negatives not in TEXT_NEGATIVES:
+            raise ValueError(f"standin.text_negatives must be one of {list(TEXT_NEGATIVES)}, got '{self.text_negatives}'")
         if self.text_width % self.text_heads:
             raise ValueError(f"standin.text_width={self.text_width} is not divisible by standin.text_heads={self.text_heads}")
         if self.vision_tower == "vit" and self.image_size % self.patch_size:
             raise ValueError(f"standin.image_size={self.image_size} is not divisible by standin.patch_size={self.patch_size}")
+
+    def recorded(self) -> dict:
+        """The settings as the fingerprint and the sidecar record them: text_negatives only where it is not
+        "chosen", the one scheme before the option existed, so such runs keep their fingerprint (and resume)."""
+        settings = asdict(self)
+        if self.text_negatives == "chosen":
+            del settings["text_negatives"]
+        return settings
 
     def model_cfg(self) -> dict:
         vision = {"image_size": self.image_size, "layers": self.vision_layers, "width": self.vision_width,

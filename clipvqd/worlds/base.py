@@ -116,27 +116,42 @@ class World(ABC):
         Two-valued attributes ("glasses" / "no glasses") are flipped first, whenever the caption names one:
         a contrastive batch of whole captions rarely pits a phrase against its negation, and a bag-of-words
         text tower then reads both alike. None when the caption names no attribute."""
+        caption, negative, _ = self.caption_with_negatives(attributes, rng, negative_rng, wording, min_attributes)
+        return caption, negative
+
+    def caption_with_negatives(self, attributes: Mapping[str, str], rng: np.random.Generator,
+                               negative_rng: np.random.Generator, wording: str = "conditioner",
+                               min_attributes: int | None = None) -> tuple[str, str | None, dict[str, str]]:
+        """`caption_with_negative`'s caption and negative (the same random draws), plus every named
+        attribute's negative: {attribute: the caption with that attribute changed to a random other value},
+        in the world's attribute order. Colours and other many-valued attributes get theirs too, which the
+        one chosen negative almost never is (a caption nearly always names a two-valued attribute)."""
         state = rng.bit_generator.state
         caption = self.caption(attributes, rng, wording, min_attributes)
         after = rng.bit_generator.state
+        named = self._each_attribute_negative(attributes, caption, state, rng, negative_rng, wording, min_attributes)
+        rng.bit_generator.state = after
+        if not named:
+            return caption, None, named
+        binary = [name for name in named if len(self.attribute(name).values) == 2]
+        candidates = binary or list(named)
+        return caption, named[candidates[int(negative_rng.integers(len(candidates)))]], named
 
-        def recaptioned(name: str, value: str) -> str:
-            rng.bit_generator.state = state
-            return self.caption({**attributes, name: value}, rng, wording, min_attributes)
-
+    def _each_attribute_negative(self, attributes: Mapping[str, str], caption: str, state: dict,
+                                 rng: np.random.Generator, negative_rng: np.random.Generator, wording: str,
+                                 min_attributes: int | None) -> dict[str, str]:
+        """{attribute: `caption` redrawn from the caption stream's `state` with that attribute changed to a random
+        other value}, for each attribute whose change alters the caption, in the world's attribute order (one
+        draw of `negative_rng` per attribute). Leaves `rng` wherever the last redraw ended: callers restore it."""
         named = {}
         for attribute in self.attributes:
             other = [v for v in attribute.values if v != attributes[attribute.name]]
             value = other[int(negative_rng.integers(len(other)))]
-            text = recaptioned(attribute.name, value)
+            rng.bit_generator.state = state
+            text = self.caption({**attributes, attribute.name: value}, rng, wording, min_attributes)
             if text != caption:
                 named[attribute.name] = text
-        rng.bit_generator.state = after
-        if not named:
-            return caption, None
-        binary = [name for name in named if len(self.attribute(name).values) == 2]
-        candidates = binary or list(named)
-        return caption, named[candidates[int(negative_rng.integers(len(candidates)))]]
+        return named
 
     @abstractmethod
     def wording_tables(self) -> dict:

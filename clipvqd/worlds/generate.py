@@ -7,7 +7,10 @@ Splits (all drawn from one seed, each from its own random stream, so they are di
 - `judge_pairs`: captioned images for the judge stand-in CLIP only, in the judge wording (the prompts'
   wording plus paraphrases the conditioner never sees): its own images and its own vocabulary, so the
   judge is independent of the conditioner. Not rendered when its size is 0. Both pair splits give each
-  caption a hard negative (`negative_caption`: the same caption with one named attribute changed).
+  caption a hard negative (`negative_caption`: the same caption with one named attribute changed, a
+  two-valued one whenever it names one); the judge's pairs also list every named attribute's
+  (`negative_captions`, a JSON object attribute -> caption), colours included, for a judge trained with
+  `text_negatives: every`.
 - `train`: the image-only training set of every generator. Its captions go to a separate file read
   only by the paired-caption control, so language-free methods cannot see them.
 - `reference`: reference images from the training distribution (FID and the other distribution metrics),
@@ -63,8 +66,10 @@ def _sample_allowed(world: World, rng: np.random.Generator, heldout: Sequence[Ma
 
 
 def _render_split(world: World, split: str, count: int, out_dir: Path, seed: int, resolution: int,
-                  heldout: Sequence[Mapping[str, str]], wording: str | None, progress: bool) -> list[dict]:
-    """Render `count` images of `split`; captions in `wording` (None: no captions)."""
+                  heldout: Sequence[Mapping[str, str]], wording: str | None, progress: bool,
+                  every_negative: bool = False) -> list[dict]:
+    """Render `count` images of `split`; captions in `wording` (None: no captions). A pair split's rows carry
+    each caption's hard negative, and with `every_negative` every named attribute's (`negative_captions`)."""
     if count == 0:
         return []
     rng = np.random.default_rng([seed, _STREAM[split]])
@@ -82,7 +87,12 @@ def _render_split(world: World, split: str, count: int, out_dir: Path, seed: int
         if split != "oracle" and matches_any(attributes, heldout):  # the generators' and FID's splits never do
             raise AssertionError(f"{split} image {index} shows a held-out combination: {attributes}")
         if wording:
-            if pairs:  # a CLIP's pairs: each caption with its hard negative (empty when it names nothing)
+            if pairs and every_negative:  # also one negative per named attribute (the judge's pairs)
+                caption, negative, every = world.caption_with_negatives(attributes, caption_rng, negative_rng,
+                                                                        wording, CLIP_CAPTION_MIN_ATTRIBUTES)
+                row["caption"], row["negative_caption"] = caption, negative or ""
+                row["negative_captions"] = json.dumps(every)
+            elif pairs:  # a CLIP's pairs: each caption with its hard negative (empty when it names nothing)
                 caption, negative = world.caption_with_negative(attributes, caption_rng, negative_rng, wording,
                                                                 CLIP_CAPTION_MIN_ATTRIBUTES)
                 row["caption"], row["negative_caption"] = caption, negative or ""
@@ -182,12 +192,15 @@ def generate_world(world_name: str, out_dir: str | Path, *, seed: int, resolutio
         row["fold"] = "train" if index < holdout_start else "test"
     _write_csv(out_dir / "clip_pairs.csv", clip_rows, pair_columns)
 
+    # Only the judge's pairs list every attribute's negative: the conditioner's pairs file, and so its
+    # training, stay as they were.
     judge_rows = _render_split(world, "judge_pairs", sizes.get("judge_pairs", 0), out_dir, seed, resolution, heldout,
-                               judge_wording, progress)
+                               judge_wording, progress, every_negative=True)
     for row in judge_rows:
         row["fold"] = "train"  # the judge is measured on the held-out clip_pairs, like the conditioner
     if judge_rows:
-        _write_csv(out_dir / "judge_pairs.csv", judge_rows, pair_columns)
+        judge_columns = [*pair_columns[:pair_columns.index("wording")], "negative_captions", "wording", "fold"]
+        _write_csv(out_dir / "judge_pairs.csv", judge_rows, judge_columns)
 
     train_rows = _render_split(world, "train", sizes["train"], out_dir, seed, resolution, heldout, "conditioner",
                                progress)

@@ -168,3 +168,15 @@ class ScenesWorld(World):
         if not negatives:
             return caption, None
         return caption, negatives[int(negative_rng.integers(len(negatives)))]
+
+    def caption_with_negatives(self, attributes: Mapping[str, str], rng: np.random.Generator,
+                               negative_rng: np.random.Generator, wording: str = "conditioner",
+                               min_attributes: int | None = None) -> tuple[str, str | None, dict[str, str]]:
+        """This world's caption and chosen negative (`caption_with_negative`, the same draws), then one negative
+        per attribute whose change alters the caption (`World.caption_with_negatives`), drawn after them."""
+        state = rng.bit_generator.state
+        caption, negative = self.caption_with_negative(attributes, rng, negative_rng, wording, min_attributes)
+        after = rng.bit_generator.state
+        named = self._each_attribute_negative(attributes, caption, state, rng, negative_rng, wording, min_attributes)
+        rng.bit_generator.state = after
+        return caption, negative, named
