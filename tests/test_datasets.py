@@ -367,7 +367,8 @@ def test_config_values_reach_the_shell_quoted(tmp_path):
 
 # Params that hold ready-made command-line fragments, each built with shlex.quote in common.smk or the rule.
 COMMAND_FRAGMENTS = {"params.resize", "params.source", "params.models", "params.oracle", "params.inception",
-                     "params.plan", "params.captions", "params.calibration"}
+                     "params.plan", "params.captions", "params.calibration",
+                     "params.milestones"}  # the trainers' --milestone options, each path shlex-quoted (common.smk)
 
 
 def test_every_value_in_a_shell_command_is_quoted():
