@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from clipvqd.evaluation.compute_curve import CURVE_METRICS
-from clipvqd.report.figures import _METHOD_PALETTE, METRIC_LABELS, FigureResult, _new_figure, _save, _styled
+from clipvqd.report.plotting import METHOD_PALETTE, METRIC_LABELS, FigureResult, new_figure, save_figure, styled
 
 TITLE = "Quality versus training compute"
 KEY = "compute-curve"
@@ -23,10 +23,10 @@ def compute_curve_figure(points: pd.DataFrame | None, out_dir: str | Path) -> Fi
     """The three-panel figure, or None when there are no points (the overlay was off)."""
     if points is None or points.empty:
         return None
-    sns, style = _styled()
+    sns, style = styled()
     out_dir = Path(out_dir)
     with style:
-        figure = _new_figure(4.0 * len(CURVE_METRICS), 3.8)
+        figure = new_figure(4.0 * len(CURVE_METRICS), 3.8)
         axes = figure.subplots(1, len(CURVE_METRICS), squeeze=False)[0]
         for ax, metric in zip(axes, CURVE_METRICS):
             for method, line in points.groupby("method", sort=False):
@@ -36,10 +36,10 @@ def compute_curve_figure(points: pd.DataFrame | None, out_dir: str | Path) -> Fi
                 low = (line[metric] - line[f"{metric}_ci_low"]).clip(lower=0).fillna(0)
                 high = (line[f"{metric}_ci_high"] - line[metric]).clip(lower=0).fillna(0)
                 ax.errorbar(line["cpu_s"], line[metric], yerr=[low, high], marker="o", markersize=4, capsize=2,
-                            linewidth=1.4, color=_METHOD_PALETTE.get(method), label=method)
+                            linewidth=1.4, color=METHOD_PALETTE.get(method), label=method)
                 last = line.iloc[-1]
                 ax.plot([last["cpu_s"]], [last[metric]], marker="*", markersize=11, linestyle="none",
-                        color=_METHOD_PALETTE.get(method))
+                        color=METHOD_PALETTE.get(method))
             ax.set_xscale("log")
             ax.set_xlabel("training CPU-seconds (log)")
             ax.set_ylabel(METRIC_LABELS.get(metric, metric))
@@ -50,7 +50,7 @@ def compute_curve_figure(points: pd.DataFrame | None, out_dir: str | Path) -> Fi
     fractions = ", ".join(f"{f:g}" for f in sorted(points["fraction"].unique()))
     note = (f"snapshots at fractions {fractions} of each method's training budget (★: the whole budget, the "
             "headline model); error bars: 95% intervals; cost: CPU-seconds of the training that made the model")
-    return FigureResult(KEY, TITLE, path=_save(figure, out_dir, KEY), note=note)
+    return FigureResult(KEY, TITLE, path=save_figure(figure, out_dir, KEY), note=note)
 
 
 def compute_curve_rows(points: pd.DataFrame | None) -> list[dict]:
