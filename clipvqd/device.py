@@ -12,12 +12,24 @@ import fcntl
 import os
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
 GPU_LOCKS = "CLIPVQD_GPU_LOCKS"  # folder of the per-GPU lock files (default: one per user in the temp folder)
 _CLAIMED: list = []  # open lock files: a claim lasts as long as the process (the kernel drops it on exit or kill)
+
+
+@contextmanager
+def torch_threads(count: int):
+    """torch's intra-op thread count set to `count` inside the block, the caller's restored after it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def resolve_device(name: str) -> str:

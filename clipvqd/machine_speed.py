@@ -19,7 +19,6 @@ import os
 import platform
 import statistics
 import time
-from contextlib import contextmanager
 
 WORKLOAD_VERSION = 1  # bump when the workload changes: calibrations of different versions do not compare
 WORKLOAD = {
@@ -39,18 +38,6 @@ README_REFERENCE: dict | None = None
 
 class CalibrationError(ValueError):
     pass
-
-
-@contextmanager
-def _one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _parts():
@@ -117,7 +104,9 @@ def calibrate(repeats: int = DEFAULT_REPEATS) -> dict:
     if repeats < 1:
         raise CalibrationError(f"repeats must be at least 1, got {repeats}")
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
-    with _one_thread():
+    from clipvqd.device import torch_threads  # torch only when the workload runs (the report imports this module)
+
+    with torch_threads(1):
         parts = _parts()
         for function in parts.values():  # warm-up: first-call allocation and kernel selection
             function()

@@ -24,11 +24,10 @@ exact reformulations, tested against the metrics themselves:
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import numpy as np
 import torch
 
+from clipvqd.device import torch_threads
 from clipvqd.evaluation.bootstrap import Statistic
 
 
@@ -79,18 +78,6 @@ def mmd_statistic(k_xx, k_yy, k_xy, scale: float = 1.0) -> Statistic:
 _FID_CHUNK = 32  # resamples per batch: the (chunk, n, d) weighted copy of a feature set stays small
 
 
-@contextmanager
-def _one_thread():
-    """Batched small eigendecompositions on one thread: with two, torch spent 40x the CPU time (measured:
-    256 FID resamples of 1000 x 128 features, 36 CPU-seconds on two threads, 0.9 on one)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def _weighted_moments(features: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Frequency-weighted mean (m, d) and covariance (m, d, d), as np.cov(fweights=counts) divides by sum - 1."""
     total = counts.sum(dim=1, keepdim=True)
@@ -124,7 +111,9 @@ def fid_statistic(generated, reference) -> Statistic:
 
     def statistic(counts: np.ndarray) -> np.ndarray:
         c = torch.as_tensor(np.asarray(counts), dtype=torch.float64)
-        with _one_thread():
+        # Batched small eigendecompositions on one thread: with two, torch spent 40x the CPU time (measured:
+        # 256 FID resamples of 1000 x 128 features, 36 CPU-seconds on two threads, 0.9 on one).
+        with torch_threads(1):
             return torch.cat([chunk(c[i:i + _FID_CHUNK]) for i in range(0, len(c), _FID_CHUNK)]).numpy()
 
     return statistic
