@@ -95,11 +95,12 @@ class GeneratorTrainConfig(_Block):
     """StyleGAN2's optimisation (non-saturating loss, lazy R1, G EMA), run by LAFITE's trainer without
     contrastive losses."""
 
-    steps: int = 1800
-    """Optimiser steps of G and of D. World default: about 0.21 CPU-seconds a step, about 380 in all, so that
-    generator, pairs and prior together cost about CLIP-VQDiffusion's chain; the generator alone reached
-    precision 0.06 / 0.14 / 0.23 at 600 / 1200 / 1800 steps, and clip2latent's samples follow it
-    (docs/baselines.md). Paper preset: 25 000 kimg at batch 32 (StyleGAN2 FFHQ config-f)."""
+    steps: int = 1440
+    """Optimiser steps of G and of D. World default 1440 (and 1200 prior steps): generator, pairs and prior
+    together cost CLIP-VQDiffusion's chain's training CPU-seconds, read off the quality-versus-compute curve
+    (README, "Configuration": 1800 + 1500 steps cost 477 CPU-s against the chain's 373, so 0.8 of both). The
+    generator alone reached precision 0.06 / 0.14 / 0.23 at 600 / 1200 / 1800 steps, and clip2latent's samples
+    follow it (docs/baselines.md). Paper preset: 25 000 kimg at batch 32 (StyleGAN2 FFHQ config-f)."""
     batch_size: int = 16
     """Images per step (StyleGAN2 config-f: 32)."""
     learning_rate: float = 0.0025
@@ -219,13 +220,13 @@ class PriorModelConfig(_Block):
 class PriorTrainConfig(_Block):
     """Training of the prior: MSE on x0, CFG dropout, embedding noise, z-scored latents, EMA."""
 
-    steps: int = 1500
-    """Optimiser steps (official max_it: 1 000 000). World default: about 70 CPU-seconds for the default
-    network (about 45 ms a step on one thread)."""
+    steps: int = 1200
+    """Optimiser steps (official max_it: 1 000 000). World default 1200, 0.8 of the 1500 it had, with the
+    generator's 0.8 (see generator_train.steps): about 45 CPU-seconds for the default network."""
     batch_size: int = 128
     """Pairs per step (official config/data/sg2-ffhq.yaml: bs 512)."""
     learning_rate: float = 0.001
-    """AdamW learning rate (official: 1e-4). World default 1e-3: 1500 steps of a small network instead of
+    """AdamW learning rate (official: 1e-4). World default 1e-3: 1200 steps of a small network instead of
     10^6 of a large one."""
     weight_decay: float = 0.01
     """AdamW weight decay (official: 1e-2)."""

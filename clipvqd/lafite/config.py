@@ -106,11 +106,12 @@ class LafiteModelConfig:
 class LafiteTrainConfig:
     """Optimisation and loss settings. Defaults: the world run; losses as in the official train.py."""
 
-    steps: int = 1800
-    """Optimiser steps of G and of D (one each per step). A resumed run stops at the same total. World
-    default: about 0.24 CPU-seconds a step for the default model at 32 px, about 420 in all, the CPU budget of
-    CLIP-VQDiffusion's chain (tokenizer, pretraining, fine-tune: about 390). Precision on validation prompts
-    rose 0.17 / 0.31 / 0.39 at 600 / 1200 / 1800 steps and stayed at 0.39 at 3000 (docs/baselines.md)."""
+    steps: int = 1440
+    """Optimiser steps of G and of D (one each per step). A resumed run stops at the same total. World default
+    1440: the same training CPU-seconds as CLIP-VQDiffusion's chain (tokenizer, pretraining, fine-tune), read
+    off the quality-versus-compute curve (README, "Configuration": 1800 steps cost 466 CPU-s against the chain's
+    373, so 0.8 of them). Precision on validation prompts rose 0.17 / 0.31 / 0.39 at 600 / 1200 / 1800 steps and
+    stayed at 0.39 at 3000 (docs/baselines.md)."""
     batch_size: int = 16
     """Images per step (official: 16 per GPU)."""
     learning_rate: float = 0.01
