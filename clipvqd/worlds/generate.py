@@ -8,9 +8,8 @@ Splits (all drawn from one seed, each from its own random stream, so they are di
   wording plus paraphrases the conditioner never sees): its own images and its own vocabulary, so the
   judge is independent of the conditioner. Not rendered when its size is 0. Both pair splits give each
   caption a hard negative (`negative_caption`: the same caption with one named attribute changed, a
-  two-valued one whenever it names one); the judge's pairs also list every named attribute's
-  (`negative_captions`, a JSON object attribute -> caption), colours included, for a judge trained with
-  `text_negatives: every`.
+  two-valued one whenever it names one) and list every named attribute's (`negative_captions`, a JSON
+  object attribute -> caption), colours included, for a CLIP trained with `text_negatives: every`.
 - `train`: the image-only training set of every generator. Its captions go to a separate file read
   only by the paired-caption control, so language-free methods cannot see them.
 - `reference`: reference images from the training distribution (FID and the other distribution metrics),
@@ -66,10 +65,9 @@ def _sample_allowed(world: World, rng: np.random.Generator, heldout: Sequence[Ma
 
 
 def _render_split(world: World, split: str, count: int, out_dir: Path, seed: int, resolution: int,
-                  heldout: Sequence[Mapping[str, str]], wording: str | None, progress: bool,
-                  every_negative: bool = False) -> list[dict]:
+                  heldout: Sequence[Mapping[str, str]], wording: str | None, progress: bool) -> list[dict]:
     """Render `count` images of `split`; captions in `wording` (None: no captions). A pair split's rows carry
-    each caption's hard negative, and with `every_negative` every named attribute's (`negative_captions`)."""
+    each caption's hard negative and every named attribute's (`negative_captions`)."""
     if count == 0:
         return []
     rng = np.random.default_rng([seed, _STREAM[split]])
@@ -87,15 +85,11 @@ def _render_split(world: World, split: str, count: int, out_dir: Path, seed: int
         if split != "oracle" and matches_any(attributes, heldout):  # the generators' and FID's splits never do
             raise AssertionError(f"{split} image {index} shows a held-out combination: {attributes}")
         if wording:
-            if pairs and every_negative:  # also one negative per named attribute (the judge's pairs)
+            if pairs:  # a CLIP's pairs: each caption's hard negative (empty when it names nothing) and one per named attribute
                 caption, negative, every = world.caption_with_negatives(attributes, caption_rng, negative_rng,
                                                                         wording, CLIP_CAPTION_MIN_ATTRIBUTES)
                 row["caption"], row["negative_caption"] = caption, negative or ""
                 row["negative_captions"] = json.dumps(every)
-            elif pairs:  # a CLIP's pairs: each caption with its hard negative (empty when it names nothing)
-                caption, negative = world.caption_with_negative(attributes, caption_rng, negative_rng, wording,
-                                                                CLIP_CAPTION_MIN_ATTRIBUTES)
-                row["caption"], row["negative_caption"] = caption, negative or ""
             else:
                 row["caption"] = world.caption(attributes, caption_rng, wording)
             row["wording"] = wording
@@ -184,7 +178,10 @@ def generate_world(world_name: str, out_dir: str | Path, *, seed: int, resolutio
     out_dir.mkdir(parents=True, exist_ok=True)
     attribute_columns = world.attribute_names
 
-    pair_columns = ["path", "sha256", *attribute_columns, "caption", "negative_caption", "wording", "fold"]
+    # Both pair splits list every named attribute's negative beside the chosen one; it is drawn from the
+    # caption streams' saved states, so captions, chosen negatives and images are what they were without it.
+    pair_columns = ["path", "sha256", *attribute_columns, "caption", "negative_caption", "negative_captions",
+                    "wording", "fold"]
     clip_rows = _render_split(world, "clip_pairs", sizes["clip_pairs"], out_dir, seed, resolution, heldout,
                               "conditioner", progress)
     holdout_start = len(clip_rows) - int(round(clip_holdout_fraction * len(clip_rows)))
@@ -192,15 +189,12 @@ def generate_world(world_name: str, out_dir: str | Path, *, seed: int, resolutio
         row["fold"] = "train" if index < holdout_start else "test"
     _write_csv(out_dir / "clip_pairs.csv", clip_rows, pair_columns)
 
-    # Only the judge's pairs list every attribute's negative: the conditioner's pairs file, and so its
-    # training, stay as they were.
     judge_rows = _render_split(world, "judge_pairs", sizes.get("judge_pairs", 0), out_dir, seed, resolution, heldout,
-                               judge_wording, progress, every_negative=True)
+                               judge_wording, progress)
     for row in judge_rows:
         row["fold"] = "train"  # the judge is measured on the held-out clip_pairs, like the conditioner
     if judge_rows:
-        judge_columns = [*pair_columns[:pair_columns.index("wording")], "negative_captions", "wording", "fold"]
-        _write_csv(out_dir / "judge_pairs.csv", judge_rows, judge_columns)
+        _write_csv(out_dir / "judge_pairs.csv", judge_rows, pair_columns)
 
     train_rows = _render_split(world, "train", sizes["train"], out_dir, seed, resolution, heldout, "conditioner",
                                progress)
