@@ -278,6 +278,27 @@ def test_clip_pairs_held_out_fold_is_unchanged(small_faces):
     assert hashlib.sha256(text.encode()).hexdigest() == HELD_OUT_FOLD_SHA256
 
 
+def test_extra_clip_pairs_follow_the_held_out_fold_and_leave_it_and_the_other_splits_unchanged(small_faces, tmp_path):
+    from clipvqd.worlds.generate import generate_world
+
+    summary = generate_world(
+        "faces", tmp_path, seed=0, resolution=32,
+        sizes={"clip_pairs": 200, "clip_pairs_extra": 60, "judge_pairs": 40, "train": 40, "reference": 20, "oracle": 60},
+        heldout=HELD_OUT, prompt_count=8, attributes_per_prompt=3, ood_prompts_per_combination=2,
+        oracle_test_fraction=0.25, clip_holdout_fraction=0.5, progress=False)
+    before = pd.read_csv(small_faces / "clip_pairs.csv", dtype=str, keep_default_na=False)
+    after = pd.read_csv(tmp_path / "clip_pairs.csv", dtype=str, keep_default_na=False)
+    assert len(after) == 260 and after.iloc[:200].equals(before)  # the held-out fold included
+    assert set(after["fold"].iloc[200:]) == {"train"} and (after["fold"] == "test").sum() == 100
+    assert summary["clip_pairs"]["conditioner"]["pairs"] == 160 and summary["clip_pairs"]["held_out"]["pairs"] == 100
+    assert summary["sizes"]["clip_pairs_extra"] == 60
+    for split in SPLITS[1:]:  # the other splits and the prompts are those of the world without extra pairs
+        assert _hashes(tmp_path, split) == _hashes(small_faces, split)
+        assert set(_hashes(tmp_path, split)).isdisjoint(after["sha256"])
+    assert (tmp_path / "prompts.csv").read_text() == (small_faces / "prompts.csv").read_text()
+    assert "clip_pairs_extra" not in json.loads((small_faces / "world.json").read_text())["sizes"]
+
+
 def test_clip_captions_range_from_one_phrase_train_captions_do_not(tmp_path):
     """The CLIPs' pairs include one-phrase captions (like the one-attribute zero-shot probes); the train
     split's captions, read by the paired control, keep naming three or more attributes."""

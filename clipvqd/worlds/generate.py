@@ -2,8 +2,9 @@
 
 Splits (all drawn from one seed, each from its own random stream, so they are disjoint):
 - `clip_pairs`: captioned images (the conditioner wording); they train the conditioner stand-in CLIP and
-  nothing else (the role of CLIP's web pretraining). The last `clip_holdout_fraction` of them are never
-  trained on and measure both CLIPs' zero-shot quality.
+  nothing else (the role of CLIP's web pretraining). The last `clip_holdout_fraction` of the first
+  `sizes.clip_pairs` are never trained on and measure both CLIPs' zero-shot quality; `sizes.clip_pairs_extra`
+  more pairs, drawn after them from the same stream, train the conditioner too (the held-out fold stays put).
 - `judge_pairs`: captioned images for the judge stand-in CLIP only, in the judge wording (the prompts'
   wording plus paraphrases the conditioner never sees): its own images and its own vocabulary, so the
   judge is independent of the conditioner. Not rendered when its size is 0. Both pair splits give each
@@ -166,7 +167,8 @@ def generate_world(world_name: str, out_dir: str | Path, *, seed: int, resolutio
                    progress: bool = True) -> dict:
     """Write every split of `world_name` under `out_dir`; return a summary (also written to world.json).
 
-    `sizes.judge_pairs` (0 when absent) captioned pairs in `judge_wording` train the judge stand-in CLIP."""
+    `sizes.judge_pairs` (0 when absent) captioned pairs in `judge_wording` train the judge stand-in CLIP;
+    `sizes.clip_pairs_extra` (0 when absent) conditioner pairs follow the held-out fold of clip_pairs."""
     world = get_world(world_name)
     world.check_wording(judge_wording)
     for number, combination in enumerate(heldout):
@@ -182,11 +184,17 @@ def generate_world(world_name: str, out_dir: str | Path, *, seed: int, resolutio
     # caption streams' saved states, so captions, chosen negatives and images are what they were without it.
     pair_columns = ["path", "sha256", *attribute_columns, "caption", "negative_caption", "negative_captions",
                     "wording", "fold"]
-    clip_rows = _render_split(world, "clip_pairs", sizes["clip_pairs"], out_dir, seed, resolution, heldout,
+    # The extra pairs continue the clip_pairs stream past the held-out fold (the last clip_holdout_fraction of
+    # the first sizes.clip_pairs): the conditioner gets more pairs, the fold both CLIPs are measured on is the
+    # same images and captions, and the rows before it are unchanged.
+    extra = sizes.get("clip_pairs_extra", 0)
+    if extra < 0:
+        raise ValueError(f"world.sizes.clip_pairs_extra must be at least 0, got {extra}")
+    clip_rows = _render_split(world, "clip_pairs", sizes["clip_pairs"] + extra, out_dir, seed, resolution, heldout,
                               "conditioner", progress)
-    holdout_start = len(clip_rows) - int(round(clip_holdout_fraction * len(clip_rows)))
+    holdout_start = sizes["clip_pairs"] - int(round(clip_holdout_fraction * sizes["clip_pairs"]))
     for index, row in enumerate(clip_rows):
-        row["fold"] = "train" if index < holdout_start else "test"
+        row["fold"] = "test" if holdout_start <= index < sizes["clip_pairs"] else "train"
     _write_csv(out_dir / "clip_pairs.csv", clip_rows, pair_columns)
 
     judge_rows = _render_split(world, "judge_pairs", sizes.get("judge_pairs", 0), out_dir, seed, resolution, heldout,
@@ -229,12 +237,14 @@ def generate_world(world_name: str, out_dir: str | Path, *, seed: int, resolutio
         "resolution": resolution,
         "attributes": {a.name: list(a.values) for a in world.attributes},
         "heldout": [dict(c) for c in heldout],
-        "sizes": {split: sizes.get(split, 0) for split in (*IMAGE_SPLITS, *OPTIONAL_SPLITS)},
+        "sizes": {split: sizes.get(split, 0) for split in (*IMAGE_SPLITS, *OPTIONAL_SPLITS)}
+        | ({"clip_pairs_extra": extra} if extra else {}),  # absent when 0: such worlds' world.json is as before
         # Which captioned images (and which wording) train and measure each stand-in CLIP role.
         "clip_pairs": {
-            "conditioner": {"split": "clip_pairs", "fold": "train", "pairs": holdout_start, "wording": "conditioner"},
+            "conditioner": {"split": "clip_pairs", "fold": "train", "pairs": holdout_start + extra,
+                            "wording": "conditioner"},
             "judge": {"split": "judge_pairs", "fold": "train", "pairs": len(judge_rows), "wording": judge_wording},
-            "held_out": {"split": "clip_pairs", "fold": "test", "pairs": len(clip_rows) - holdout_start},
+            "held_out": {"split": "clip_pairs", "fold": "test", "pairs": sizes["clip_pairs"] - holdout_start},
         },
         "caption_wordings": world.wording_tables(),
         "prompts": {"in_distribution": sum(1 for r in prompt_rows if not r["ood"]),
