@@ -204,6 +204,9 @@ BAD_MODEL_SETTINGS = [
     ("diffusion:\n  finetune: {batch_size: 5000}\n",
      ["diffusion.finetune.batch_size is 5000, more than the 4000 training images"]),
     ("oracle: {batch_size: 0}\n", ["batch_size", "0 is less than the minimum of 1"]),
+    # the conditioner trains on its clip_pairs less the held-out fold plus the extra pairs: 3600 + 3600
+    ("clip:\n  conditioner:\n    standin: {batch_size: 7300}\n",
+     ["clip.conditioner.standin.batch_size is 7300, more than the 7200 captioned pairs it trains on"]),
     # protocol v2's keys: ranges in the schema, the rest across keys in common.smk
     ("seeds: [0, 0]\n", ["seeds", "non-unique"]),
     ("evaluation:\n  bootstrap: {replicates: 5}\n", ["replicates", "5 is less than the minimum of 10"]),

@@ -235,12 +235,19 @@ def test_standin_text_negatives_every_contrasts_each_named_attributes_negative(s
     assert recorded.get("text_negatives") == (None if scheme == "chosen" else "every")
 
 
-def test_standin_text_negatives_every_needs_the_judge_pairs_column(small_faces, tmp_path):
+def test_standin_text_negatives_every_needs_the_negative_captions_column(small_faces, tmp_path):
+    """A pairs file written before the column existed is refused with a message naming it."""
+    import shutil
+
+    import pandas as pd
+
+    shutil.copytree(small_faces / "clip_pairs", tmp_path / "clip_pairs")
+    pd.read_csv(small_faces / "clip_pairs.csv").drop(columns="negative_captions").to_csv(tmp_path / "old.csv", index=False)
     cfg = StandinClipConfig(model_name="test-negatives-missing", embed_dim=16, vision_tower="resnet", vision_width=8,
                             vision_layers=1, text_width=32, text_layers=1, text_heads=2, epochs=1,
                             text_negatives="every")
     with pytest.raises(ValueError, match="no negative_captions column"):
-        train_standin_clip(small_faces / "clip_pairs.csv", cfg, tmp_path / "work", tmp_path / "clip.safetensors",
+        train_standin_clip(tmp_path / "old.csv", cfg, tmp_path / "work", tmp_path / "clip.safetensors",
                            tmp_path / "curve.csv", seed=0, progress=False)
     with pytest.raises(ValueError, match="text_negatives must be one of"):
         StandinClipConfig(text_negatives="all")

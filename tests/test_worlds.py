@@ -1,5 +1,6 @@
 """The embedded worlds: determinism, disjoint splits, held-out combinations, visible attributes."""
 
+import hashlib
 import json
 import re
 
@@ -250,17 +251,52 @@ def test_every_negative_changes_its_own_attribute_and_the_chosen_one_is_unchange
 
 
 def test_pair_splits_carry_negative_captions_train_captions_do_not(small_faces):
-    """Both pair splits give each caption its chosen negative; only the judge's also list every named
-    attribute's (negative_captions), the chosen one among them: the conditioner's pairs file is as before."""
+    """Both pair splits give each caption its chosen negative and list every named attribute's
+    (negative_captions), the chosen one among them; the generators' captions have neither."""
     for split in ("clip_pairs", "judge_pairs"):
         rows = pd.read_csv(small_faces / f"{split}.csv", keep_default_na=False)
         assert (rows["negative_caption"] != "").all() and (rows["negative_caption"] != rows["caption"]).all()
+        every = [json.loads(text) for text in rows["negative_captions"]]
+        assert all(chosen in negatives.values() for chosen, negatives in zip(rows["negative_caption"], every))
+        assert any("hair_color" in negatives or "background" in negatives for negatives in every)
     assert "negative_caption" not in pd.read_csv(small_faces / "train_captions.csv").columns
-    assert "negative_captions" not in pd.read_csv(small_faces / "clip_pairs.csv").columns
-    judge = pd.read_csv(small_faces / "judge_pairs.csv", keep_default_na=False)
-    every = [json.loads(text) for text in judge["negative_captions"]]
-    assert all(chosen in negatives.values() for chosen, negatives in zip(judge["negative_caption"], every))
-    assert any("hair_color" in negatives or "background" in negatives for negatives in every)
+
+
+# The held-out fold of make_faces()'s clip_pairs (every column it had before negative_captions was added), as
+# the generator wrote it before the conditioner's pairs listed every negative: both CLIPs' zero-shot numbers are
+# measured on this fold, so a change that moves it makes them incomparable with earlier ones.
+HELD_OUT_FOLD_SHA256 = "916d197bf6388f010e272b9b9f5ea3a539e9c71646b690caed64737b183ae54e"
+HELD_OUT_FOLD_COLUMNS = ["path", "sha256", "hair_color", "hair_style", "skin_tone", "glasses", "expression", "beard",
+                         "hat", "background", "caption", "negative_caption", "wording", "fold"]
+
+
+def test_clip_pairs_held_out_fold_is_unchanged(small_faces):
+    rows = pd.read_csv(small_faces / "clip_pairs.csv", dtype=str, keep_default_na=False)
+    held_out = rows[rows["fold"] == "test"]
+    text = "\n".join("\t".join(row) for row in held_out[HELD_OUT_FOLD_COLUMNS].itertuples(index=False))
+    assert len(held_out) == 100
+    assert hashlib.sha256(text.encode()).hexdigest() == HELD_OUT_FOLD_SHA256
+
+
+def test_extra_clip_pairs_follow_the_held_out_fold_and_leave_it_and_the_other_splits_unchanged(small_faces, tmp_path):
+    from clipvqd.worlds.generate import generate_world
+
+    summary = generate_world(
+        "faces", tmp_path, seed=0, resolution=32,
+        sizes={"clip_pairs": 200, "clip_pairs_extra": 60, "judge_pairs": 40, "train": 40, "reference": 20, "oracle": 60},
+        heldout=HELD_OUT, prompt_count=8, attributes_per_prompt=3, ood_prompts_per_combination=2,
+        oracle_test_fraction=0.25, clip_holdout_fraction=0.5, progress=False)
+    before = pd.read_csv(small_faces / "clip_pairs.csv", dtype=str, keep_default_na=False)
+    after = pd.read_csv(tmp_path / "clip_pairs.csv", dtype=str, keep_default_na=False)
+    assert len(after) == 260 and after.iloc[:200].equals(before)  # the held-out fold included
+    assert set(after["fold"].iloc[200:]) == {"train"} and (after["fold"] == "test").sum() == 100
+    assert summary["clip_pairs"]["conditioner"]["pairs"] == 160 and summary["clip_pairs"]["held_out"]["pairs"] == 100
+    assert summary["sizes"]["clip_pairs_extra"] == 60
+    for split in SPLITS[1:]:  # the other splits and the prompts are those of the world without extra pairs
+        assert _hashes(tmp_path, split) == _hashes(small_faces, split)
+        assert set(_hashes(tmp_path, split)).isdisjoint(after["sha256"])
+    assert (tmp_path / "prompts.csv").read_text() == (small_faces / "prompts.csv").read_text()
+    assert "clip_pairs_extra" not in json.loads((small_faces / "world.json").read_text())["sizes"]
 
 
 def test_clip_captions_range_from_one_phrase_train_captions_do_not(tmp_path):

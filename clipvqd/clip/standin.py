@@ -57,7 +57,7 @@ def _negative_captions(rows, cfg: StandinClipConfig, pairs_manifest) -> list[lis
     if cfg.text_negatives == "every":
         if "negative_captions" not in rows:
             raise ValueError(f"{pairs_manifest} has no negative_captions column, which standin.text_negatives: "
-                             "every reads (the judge's pairs have it since it was added; regenerate the world)")
+                             "every reads (both pair splits have it; regenerate the world)")
         return [list(json.loads(text).values()) if text else [] for text in rows["negative_captions"].fillna("")]
     if "negative_caption" not in rows:
         return [[] for _ in range(len(rows))]

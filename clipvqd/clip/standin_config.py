@@ -42,7 +42,7 @@ class StandinClipConfig:
     text_negative_fraction: float = 1.0
     # Which hard negatives those are. "chosen": the manifest's negative_caption, one per caption, a two-valued
     # attribute flipped whenever the caption names one, so colours almost never get one. "every": every
-    # attribute the caption names, changed one at a time (the manifest's negative_captions; the judge's pairs
+    # attribute the caption names, changed one at a time (the manifest's negative_captions; both pair splits
     # carry it): "red hair" meets "black hair" and "a blue background" meets "a gray background", and
     # each caption's phrase meets its own negation in every caption, not in one of its attributes.
     text_negatives: str = "chosen"

@@ -2,15 +2,15 @@
 
 Splits (all drawn from one seed, each from its own random stream, so they are disjoint):
 - `clip_pairs`: captioned images (the conditioner wording); they train the conditioner stand-in CLIP and
-  nothing else (the role of CLIP's web pretraining). The last `clip_holdout_fraction` of them are never
-  trained on and measure both CLIPs' zero-shot quality.
+  nothing else (the role of CLIP's web pretraining). The last `clip_holdout_fraction` of the first
+  `sizes.clip_pairs` are never trained on and measure both CLIPs' zero-shot quality; `sizes.clip_pairs_extra`
+  more pairs, drawn after them from the same stream, train the conditioner too (the held-out fold stays put).
 - `judge_pairs`: captioned images for the judge stand-in CLIP only, in the judge wording (the prompts'
   wording plus paraphrases the conditioner never sees): its own images and its own vocabulary, so the
   judge is independent of the conditioner. Not rendered when its size is 0. Both pair splits give each
   caption a hard negative (`negative_caption`: the same caption with one named attribute changed, a
-  two-valued one whenever it names one); the judge's pairs also list every named attribute's
-  (`negative_captions`, a JSON object attribute -> caption), colours included, for a judge trained with
-  `text_negatives: every`.
+  two-valued one whenever it names one) and list every named attribute's (`negative_captions`, a JSON
+  object attribute -> caption), colours included, for a CLIP trained with `text_negatives: every`.
 - `train`: the image-only training set of every generator. Its captions go to a separate file read
   only by the paired-caption control, so language-free methods cannot see them.
 - `reference`: reference images from the training distribution (FID and the other distribution metrics),
@@ -66,10 +66,9 @@ def _sample_allowed(world: World, rng: np.random.Generator, heldout: Sequence[Ma
 
 
 def _render_split(world: World, split: str, count: int, out_dir: Path, seed: int, resolution: int,
-                  heldout: Sequence[Mapping[str, str]], wording: str | None, progress: bool,
-                  every_negative: bool = False) -> list[dict]:
+                  heldout: Sequence[Mapping[str, str]], wording: str | None, progress: bool) -> list[dict]:
     """Render `count` images of `split`; captions in `wording` (None: no captions). A pair split's rows carry
-    each caption's hard negative, and with `every_negative` every named attribute's (`negative_captions`)."""
+    each caption's hard negative and every named attribute's (`negative_captions`)."""
     if count == 0:
         return []
     rng = np.random.default_rng([seed, _STREAM[split]])
@@ -87,15 +86,11 @@ def _render_split(world: World, split: str, count: int, out_dir: Path, seed: int
         if split != "oracle" and matches_any(attributes, heldout):  # the generators' and FID's splits never do
             raise AssertionError(f"{split} image {index} shows a held-out combination: {attributes}")
         if wording:
-            if pairs and every_negative:  # also one negative per named attribute (the judge's pairs)
+            if pairs:  # a CLIP's pairs: each caption's hard negative (empty when it names nothing) and one per named attribute
                 caption, negative, every = world.caption_with_negatives(attributes, caption_rng, negative_rng,
                                                                         wording, CLIP_CAPTION_MIN_ATTRIBUTES)
                 row["caption"], row["negative_caption"] = caption, negative or ""
                 row["negative_captions"] = json.dumps(every)
-            elif pairs:  # a CLIP's pairs: each caption with its hard negative (empty when it names nothing)
-                caption, negative = world.caption_with_negative(attributes, caption_rng, negative_rng, wording,
-                                                                CLIP_CAPTION_MIN_ATTRIBUTES)
-                row["caption"], row["negative_caption"] = caption, negative or ""
             else:
                 row["caption"] = world.caption(attributes, caption_rng, wording)
             row["wording"] = wording
@@ -172,7 +167,8 @@ def generate_world(world_name: str, out_dir: str | Path, *, seed: int, resolutio
                    progress: bool = True) -> dict:
     """Write every split of `world_name` under `out_dir`; return a summary (also written to world.json).
 
-    `sizes.judge_pairs` (0 when absent) captioned pairs in `judge_wording` train the judge stand-in CLIP."""
+    `sizes.judge_pairs` (0 when absent) captioned pairs in `judge_wording` train the judge stand-in CLIP;
+    `sizes.clip_pairs_extra` (0 when absent) conditioner pairs follow the held-out fold of clip_pairs."""
     world = get_world(world_name)
     world.check_wording(judge_wording)
     for number, combination in enumerate(heldout):
@@ -184,23 +180,29 @@ def generate_world(world_name: str, out_dir: str | Path, *, seed: int, resolutio
     out_dir.mkdir(parents=True, exist_ok=True)
     attribute_columns = world.attribute_names
 
-    pair_columns = ["path", "sha256", *attribute_columns, "caption", "negative_caption", "wording", "fold"]
-    clip_rows = _render_split(world, "clip_pairs", sizes["clip_pairs"], out_dir, seed, resolution, heldout,
+    # Both pair splits list every named attribute's negative beside the chosen one; it is drawn from the
+    # caption streams' saved states, so captions, chosen negatives and images are what they were without it.
+    pair_columns = ["path", "sha256", *attribute_columns, "caption", "negative_caption", "negative_captions",
+                    "wording", "fold"]
+    # The extra pairs continue the clip_pairs stream past the held-out fold (the last clip_holdout_fraction of
+    # the first sizes.clip_pairs): the conditioner gets more pairs, the fold both CLIPs are measured on is the
+    # same images and captions, and the rows before it are unchanged.
+    extra = sizes.get("clip_pairs_extra", 0)
+    if extra < 0:
+        raise ValueError(f"world.sizes.clip_pairs_extra must be at least 0, got {extra}")
+    clip_rows = _render_split(world, "clip_pairs", sizes["clip_pairs"] + extra, out_dir, seed, resolution, heldout,
                               "conditioner", progress)
-    holdout_start = len(clip_rows) - int(round(clip_holdout_fraction * len(clip_rows)))
+    holdout_start = sizes["clip_pairs"] - int(round(clip_holdout_fraction * sizes["clip_pairs"]))
     for index, row in enumerate(clip_rows):
-        row["fold"] = "train" if index < holdout_start else "test"
+        row["fold"] = "test" if holdout_start <= index < sizes["clip_pairs"] else "train"
     _write_csv(out_dir / "clip_pairs.csv", clip_rows, pair_columns)
 
-    # Only the judge's pairs list every attribute's negative: the conditioner's pairs file, and so its
-    # training, stay as they were.
     judge_rows = _render_split(world, "judge_pairs", sizes.get("judge_pairs", 0), out_dir, seed, resolution, heldout,
-                               judge_wording, progress, every_negative=True)
+                               judge_wording, progress)
     for row in judge_rows:
         row["fold"] = "train"  # the judge is measured on the held-out clip_pairs, like the conditioner
     if judge_rows:
-        judge_columns = [*pair_columns[:pair_columns.index("wording")], "negative_captions", "wording", "fold"]
-        _write_csv(out_dir / "judge_pairs.csv", judge_rows, judge_columns)
+        _write_csv(out_dir / "judge_pairs.csv", judge_rows, pair_columns)
 
     train_rows = _render_split(world, "train", sizes["train"], out_dir, seed, resolution, heldout, "conditioner",
                                progress)
@@ -235,12 +237,14 @@ def generate_world(world_name: str, out_dir: str | Path, *, seed: int, resolutio
         "resolution": resolution,
         "attributes": {a.name: list(a.values) for a in world.attributes},
         "heldout": [dict(c) for c in heldout],
-        "sizes": {split: sizes.get(split, 0) for split in (*IMAGE_SPLITS, *OPTIONAL_SPLITS)},
+        "sizes": {split: sizes.get(split, 0) for split in (*IMAGE_SPLITS, *OPTIONAL_SPLITS)}
+        | ({"clip_pairs_extra": extra} if extra else {}),  # absent when 0: such worlds' world.json is as before
         # Which captioned images (and which wording) train and measure each stand-in CLIP role.
         "clip_pairs": {
-            "conditioner": {"split": "clip_pairs", "fold": "train", "pairs": holdout_start, "wording": "conditioner"},
+            "conditioner": {"split": "clip_pairs", "fold": "train", "pairs": holdout_start + extra,
+                            "wording": "conditioner"},
             "judge": {"split": "judge_pairs", "fold": "train", "pairs": len(judge_rows), "wording": judge_wording},
-            "held_out": {"split": "clip_pairs", "fold": "test", "pairs": len(clip_rows) - holdout_start},
+            "held_out": {"split": "clip_pairs", "fold": "test", "pairs": sizes["clip_pairs"] - holdout_start},
         },
         "caption_wordings": world.wording_tables(),
         "prompts": {"in_distribution": sum(1 for r in prompt_rows if not r["ood"]),

@@ -708,6 +708,8 @@ def check_model_config():
         world = config["data"]["world"]
         split = "judge_pairs" if role == "judge" else "clip_pairs"  # each role trains on its own split
         pairs = int(world["sizes"][split] * (1 - world["clip_holdout_fraction"]))
+        if role != "judge":
+            pairs += world["sizes"]["clip_pairs_extra"]  # continue past the held-out fold
         check_batch(f"{key}.batch_size", standin.batch_size, pairs, "captioned pairs it trains on")
     # The condition length comes from the CLIP: known for a stand-in, 512 (ViT-B/32) as a stand-in value else.
     condition_dim = config["clip"]["conditioner"]["standin"]["embed_dim"] if "conditioner" in STANDIN_ROLES else 512
@@ -980,7 +982,8 @@ def judge_split():
     return {
         "judge": f"judge_pairs: {world['sizes']['judge_pairs']} captioned images of their own random stream, "
         f"captioned in the '{world['judge_wording']}' wording (the prompts' phrases plus paraphrases)",
-        "conditioner": f"clip_pairs: {world['sizes']['clip_pairs']} other images in the conditioner wording",
+        "conditioner": f"clip_pairs: {world['sizes']['clip_pairs'] + world['sizes']['clip_pairs_extra']} other images "
+        "in the conditioner wording",
         "disjoint": True,
         "record": "data/world.json (clip_pairs) and each CLIP's sidecar",
     }
