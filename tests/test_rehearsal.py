@@ -5,13 +5,17 @@ tests/rehearsal_inputs.py. It finds what breaks at 256 px, K = 4096, the 24x512 
 and the 512x12 prior before a GPU is rented. Run alone with `pytest -m rehearsal`; nothing it computes is a
 result.
 
-Cost (per-job Snakemake benchmarks, 2026-11-29, CPU seconds on the 2-core machine under load): about 1900
-for the FFHQ overlay's 70 jobs and 2600 for COCO's 89, dominated by the 51 sample sets (each loads the
-2 GB denoiser and samples 4 images) and their metrics jobs; peak memory 14.6 GB (a denoiser trainer).
+Cost (per-job Snakemake benchmarks, 2026-11-29, CPU seconds on the 2-core machine loaded by other work,
+load average 5-6): a 24x512 denoiser job about 51 (one optimiser step included), a sampling job of 4 images
+about 27, two StyleGAN2 steps at 256 px about 143; the FFHQ overlay plans 95 jobs (42 sample sets, 21 metrics
+jobs), COCO more. Both together are well over an hour of one core, so `make test` leaves this test out
+(pyproject.toml's addopts). Peak memory about 14 GB (a denoiser trainer).
 
 Torch jobs run one at a time (device auto with one `gpu` to give: on a machine without one they compute on
 the CPU), because two trainers of the 515M-parameter denoiser with their AdamW state do not fit beside each
-other in a CI runner's memory."""
+other in a CI runner's memory; each takes the runner's two cores (threads.torch: 2 in configs/rehearsal.yaml).
+CLIPVQD_REHEARSAL_BENCHMARKS=DIR copies each overlay's benchmark files to DIR/<overlay> before the results
+are removed."""
 
 import json
 import os
