@@ -6,14 +6,14 @@ and the 512x12 prior before a GPU is rented. Run alone with `pytest -m rehearsal
 result.
 
 Cost (per-job Snakemake benchmarks, 2026-11-29, CPU seconds on the 2-core machine loaded by other work,
-load average 5-6): a 24x512 denoiser job about 51 (one optimiser step included), a sampling job of 4 images
-about 27, two StyleGAN2 steps at 256 px about 143; the FFHQ overlay plans 95 jobs (42 sample sets, 21 metrics
-jobs), COCO more. Both together are well over an hour of one core, so `make test` leaves this test out
+load average 5-6, two torch threads per job): a 24x512 denoiser job about 51 (one optimiser step included),
+a sampling job of 4 images about 27, two StyleGAN2 steps at 256 px about 143; the FFHQ overlay plans 95 jobs
+(42 sample sets, 21 metrics jobs), COCO more. Both together are well over an hour of one core, so `make test` leaves this test out
 (pyproject.toml's addopts). Peak memory about 14 GB (a denoiser trainer).
 
 Torch jobs run one at a time (device auto with one `gpu` to give: on a machine without one they compute on
 the CPU), because two trainers of the 515M-parameter denoiser with their AdamW state do not fit beside each
-other in a CI runner's memory; each takes the runner's two cores (threads.torch: 2 in configs/rehearsal.yaml).
+other in a CI runner's memory.
 CLIPVQD_REHEARSAL_BENCHMARKS=DIR copies each overlay's benchmark files to DIR/<overlay> before the results
 are removed."""
 
