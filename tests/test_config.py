@@ -263,6 +263,8 @@ def test_paper_overlays_plan_the_complete_dag(overlay, alphas):
     trainers = [line for line in result.stdout.splitlines()
                 if re.search(r"-m clipvqd (tokenizer train|diffusion train|lafite train|clip2latent train-)", line)]
     assert len(trainers) >= 8 and all(re.search(r" && rm -rf -- \S*results/\S+/work/", line) for line in trainers)
+    # ... and the diffusion trainers do not write that snapshot in the first place
+    assert all("--no-final-snapshot" in line for line in trainers if "diffusion train" in line)
     for stage in ("dataset_download", "dataset_prepare", "clip_get", "clip_embed", "tokenizer_train",
                   "tokenizer_tokenize", "diffusion_pretrain", "diffusion_cfg_finetune", "diffusion_control",
                   "diffusion_control_finetune", "lafite_train", "clip2latent_generator_train", "clip2latent_latent_sample",

@@ -70,6 +70,16 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, kill_after_fi
     assert all(torch.equal(load_file(str(again))[k], a[k]) for k in a)
 
 
+def test_without_the_final_snapshot_the_weights_are_the_same(tmp_path):
+    straight = run(tmp_path, "straight")
+    lean = run(tmp_path, "lean", final_snapshot=False)
+    assert sorted(p.name for p in (tmp_path / "straight" / "work").glob("state-*.pt"))[-1] == "state-000000008.pt"
+    assert sorted(p.name for p in (tmp_path / "lean" / "work").glob("state-*.pt")) == ["state-000000004.pt"]
+    a, b = load_file(str(straight)), load_file(str(lean))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert curve_without_time(tmp_path / "straight" / "curve.csv") == curve_without_time(tmp_path / "lean" / "curve.csv")
+
+
 def test_checkpoint_loads_with_null_vector_and_meta(tmp_path):
     out = run(tmp_path, "uncond", mode="unconditional")
     model, null, meta = load_denoiser(out)

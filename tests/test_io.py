@@ -5,7 +5,7 @@ import shutil
 import pytest
 import torch
 
-from clipvqd.checkpoint import CheckpointMismatch, load_weights, save_weights
+from clipvqd.checkpoint import CheckpointMismatch, build_with_weights, load_weights, save_weights
 from clipvqd.hashing import ChecksumMismatch, sha256_file, verify_sha256
 from clipvqd.manifest import ManifestError, ManifestImages, load_rgb, read_manifest
 from clipvqd.training import CorruptResumeState, ResumeState
@@ -54,6 +54,39 @@ def test_checkpoint_from_other_config_names_the_key(tmp_path):
         load_weights(tmp_path / "m.safetensors", torch.nn.Linear(4, 5))
     meta = load_weights(tmp_path / "m.safetensors", torch.nn.Linear(4, 3))
     assert meta == {"step": 1, "weights_sha256": sha256_file(tmp_path / "m.safetensors")}
+
+
+def test_a_module_built_for_its_weights_equals_one_initialised_then_loaded(tmp_path):
+    from clipvqd.diffusion import DenoiserConfig
+    from clipvqd.diffusion.train import DenoiserAndNullCondition
+
+    config = DenoiserConfig(num_codes=16, grid_height=4, grid_width=4, condition_dim=8, hidden_dim=16,
+                            num_layers=2, num_heads=2)
+    torch.manual_seed(0)
+    save_weights(tmp_path / "d.safetensors", DenoiserAndNullCondition(config).state_dict(), {"step": 3})
+    torch.manual_seed(1)
+    loaded = DenoiserAndNullCondition(config)
+    expected_meta = load_weights(tmp_path / "d.safetensors", loaded)
+    rng = torch.get_rng_state()
+    built, meta = build_with_weights(tmp_path / "d.safetensors", lambda: DenoiserAndNullCondition(config))
+    assert meta == expected_meta and torch.equal(torch.get_rng_state(), rng)  # no random initialisation drawn
+    reference = dict(loaded.named_parameters())
+    for name, value in built.named_parameters():
+        assert value.device.type == "cpu" and torch.equal(value, reference[name]), name
+        assert value.stride() == reference[name].stride(), name  # the convolutions stay channels-last
+    assert built.state_dict().keys() == loaded.state_dict().keys()
+    # A damaged file is refused as by load_weights; a module with a buffer outside its state dict is refused.
+    with pytest.raises(CheckpointMismatch, match="does not match"):
+        build_with_weights(tmp_path / "d.safetensors", lambda: torch.nn.Linear(4, 5))
+
+    class Computed(torch.nn.Linear):
+        def __init__(self):
+            super().__init__(4, 3)
+            self.register_buffer("table", torch.arange(3.0), persistent=False)
+
+    save_weights(tmp_path / "c.safetensors", Computed().state_dict(), {})
+    with pytest.raises(ValueError, match=r"Computed has buffers outside its state dict \(table\)"):
+        build_with_weights(tmp_path / "c.safetensors", Computed)
 
 
 def test_resume_restores_exactly_and_names_a_damaged_snapshot(tmp_path):

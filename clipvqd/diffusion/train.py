@@ -28,8 +28,7 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor, nn
 
-from clipvqd.checkpoint import load_meta, load_weights, save_weights
-from clipvqd.hashing import sha256_file
+from clipvqd.checkpoint import WEIGHTS_HASH_KEY, build_with_weights, load_meta, save_weights
 from clipvqd.training import (Distributed, ExponentialMovingAverage, TrainingRun, generator_for, seeded_global_rng,
                               tensor_sha256, warmup_cosine, without_bookkeeping)
 
@@ -177,10 +176,13 @@ def train_diffusion(
     init_weights: str | Path | None = None,
     progress: bool = True,
     milestones: Mapping[int, str | Path] | None = None,
+    final_snapshot: bool = True,
 ) -> dict[str, Any]:
     """Train (or resume training) a denoiser; write EMA weights to `out_weights` (+ JSON sidecar) and
     the loss curve to `curve_csv`. Returns the sidecar metadata. milestones: {step: path} also gets the EMA
-    weights after those steps (TrainingRun milestones: the quality-versus-compute curve).
+    weights after those steps (TrainingRun milestones: the quality-versus-compute curve). final_snapshot: False
+    skips the resume snapshot of the last step (TrainingRun), 7.7 GB for the paper's 24x512 denoiser, where the
+    caller removes the work folder once the weights exist.
 
     tokens: `(N, H, W)` int64 code maps in [0, K). conditions: `(N, D)` CLIP embeddings (image
     embeddings for language_free / cfg_finetune, caption text embeddings for the paired modes; ignored
@@ -199,7 +201,7 @@ def train_diffusion(
     context = Distributed.from_environment(device)
     try:
         return _train(tokens, conditions, model_cfg, train_cfg, mode, work_dir, out_weights, curve_csv,
-                      context, seed, init_weights, progress, milestones)
+                      context, seed, init_weights, progress, milestones, final_snapshot)
     finally:
         context.close()
 
@@ -218,6 +220,7 @@ def _train(
     init_weights: str | Path | None,
     progress: bool,
     milestones: Mapping[int, str | Path] | None = None,
+    final_snapshot: bool = True,
 ) -> dict[str, Any]:
     device, world_size = context.device, context.world_size
     if train_cfg.batch_size % world_size:
@@ -226,16 +229,19 @@ def _train(
     token_rows = tokens.reshape(tokens.shape[0], -1).cpu()
     embeddings = None if mode is TrainingMode.UNCONDITIONAL else conditions.float().cpu()
 
-    parts = _build_model(model_cfg, seed)
     init_meta = None
-    if init_weights is not None:
+    if init_weights is None:
+        parts = _build_model(model_cfg, seed)
+    else:
         init_meta = load_meta(init_weights)
         if init_meta.get("model_config") != model_cfg.to_dict():
             raise ValueError(
                 f"init_weights {init_weights} were trained with model_config {init_meta.get('model_config')}, "
                 f"which differs from this run's {model_cfg.to_dict()}"
             )
-        load_weights(init_weights, parts)
+        # Every parameter comes from init_weights: the seeded random initialisation would be overwritten.
+        parts, loaded = build_with_weights(init_weights, lambda: DenoiserAndNullCondition(model_cfg))
+        init_sha256 = loaded[WEIGHTS_HASH_KEY]  # the hash of the bytes loaded: the file is not read twice
     # The null vector is trained only where it is used; frozen, it stays out of the optimiser and DDP.
     parts.null_condition.vector.requires_grad_(mode.drops_condition or mode is TrainingMode.UNCONDITIONAL)
     parts.to(device)
@@ -259,11 +265,11 @@ def _train(
             "seed": seed,
             "tokens": tensor_sha256(tokens),
             "conditions": tensor_sha256(embeddings),
-            "init_weights": None if init_weights is None else sha256_file(init_weights),
+            "init_weights": None if init_weights is None else init_sha256,
         },
         state={"model": parts, "ema": ema, "optimizer": optimizer, "lr_schedule": lr_schedule,
                "timestep_sampler": timestep_sampler},
-        milestones=milestones,
+        milestones=milestones, final_snapshot=final_snapshot,
         milestone_save=lambda path, record: save_weights(path, ema.state_dict(), describe(record["step"]) | record))
 
     def describe(step: int) -> dict[str, Any]:
@@ -364,7 +370,6 @@ def load_denoiser(path: str | Path, device: str | torch.device = "cpu") -> tuple
         raise ValueError(f"{path} is not a denoiser checkpoint written by clipvqd.diffusion.train "
                          f"(format {meta.get('format')!r}, expected {WEIGHTS_FORMAT!r})")
     model_cfg = DenoiserConfig.from_dict(meta["model_config"], source=f"{path} sidecar")
-    parts = DenoiserAndNullCondition(model_cfg)
-    load_weights(path, parts)
+    parts, _ = build_with_weights(path, lambda: DenoiserAndNullCondition(model_cfg))
     parts.to(device).eval()
     return parts.denoiser, parts.null_condition, meta

@@ -66,13 +66,17 @@ class TrainingRun:
                  total_steps: int, snapshot_every: int, settings: Mapping[str, Any], state: Mapping[str, Any],
                  distributed: Distributed | None = None, progress: bool = True,
                  stop_after_step: int | None = None, milestones: Mapping[int, str | Path] | None = None,
-                 milestone_save: MilestoneSave | None = None):
+                 milestone_save: MilestoneSave | None = None, final_snapshot: bool = True):
         """name: how messages and the progress bar call the run. settings: JSON-able description of the data
         and settings (see `fingerprint`). state: what a snapshot holds, by name (modules, optimisers,
         schedulers, torch.Generators, anything with state_dict/load_state_dict). stop_after_step: end
         this call after that step with a snapshot and no final outputs (the next call continues).
         milestones: {step: weights path} to keep on the way (see the module docstring), each step in
-        [1, total_steps); milestone_save(path, record) writes them (see the module docstring)."""
+        [1, total_steps); milestone_save(path, record) writes them (see the module docstring).
+        final_snapshot: whether `finish` snapshots the last step before the final weights are written (so
+        that a call killed while writing them resumes there, and an identical rerun trains nothing); False
+        where the work folder is removed once the weights exist (the workflow's keep_final_snapshots: false),
+        a kill during the final write then resumes from the last periodic snapshot."""
         if total_steps < 1 or snapshot_every < 1:
             raise ValueError(f"{name}: total_steps and snapshot_every must be >= 1, got {total_steps} and "
                              f"{snapshot_every}")
@@ -93,6 +97,7 @@ class TrainingRun:
         self.distributed = distributed or Distributed.single()
         self.progress = progress
         self.stop_at = total_steps if stop_after_step is None else max(0, min(stop_after_step, total_steps))
+        self.final_snapshot = final_snapshot
         self.start_step = 0
         self.curve: list[dict[str, Any]] = []
         self._snapshots = ResumeState(self.work_dir)
@@ -210,13 +215,13 @@ class TrainingRun:
         return {"fingerprint": self.fingerprint, "training_settings": _compact(settings)}
 
     def finish(self, save: Callable[[], T]) -> T | None:
-        """Snapshot the last step (if this call trained), then on rank 0 call `save` (which writes the final
+        """Snapshot the last step (if this call trained and final_snapshot is set), then on rank 0 call `save` (which writes the final
         weights, e.g. with clipvqd.checkpoint.save_weights) and write the curve CSV. Returns what `save`
         returned (None on the other ranks)."""
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-        if self.start_step < self.total_steps:
+        if self.final_snapshot and self.start_step < self.total_steps:
             self.snapshot(self.total_steps)
         result = None
         if self.distributed.is_main:
