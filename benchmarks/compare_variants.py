@@ -89,6 +89,12 @@ def compare(reference: str, candidates: list[str], metrics: list[str], settings:
     return pd.DataFrame(rows)
 
 
+def short_name(prefix: str) -> str:
+    """results/<run>/metrics/<method>/<variant> -> <run>/<method>/<variant> (for the printed table)."""
+    parts = Path(prefix).parts
+    return "/".join(parts[-4:-3] + parts[-2:]) if len(parts) >= 4 and parts[-3] == "metrics" else prefix
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -107,8 +113,8 @@ def main(argv=None) -> None:
         table.to_csv(args.csv, index=False, float_format="%.6g")
     with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", 250,
                            "display.max_colwidth", 60, "display.float_format", "{:.4f}".format):
-        shown = table.assign(candidate=[Path(c).name for c in table["candidate"]],
-                             reference=[Path(r).name for r in table["reference"]])
+        shown = table.assign(candidate=[short_name(c) for c in table["candidate"]],
+                             reference=[short_name(r) for r in table["reference"]])
         print(shown.to_string(index=False))
 
 
