@@ -537,7 +537,7 @@ def test_a_cfg_false_headline_plans_no_guided_point_of_the_pretrained_model(tmp_
     assert result.returncode == 0, result.stderr
     # default (cfg=false, s=1) and the cfg=true point at the headline s = 2; the guidance sweep of the
     # pretrained model collapses onto the default instead of planning refused or repeated branches.
-    assert _planned_variants(result) == {"default", "alpha=0.5,cfg=true,s=2.0,r=0.85,steps=25,purity=false"}
+    assert _planned_variants(result) == {"default", "alpha=0.5,cfg=true,s=2.0,r=0.85,steps=10,purity=false"}
     # the paired control, matched to the cfg=false headline, stops after its pretraining: sampled at s = 1 too
     paired = [line for line in result.stdout.splitlines() if "clipvqd sample --method paired" in line]
     assert paired and all('"s": 1.0' in line for line in paired), paired[:1]
