@@ -346,6 +346,22 @@ def test_validation_prompts_are_a_switch_for_tuning_runs(tmp_path):
     assert refused.returncode != 0 and "evaluation.prompts is 'validation'" in refused.stdout + refused.stderr
 
 
+def test_the_validation_tuning_overlay_sweeps_steps_on_validation_prompts():
+    """configs/world-validation.yaml (the run that re-chose sampling.steps, README "Which defaults were chosen on
+    what"): every diffusion method at each step count, every metrics job on the validation prompts only."""
+    result = _snakemake("-n", "--forceall", "-p", "--cores", "1", "--configfile", "config.yaml",
+                        "configs/world-validation.yaml")
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = _job_counts(result.stdout)
+    # 3 diffusion methods x 4 step counts + the two baselines, each on the validation and distribution sets
+    assert counts["sample"] == 2 * (3 * 4 + 2) and counts["metrics"] == 3 * 4 + 2
+    metrics = _planned_commands(result.stdout, "clipvqd evaluate metrics")
+    assert all("--prompts results/world-validation/data/validation_prompts.csv" in c for c in metrics)
+    assert "/alignment/manifest.csv" not in result.stdout
+    samples = " ".join(_planned_commands(result.stdout, "clipvqd sample --method clip-vqdiffusion"))
+    assert all(f'"steps": {steps}' in samples for steps in (10, 25, 50, 100))
+
+
 def test_each_standin_trains_on_its_own_pairs():
     """The judge stand-in's job reads the judge's captioned split, the conditioner's its own; both are
     measured on the held-out clip_pairs (the world test checks the splits share no image)."""
@@ -526,7 +542,7 @@ def test_a_cfg_false_headline_plans_no_guided_point_of_the_pretrained_model(tmp_
     assert result.returncode == 0, result.stderr
     # default (cfg=false, s=1) and the cfg=true point at the headline s = 2; the guidance sweep of the
     # pretrained model collapses onto the default instead of planning refused or repeated branches.
-    assert _planned_variants(result) == {"default", "alpha=0.5,cfg=true,s=2.0,r=0.85,steps=25,purity=false"}
+    assert _planned_variants(result) == {"default", "alpha=0.5,cfg=true,s=2.0,r=0.85,steps=10,purity=false"}
     # the paired control, matched to the cfg=false headline, stops after its pretraining: sampled at s = 1 too
     paired = [line for line in result.stdout.splitlines() if "clipvqd sample --method paired" in line]
     assert paired and all('"s": 1.0' in line for line in paired), paired[:1]
