@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from clipvqd.evaluation.bootstrap import BootstrapSettings, PairedComparison  # noqa: E402
-from clipvqd.evaluation.table import LOWER_IS_BETTER, NO_BETTER_DIRECTION  # noqa: E402
+from clipvqd.evaluation.table import favoured  # noqa: E402
 from clipvqd.evaluation.uncertainty import BranchData, compare_branches  # noqa: E402
 
 DEFAULT_METRICS = ("attr_acc", "attr_acc_ood", "clipscore_judge_mean", "clipscore_mean", "fid", "precision",
@@ -51,12 +51,7 @@ def branch(prefix: str) -> tuple[BranchData, pd.DataFrame]:
 def favours(metric: str, comparison: PairedComparison) -> str:
     if not comparison.excludes_zero:
         return "neither"
-    higher = "candidate" if comparison.difference > 0 else "reference"
-    if metric in NO_BETTER_DIRECTION:
-        return f"higher: {higher}"
-    if metric in LOWER_IS_BETTER:
-        return "reference" if higher == "candidate" else "candidate"
-    return higher
+    return favoured(metric, comparison.difference, "candidate", "reference")
 
 
 def value_text(table: pd.DataFrame, metric: str) -> str:

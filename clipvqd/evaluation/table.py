@@ -46,6 +46,8 @@ DISTRIBUTION_METRICS = ("fid", "kid", "precision", "recall", "cmmd")
 # samples are not better by themselves: noise is diverse) is compared, never called better or worse.
 LOWER_IS_BETTER = ("fid", "kid", "cmmd")
 NO_BETTER_DIRECTION = ("within_prompt_diversity",)
+# How `favoured` names the higher side of a significant difference on a metric without a better direction.
+HIGHER = "higher: "
 ATTRIBUTE_METRIC_PREFIX = "attr_acc/"
 DEFAULT_VARIANT = "default"
 
@@ -326,3 +328,12 @@ def merge_metrics_tables(paths: Iterable[str | Path], out_path: str | Path | Non
 def rows_from_metrics(method: str, variant: str, values: Mapping[str, tuple[float, int]], protocol: str) -> list[dict]:
     """Rows from {metric: (value, n)} for one method/variant measured under one protocol."""
     return [metric_row(method, variant, metric, value, n, protocol) for metric, (value, n) in values.items()]
+
+
+def favoured(metric: str, difference: float, first: str, second: str) -> str:
+    """The side a significant difference `first − second` on `metric` favours: `first` or `second` by the
+    metric's better direction, or, where it has none, HIGHER + the higher side (compared, never called better)."""
+    if metric in NO_BETTER_DIRECTION:
+        return HIGHER + (first if difference > 0 else second)
+    first_better = (difference < 0) if metric in LOWER_IS_BETTER else (difference > 0)
+    return first if first_better else second

@@ -18,8 +18,7 @@ from clipvqd.evaluation.table import (
     ALLOWED_METRICS,
     DEFAULT_VARIANT,
     DISTRIBUTION_METRICS,
-    LOWER_IS_BETTER,
-    NO_BETTER_DIRECTION,
+    favoured,
 )
 from clipvqd.evaluation.uncertainty import BranchData, compare_branches
 
@@ -45,8 +44,6 @@ METRIC_PHRASES = {
     "recall": "recall on the distribution set",
     "within_prompt_diversity": "within-prompt diversity (judge CLIP image features)",
 }
-# `favours` of a significant difference on a metric without a better direction: which side is higher only.
-HIGHER = "higher: "
 HEADLINE_METRICS = ("attr_acc", "attr_acc_ood", "clipscore_judge_mean", "fid", "cmmd")
 
 
@@ -90,11 +87,7 @@ def significance_table(metrics: pd.DataFrame, branches: Mapping[tuple[str, str],
 def _favours(row: Mapping) -> str:
     if not row["significant"]:
         return "neither"
-    if row["metric"] in NO_BETTER_DIRECTION:
-        return HIGHER + (row["method"] if row["difference"] > 0 else row["reference_method"])
-    better_is_lower = row["metric"] in LOWER_IS_BETTER
-    method_better = (row["difference"] < 0) if better_is_lower else (row["difference"] > 0)
-    return row["method"] if method_better else row["reference_method"]
+    return favoured(row["metric"], row["difference"], row["method"], row["reference_method"])
 
 
 def _value_text(metrics: pd.DataFrame, method: str, metric: str) -> str:

@@ -215,9 +215,9 @@ class TrainingRun:
         return {"fingerprint": self.fingerprint, "training_settings": _compact(settings)}
 
     def finish(self, save: Callable[[], T]) -> T | None:
-        """Snapshot the last step (if this call trained and final_snapshot is set), then on rank 0 call `save` (which writes the final
-        weights, e.g. with clipvqd.checkpoint.save_weights) and write the curve CSV. Returns what `save`
-        returned (None on the other ranks)."""
+        """Snapshot the last step (if this call trained and final_snapshot is set), then on rank 0 call `save`
+        (which writes the final weights, e.g. with clipvqd.checkpoint.save_weights) and write the curve CSV.
+        Returns what `save` returned (None on the other ranks)."""
         if self._bar is not None:
             self._bar.close()
             self._bar = None

@@ -86,7 +86,7 @@ def _render_split(world: World, split: str, count: int, out_dir: Path, seed: int
         if split != "oracle" and matches_any(attributes, heldout):  # the generators' and FID's splits never do
             raise AssertionError(f"{split} image {index} shows a held-out combination: {attributes}")
         if wording:
-            if pairs:  # a CLIP's pairs: each caption's hard negative (empty when it names nothing) and one per named attribute
+            if pairs:  # a CLIP's pairs: the caption's hard negative (empty when it names nothing), one per attribute
                 caption, negative, every = world.caption_with_negatives(attributes, caption_rng, negative_rng,
                                                                         wording, CLIP_CAPTION_MIN_ATTRIBUTES)
                 row["caption"], row["negative_caption"] = caption, negative or ""
