@@ -78,12 +78,18 @@ def check_output_locations(args: argparse.Namespace) -> None:
 
 def trainer_arguments(sub: argparse.ArgumentParser, params_help: str, *, resumable: bool = True,
                       device: bool = True) -> None:
-    """The arguments every trainer shares: its config block, resume folder, output, loss curve, seed, device.
+    """The arguments every trainer shares: its config block, resume folder, output, loss curve, seed, device,
+    and --no-final-snapshot (`args.final_snapshot`, for TrainingRun's final_snapshot).
 
     `resumable=False` makes --work and --curve optional (a command that trains only for some sources)."""
     sub.add_argument("--params", type=json_object, required=True, help=params_help)
     sub.add_argument("--work", required=resumable, default=None,
                      help="resume folder (not a workflow output: Snakemake deletes the outputs of a failed job)")
+    # The workflow's keep_final_snapshots: false passes it to every trainer whose --work it removes afterwards.
+    sub.add_argument("--no-final-snapshot", dest="final_snapshot", action="store_false",
+                     help="skip the resume snapshot of the last step (7.7 GB for the paper's diffusion model), for a "
+                          "caller that removes --work once the weights exist; a kill while they are written then "
+                          "resumes from the last periodic snapshot")
     sub.add_argument("--out", required=True, help="the trained weights (safetensors, JSON sidecar beside it)")
     sub.add_argument("--curve", required=resumable, default=None, help="loss curve CSV")
     sub.add_argument("--seed", type=int, default=0)

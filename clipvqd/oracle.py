@@ -125,9 +125,11 @@ def _labels(frame: pd.DataFrame, world_name: str) -> torch.Tensor:
 
 
 def train_oracle(manifest: str | Path, world_name: str, cfg: OracleConfig, work_dir: str | Path, out: str | Path,
-                 curve_csv: str | Path, seed: int = 0, progress: bool = True) -> None:
+                 curve_csv: str | Path, seed: int = 0, progress: bool = True, final_snapshot: bool = True) -> None:
     """Train on the `fold == train` renders of `manifest`; write the oracle to `out` (+ JSON sidecar) and the
-    loss curve to `curve_csv`. Resumable from the snapshot taken after each epoch in `work_dir`."""
+    loss curve to `curve_csv`. Resumable from the snapshot taken after each epoch in `work_dir`.
+    final_snapshot: False skips the snapshot of the last step (TrainingRun), where the caller removes
+    `work_dir` once the oracle exists."""
     world = get_world(world_name)
     dataset = ManifestImages(manifest)
     train_index = [i for i, fold in enumerate(dataset.frame["fold"]) if fold == "train"]
@@ -140,7 +142,7 @@ def train_oracle(manifest: str | Path, world_name: str, cfg: OracleConfig, work_
     total = cfg.epochs * steps_per_epoch
     run = TrainingRun(
         "attribute oracle", work_dir=work_dir, curve_csv=curve_csv, curve_fields=["step", "loss", "lr"],
-        total_steps=total, snapshot_every=steps_per_epoch, progress=progress,
+        total_steps=total, snapshot_every=steps_per_epoch, progress=progress, final_snapshot=final_snapshot,
         settings={"world": world_name, "config": asdict(cfg), "seed": seed, "images": tensor_sha256(images),
                   "labels": tensor_sha256(labels)},
         state={"model": model, "optimizer": optimizer})

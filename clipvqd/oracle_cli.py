@@ -14,7 +14,8 @@ def cmd_train(args) -> None:
     from clipvqd.oracle import Oracle, OracleConfig, train_oracle
 
     cfg = from_mapping(OracleConfig, args.params, "oracle")
-    train_oracle(args.manifest, args.world, cfg, args.work, args.out, args.curve, seed=args.seed)
+    train_oracle(args.manifest, args.world, cfg, args.work, args.out, args.curve, seed=args.seed,
+                 final_snapshot=args.final_snapshot)
     oracle = Oracle(args.out)
     held_out = oracle.accuracy_on_manifest(args.manifest, fold="test")
     reference = oracle.accuracy_on_manifest(args.reference)

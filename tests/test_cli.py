@@ -101,6 +101,119 @@ def test_every_torch_command_takes_threads():
     assert not lacking, f"commands without --threads: {lacking}"
 
 
+# ---- --no-final-snapshot: every trainer takes it and hands it to its TrainingRun ------------------------------
+
+TINY_CLIP = {"model_name": "test-cli-final-snapshot", "embed_dim": 16, "vision_tower": "resnet", "vision_width": 8,
+             "vision_layers": 1, "text_width": 32, "text_layers": 1, "text_heads": 2, "epochs": 1, "batch_size": 100}
+
+
+@pytest.fixture(scope="module")
+def trainer_inputs(small_faces, tmp_path_factory):
+    """What each trainer command reads, at the smallest size that builds its model: the faces world, a tiny
+    stand-in CLIP with the embeddings of the training split, a tokenized split and clip2latent pairs."""
+    import torch
+    from safetensors.torch import save_file
+
+    from clipvqd.clip.embed import embed_images
+    from clipvqd.clip.encoder import ClipEncoder
+    from clipvqd.clip.standin import StandinClipConfig, train_standin_clip
+    from clipvqd.clip2latent.pairs import save_pairs
+    from clipvqd.hashing import sha256_file
+
+    root = tmp_path_factory.mktemp("final-snapshot")
+    clip = root / "clip.safetensors"
+    train_standin_clip(small_faces / "clip_pairs.csv", StandinClipConfig(**TINY_CLIP), root / "clip-work", clip,
+                       root / "clip-curve.csv", progress=False)
+    embed_images(ClipEncoder.load(clip), small_faces / "train.csv", root / "train_images.safetensors", progress=False)
+    np.save(root / "tokens.npy", np.random.default_rng(0).integers(0, 12, size=(16, 4, 4)).astype(np.int16))
+    (root / "tokens.json").write_text(json.dumps({
+        "kind": "tokenized_split", "codes_file": "tokens.npy", "codes_sha256": sha256_file(root / "tokens.npy"),
+        "count": 16, "token_grid": [4, 4], "dtype": "int16", "vocab_size": 12, "codebook_size": 16,
+        "provenance": {}}))
+    w, embeddings = torch.randn(16, 6), torch.nn.functional.normalize(torch.randn(16, 10), dim=1)
+    save_pairs(root / "pairs.safetensors", {"w": w, "embeddings": embeddings},
+               {"w_mean": w.mean(0), "w_std": w.std(0), "embed_mean": embeddings.mean(0),
+                "embed_std": embeddings.std(0)}, {"count": 16})
+    return {"faces": small_faces, "root": root, "clip": clip}
+
+
+def _trainer_arguments(command: str, inputs: dict, out) -> list[str]:
+    """The command's own arguments (beyond --work, --out, --curve) on `inputs`; tiny models."""
+    faces, root = inputs["faces"], inputs["root"]
+    if command == "clip get":
+        return ["--params", json.dumps({"source": "standin", "standin": TINY_CLIP}),
+                "--pairs", str(faces / "clip_pairs.csv")]
+    if command == "oracle train":
+        return ["--params", json.dumps({"width": 4, "epochs": 1}), "--world", "faces",
+                "--manifest", str(faces / "oracle.csv"), "--reference", str(faces / "reference.csv"),
+                "--metrics", str(out / "metrics.json")]
+    if command == "tokenizer train":
+        return ["--params", json.dumps(TINY_TOKENIZER), "--train", str(faces / "train.csv"),
+                "--codebook", str(out / "codebook.json")]
+    if command == "diffusion train":
+        params = {"model": {"hidden_dim": 16, "num_layers": 1, "num_heads": 2, "mlp_ratio": 1, "num_steps": 8},
+                  "train": {"steps": 4, "batch_size": 4, "warmup_steps": 1}}
+        return ["--params", json.dumps(params), "--mode", "unconditional", "--tokens", str(root / "tokens.json")]
+    if command == "lafite train":
+        params = {"model": {"z_dim": 8, "w_dim": 8, "mapping_layers": 1, "condition_hidden": 8, "channel_base": 128,
+                            "channel_max": 8}, "train": {"steps": 4, "batch_size": 8}}
+        return ["--params", json.dumps(params), "--train", str(faces / "train.csv"),
+                "--embeddings", str(root / "train_images.safetensors"), "--clip", str(inputs["clip"])]
+    if command == "clip2latent train-generator":
+        params = {"generator_model": {"z_dim": 8, "w_dim": 8, "mapping_layers": 1, "channel_base": 64,
+                                      "channel_max": 4}, "generator_train": {"steps": 2, "batch_size": 8}}
+        return ["--params", json.dumps(params), "--train", str(faces / "train.csv")]
+    if command == "clip2latent train-prior":
+        params = {"prior_model": {"dim": 16, "depth": 1, "heads": 2, "dim_head": 8, "timesteps": 20},
+                  "prior_train": {"steps": 3, "batch_size": 8}}
+        return ["--params", json.dumps(params), "--pairs", str(root / "pairs.safetensors")]
+    raise AssertionError(f"no test arguments for the trainer '{command}': add them here")
+
+
+TRAINERS = ["clip get", "oracle train", "tokenizer train", "diffusion train", "lafite train",
+            "clip2latent train-generator", "clip2latent train-prior"]
+
+
+def test_every_trainer_takes_no_final_snapshot():
+    """A trainer is a command with a resume folder (--work); each is listed in TRAINERS, so that the test
+    below runs it, and takes --no-final-snapshot (the workflow's keep_final_snapshots: false)."""
+    trainers = {name: command for name, command in _commands(build_parser()).items()
+                if "--work" in command._option_string_actions}
+    assert sorted(trainers) == sorted(TRAINERS)
+    lacking = [name for name, command in trainers.items()
+               if "--no-final-snapshot" not in command._option_string_actions]
+    assert not lacking, f"trainers without --no-final-snapshot: {lacking}"
+
+
+class _Constructed(Exception):
+    """Raised in place of training, once the command has built its TrainingRun."""
+
+
+@pytest.mark.parametrize("command", TRAINERS)
+def test_no_final_snapshot_reaches_the_training_run(command, trainer_inputs, tmp_path, monkeypatch):
+    """`--no-final-snapshot` becomes TrainingRun(final_snapshot=False); without it, the run keeps the snapshot."""
+    from clipvqd.training.run import TrainingRun
+
+    signature = inspect.signature(TrainingRun.__init__)
+    seen = []
+
+    def construct(self, *args, **kwargs):
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        seen.append(bound.arguments["final_snapshot"])
+        raise _Constructed(bound.arguments["name"])
+
+    monkeypatch.setattr(TrainingRun, "__init__", construct)
+    group, name = command.split()
+    for flag, expected in (([], True), (["--no-final-snapshot"], False)):
+        out = tmp_path / f"final-snapshot={expected}"
+        argv = [group, name, *_trainer_arguments(command, trainer_inputs, out), "--work", str(out / "work"),
+                "--out", str(out / "model.safetensors"), "--curve", str(out / "curve.csv"), *flag]
+        with pytest.raises(_Constructed):
+            main(argv)
+        assert seen[-1] is expected, (command, flag)
+    assert len(seen) == 2
+
 def test_threads_reach_torch_before_the_command_runs(monkeypatch, tmp_path):
     import torch
 

@@ -19,7 +19,8 @@ def cmd_get(args) -> None:
         if not args.pairs:
             raise SystemExit("clip source 'standin' needs --pairs (the world's captioned split)")
         cfg = from_mapping(StandinClipConfig, spec["standin"], "clip.*.standin")
-        train_standin_clip(args.pairs, cfg, args.work, args.out, args.curve, seed=args.seed, device=args.device)
+        train_standin_clip(args.pairs, cfg, args.work, args.out, args.curve, seed=args.seed, device=args.device,
+                           final_snapshot=args.final_snapshot)
     elif spec["source"] == "pretrained":
         sources.fetch_pretrained(spec["model"], spec["pretrained"], args.out, expected_sha256=spec.get("sha256"))
     elif spec["source"] == "file":

@@ -88,9 +88,11 @@ def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor,
 
 
 def train_standin_clip(pairs_manifest: str | Path, cfg: StandinClipConfig, work_dir: str | Path, out: str | Path,
-                       curve_csv: str | Path, seed: int = 0, device: str = "cpu", progress: bool = True) -> str:
+                       curve_csv: str | Path, seed: int = 0, device: str = "cpu", progress: bool = True,
+                       final_snapshot: bool = True) -> str:
     """Train on the `fold == train` rows of the captioned split; write the CLIP file; return its sha256.
-    Resumable from the snapshots in `work_dir` (every `snapshot_every` steps)."""
+    Resumable from the snapshots in `work_dir` (every `snapshot_every` steps). final_snapshot: False skips the
+    snapshot of the last step (TrainingRun), where the caller removes `work_dir` once the CLIP file exists."""
     dataset = ManifestImages(pairs_manifest, resolution=None)
     train_rows = [i for i, fold in enumerate(dataset.frame["fold"]) if fold == "train"]
     if not train_rows:
@@ -131,7 +133,7 @@ def train_standin_clip(pairs_manifest: str | Path, cfg: StandinClipConfig, work_
     run = TrainingRun(
         "stand-in CLIP", work_dir=work_dir, curve_csv=curve_csv,
         curve_fields=["step", "loss", "lr", "logit_scale", "hard_batch"], total_steps=total,
-        snapshot_every=cfg.snapshot_every, progress=progress,
+        snapshot_every=cfg.snapshot_every, progress=progress, final_snapshot=final_snapshot,
         settings={"config": without_bookkeeping(cfg.recorded()), "seed": seed, "images": tensor_sha256(images),
                   "tokens": tensor_sha256(tokens),
                   "negative_tokens": _negatives_sha256(negative_tokens, counts, tokens),

@@ -34,7 +34,7 @@ def cmd_train_generator(args) -> None:
         raise SystemExit(f"{args.train} lists {len(dataset)} images, fewer than clip2latent.generator_train."
                          f"batch_size {train_cfg.batch_size}")
     meta = train_generator(dataset.all(), model_cfg, train_cfg, args.work, args.out, args.curve, device=args.device,
-                           seed=args.seed, milestones=milestones(args))
+                           seed=args.seed, milestones=milestones(args), final_snapshot=args.final_snapshot)
     print(f"clip2latent generator: {meta['step']} steps in {meta['elapsed_s']:.0f} s -> {args.out}")
 
 
@@ -69,7 +69,7 @@ def cmd_train_prior(args) -> None:
     provenance = {"pairs_sha256": sha256_file(args.pairs), "generator_sha256": meta.get("generator_sha256"),
                   "clip_sha256": meta.get("clip_sha256")}
     result = train_prior(pairs, model_cfg, train_cfg, args.work, args.out, args.curve, device=args.device,
-                         seed=args.seed, provenance=provenance)
+                         seed=args.seed, provenance=provenance, final_snapshot=args.final_snapshot)
     print(f"clip2latent prior: {result['step']} steps in {result['elapsed_s']:.0f} s -> {args.out}")
 
 

@@ -26,11 +26,14 @@ NOISE_MODE = "const"
 def train_generator(images: Tensor, model_cfg: GeneratorModelConfig, train_cfg: GeneratorTrainConfig,
                     work_dir: str | Path, out_weights: str | Path, curve_csv: str | Path,
                     device: str | torch.device = "cpu", seed: int = 0, progress: bool = True,
-                    milestones: Mapping[int, str | Path] | None = None) -> dict[str, Any]:
+                    milestones: Mapping[int, str | Path] | None = None,
+                    final_snapshot: bool = True) -> dict[str, Any]:
     """Train (or resume) the unconditional generator; the EMA weights go to `out_weights` + JSON sidecar (and
-    those after each step of `milestones` to its path, for the quality-versus-compute curve)."""
+    those after each step of `milestones` to its path, for the quality-versus-compute curve). final_snapshot:
+    as in `train_lafite`."""
     return train_lafite(images, None, None, model_cfg.to_lafite(), train_cfg.to_lafite(), work_dir, out_weights,
-                        curve_csv, device=device, seed=seed, progress=progress, milestones=milestones)
+                        curve_csv, device=device, seed=seed, progress=progress, milestones=milestones,
+                        final_snapshot=final_snapshot)
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, dict[str, Any]]:

@@ -52,10 +52,11 @@ def _validate(pairs: dict[str, Tensor], model_cfg: PriorModelConfig, train_cfg: 
 def train_prior(pairs: dict[str, Tensor], model_cfg: PriorModelConfig, train_cfg: PriorTrainConfig,
                 work_dir: str | Path, out_weights: str | Path, curve_csv: str | Path,
                 device: str | torch.device = "cpu", seed: int = 0, provenance: dict[str, Any] | None = None,
-                progress: bool = True) -> dict[str, Any]:
+                progress: bool = True, final_snapshot: bool = True) -> dict[str, Any]:
     """Train (or resume) the prior on `pairs` (w, embeddings, w_mean, w_std, embed_mean, embed_std); write
     the EMA weights (+ the z-scoring stats, as buffers) to `out_weights` with a JSON sidecar, and the
-    loss curve to `curve_csv`. Returns the sidecar metadata."""
+    loss curve to `curve_csv`. Returns the sidecar metadata. final_snapshot: False skips the resume snapshot
+    of the last step (TrainingRun), where the caller removes the work folder once the weights exist."""
     _validate(pairs, model_cfg, train_cfg)
     device = torch.device(device)
     work_dir, out_weights, curve_csv = Path(work_dir), Path(out_weights), Path(curve_csv)
@@ -71,6 +72,7 @@ def train_prior(pairs: dict[str, Tensor], model_cfg: PriorModelConfig, train_cfg
     run = TrainingRun(
         "clip2latent prior", work_dir=work_dir, curve_csv=curve_csv, curve_fields=CURVE_FIELDS,
         total_steps=train_cfg.steps, snapshot_every=train_cfg.snapshot_every, progress=progress,
+        final_snapshot=final_snapshot,
         settings={"model": model_cfg.to_dict(), "train": without_bookkeeping(train_cfg.to_dict()), "seed": seed,
                   "w": tensor_sha256(w_all), "embeddings": tensor_sha256(e_all)},
         state={"prior": prior, "ema": ema, "optimizer": optimizer})

@@ -29,7 +29,7 @@ def cmd_train(args) -> None:
         raise SystemExit(str(error)) from None
     train_diffusion(data.tokens, data.conditions, model_cfg, train_cfg, args.mode, args.work, args.out, args.curve,
                     device=args.device, seed=args.seed, init_weights=args.init, milestones=milestones(args),
-                    final_snapshot=not args.no_final_snapshot)
+                    final_snapshot=args.final_snapshot)
 
 
 def register(group: argparse.ArgumentParser) -> None:
@@ -44,7 +44,3 @@ def register(group: argparse.ArgumentParser) -> None:
     train.add_argument("--alpha", type=float, default=None, help="condition noise scale of this branch")
     train.add_argument("--init", default=None, help="weights to start from (cfg_finetune)")
     milestone_arguments(train)
-    train.add_argument("--no-final-snapshot", action="store_true",
-                       help="skip the resume snapshot of the last step (7.7 GB at the paper's size), for a caller that "
-                            "removes --work once the weights exist; a kill while they are written then resumes from "
-                            "the last periodic snapshot")

@@ -24,7 +24,7 @@ def cmd_train(args) -> None:
         raise SystemExit(str(error)) from None
     dataset = ManifestImages(args.train, resolution=model_cfg.resolution, resize=args.resize)
     train_lafite(dataset.all(), embeddings, clip, model_cfg, train_cfg, args.work, args.out, args.curve,
-                 device=args.device, seed=args.seed, milestones=milestones(args))
+                 device=args.device, seed=args.seed, milestones=milestones(args), final_snapshot=args.final_snapshot)
 
 
 def register(group: argparse.ArgumentParser) -> None:

@@ -91,10 +91,13 @@ def train_lafite(
     seed: int = 0,
     progress: bool = True,
     milestones: Mapping[int, str | Path] | None = None,
+    final_snapshot: bool = True,
 ) -> dict[str, Any]:
     """Train (or resume) LAFITE; write the EMA generator to `out_weights` (+ JSON sidecar) and the loss
     curve to `curve_csv`. Returns the sidecar metadata. milestones: {step: path} also gets the EMA generator
-    after those steps (TrainingRun milestones: the quality-versus-compute curve).
+    after those steps (TrainingRun milestones: the quality-versus-compute curve). final_snapshot: False skips
+    the resume snapshot of the last step (TrainingRun), where the caller removes the work folder once the
+    weights exist.
 
     images: float (N, 3, R, R) in [-1, 1]; embeddings: (N, D) CLIP image embeddings of the same images, made
     by `clip` (the frozen conditioner CLIP, also used for the itc loss on generated images).
@@ -130,7 +133,7 @@ def train_lafite(
             "clip": clip.identity if conditional else None,
         },
         state={"generator": generator, "discriminator": discriminator, "ema": ema, "g_opt": g_opt, "d_opt": d_opt},
-        milestones=milestones,
+        milestones=milestones, final_snapshot=final_snapshot,
         milestone_save=lambda path, record: save_weights(path, ema.state_dict(), describe(record["step"]) | record))
 
     def describe(step: int) -> dict[str, Any]:

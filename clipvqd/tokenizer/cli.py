@@ -18,7 +18,7 @@ def cmd_train(args) -> None:
     train_cfg = TokenizerTrainConfig.from_dict(args.params["train"], "tokenizer.train")
     dataset = ManifestImages(args.train, resolution=model_cfg.resolution, resize=args.params["resize"])
     train_tokenizer(dataset, model_cfg, train_cfg, args.work, args.out, args.curve, device=args.device,
-                    seed=args.seed)
+                    seed=args.seed, final_snapshot=args.final_snapshot)
     # The compact vocabulary: the codes the trained tokenizer uses on the training split.
     model, _ = load_tokenizer(args.out, device=args.device, expected_config=model_cfg)
     counts = count_code_usage(model, dataset, device=args.device, progress=True)

@@ -155,8 +155,11 @@ def train_tokenizer(
     seed: int = 0,
     progress: bool = True,
     stop_after_step: int | None = None,
+    final_snapshot: bool = True,
 ) -> dict[str, Any]:
     """Train (or continue training) the tokenizer; write `out_weights` (+ JSON sidecar) and `curve_csv`.
+    final_snapshot: False skips the resume snapshot of the last step (TrainingRun), where the caller removes
+    the work folder once the weights exist.
 
     `dataset` yields float images (3, R, R) in [-1, 1] (e.g. `ManifestImages`). `stop_after_step` ends
     this call after that step with a snapshot saved and no final outputs (for tests, and for splitting
@@ -195,6 +198,7 @@ def train_tokenizer(
     run = TrainingRun(
         "tokenizer", work_dir=work_dir, curve_csv=curve_csv, curve_fields=CURVE_COLUMNS, total_steps=total_steps,
         snapshot_every=train_cfg.snapshot_every, progress=progress, stop_after_step=stop_after_step,
+        final_snapshot=final_snapshot,
         settings={"model": model_cfg.to_dict(), "train": without_bookkeeping(train_cfg.to_dict()), "seed": seed,
                   "dataset_size": dataset_size, "images": _dataset_identity(dataset)},
         state=state)

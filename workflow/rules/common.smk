@@ -294,8 +294,9 @@ DDP_GPUS = 0 if DEVICE == "cpu" else config["ddp_gpus"]
 # keep_final_snapshots: false removes a trainer's work folder (its last resume snapshot) once the job has
 # written its weights; `&&` leaves it in place when the trainer fails or is killed, so a rerun resumes.
 REMOVE_FINISHED_WORK = "" if config["keep_final_snapshots"] else " && rm -rf -- {params.work:q}"
-# ... and then the diffusion trainers do not write that snapshot at all (7.7 GB at 24x512, removed a moment
-# later); empty with the default true, so that the text of the default run's rules stays the same.
+# ... and then the trainer does not write that snapshot at all (removed a moment later; 7.7 GB for the paper's
+# 24x512 denoiser, and large for the f = 16 tokenizer and the 256 px StyleGANs too). clipvqd_trainer adds both
+# to every trainer; both are empty with the default true, so that the text of the default run's rules stays.
 NO_FINAL_SNAPSHOT = "" if config["keep_final_snapshots"] else " --no-final-snapshot"
 
 
@@ -304,7 +305,9 @@ def clipvqd_trainer(arguments, ddp, options=""):
     `torchrun --standalone --nproc_per_node=<gpu> -m clipvqd <arguments>` (one DDP process per GPU).
     A trainer without DDP refuses more than one GPU instead of silently leaving the others idle. The
     launcher is chosen by the job's shell from resources.gpu rather than by a params function: params are a
-    rerun trigger, and moving a finished run from a laptop to a cluster must not retrain."""
+    rerun trigger, and moving a finished run from a laptop to a cluster must not retrain. `options` go before
+    the log redirection (with_options), then keep_final_snapshots' --no-final-snapshot; its work folder removal
+    comes last, after the trainer succeeded."""
     if ddp:
         launcher = (
             "$(if [ {resources.gpu:q} -gt 1 ]; then echo torchrun --standalone --nnodes=1"
@@ -315,7 +318,7 @@ def clipvqd_trainer(arguments, ddp, options=""):
             "if [ {resources.gpu:q} -gt 1 ]; then echo 'resources.gpu={resources.gpu:q}, but this trainer"
             " runs as one process (no DDP support); request gpu=1' >&2; exit 1; fi; python -m clipvqd "
         )
-    return f"{WITH_SOURCE}{launcher}{with_options(arguments, options)}{REMOVE_FINISHED_WORK}"
+    return f"{WITH_SOURCE}{launcher}{with_options(arguments, options + NO_FINAL_SNAPSHOT)}{REMOVE_FINISHED_WORK}"
 
 
 # ---- methods and their variants ------------------------------------------------------------------------

@@ -37,7 +37,7 @@ rule diffusion_pretrain:
             " --work {params.work:q} --out {output.model:q} --curve {output.curve:q} --seed {params.seed:q}"
             " --device {resources.device:q} --threads {threads} > {log:q} 2>&1",
             ddp=True,
-            options=MILESTONE_OPTIONS + NO_FINAL_SNAPSHOT,
+            options=MILESTONE_OPTIONS,
         )
 
 
@@ -73,7 +73,6 @@ rule diffusion_cfg_finetune:
             " --init {input.pretrained:q} --work {params.work:q} --out {output.model:q} --curve {output.curve:q}"
             " --seed {params.seed:q} --device {resources.device:q} --threads {threads} > {log:q} 2>&1",
             ddp=True,
-            options=NO_FINAL_SNAPSHOT,
         )
 
 
@@ -116,7 +115,7 @@ rule diffusion_control:
             " --tokens {input.tokens:q} --embeddings {input.embeddings:q} --work {params.work:q} --out {output.model:q}"
             " --curve {output.curve:q} --seed {params.seed:q} --device {resources.device:q} --threads {threads} > {log:q} 2>&1",
             ddp=True,
-            options=MILESTONE_OPTIONS + NO_FINAL_SNAPSHOT,
+            options=MILESTONE_OPTIONS,
         )
 
 
@@ -156,5 +155,4 @@ rule diffusion_control_finetune:
             " --work {params.work:q} --out {output.model:q} --curve {output.curve:q}"
             " --seed {params.seed:q} --device {resources.device:q} --threads {threads} > {log:q} 2>&1",
             ddp=True,
-            options=NO_FINAL_SNAPSHOT,
         )
