@@ -60,7 +60,8 @@ def prepare_for_training(generator: Generator, discriminator: Discriminator, cli
                          train_cfg: LafiteTrainConfig, device: torch.device) -> torch.memory_format:
     """Move the networks to `device` in the computation forms the config asks for, and return the memory
     format the image batches should have. Forms only (the same functions, so the same weights up to float
-    rounding), chosen for speed: benchmarks/trainer_steps.py measures them."""
+    rounding), chosen for speed: benchmarks/trainer_steps.py measures them. The CLIP's weights change memory
+    format in place (the caller's encoder; its outputs do not depend on it)."""
     generator.set_modulated_conv(train_cfg.modulated_conv)
     discriminator.set_downsample(train_cfg.discriminator_downsample)
     memory_format = torch.channels_last if train_cfg.channels_last else torch.contiguous_format
