@@ -136,6 +136,8 @@ def train_standin_clip(pairs_manifest: str | Path, cfg: StandinClipConfig, work_
     register_model_config(cfg.model_name, model_cfg)
     with seeded_global_rng(seed, _STREAM_INIT):
         model = open_clip.create_model(cfg.model_name, pretrained=None).to(device)
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model.visual.to(memory_format=memory_format)  # a layout only: StandinClipConfig.channels_last
     tokenizer = open_clip.get_tokenizer(cfg.model_name)
     tokens = tokenizer(captions)
     # Hard negative captions (NegCLIP): rows whose caption names no attribute have none. Caption i's are
@@ -183,7 +185,8 @@ def train_standin_clip(pairs_manifest: str | Path, cfg: StandinClipConfig, work_
         with_negative = batch[has_negative[batch] & chosen]
         rows = [torch.arange(first_negative[i], first_negative[i + 1]) for i in with_negative.tolist()]
         texts = torch.cat([tokens[batch], negative_tokens[torch.cat(rows)] if rows else tokens[:0]])
-        image_features, all_text_features, logit_scale = model(images[batch].to(device), texts.to(device))
+        pixels = images[batch].to(device).contiguous(memory_format=memory_format)
+        image_features, all_text_features, logit_scale = model(pixels, texts.to(device))
         loss = contrastive_loss(image_features, all_text_features, logit_scale)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
