@@ -106,3 +106,57 @@ def test_paper_steps_gpu_smoke_run_on_cpu(tmp_path):
         "clip2latent_image", "inception_image"}
     assert all(rate["seconds"] > 0 and rate["basis"] == "smoke run (not a measurement)" for rate in payload["rates"].values())
     assert payload["stages"]["lafite_train"]["timed_steps"] == 1
+
+
+def test_trainer_steps_benchmark_quick_path(tmp_path):
+    """Form A and form B of three trainers' steps at tiny sizes, alternating, with a profile: a form that only
+    changes how the numbers are laid out in memory or which rows the optimiser holds ends bit-identical, one
+    that changes the kernels ends within rounding at the first step, and a trainer without the knobs is
+    skipped."""
+    payload = run_benchmark("trainer_steps.py", [
+        "--quick", "--profile", "--trainers", "lafite,clip_judge,prior",
+        "--a", "modulated_conv=grouped,discriminator_downsample=pool,vocabulary_rows=all",
+        "--b", "modulated_conv=scaled,discriminator_downsample=strided,vocabulary_rows=used"],
+        tmp_path / "trainer_steps.json", timeout=180)
+    env = payload["environment"]
+    assert env["torch_threads"] == 1 and isinstance(env["contended"], bool) and env["loadavg_start"]
+    trainers = payload["trainers"]
+    assert set(trainers) == {"lafite", "clip_judge", "prior"}
+    assert "skipped" in trainers["prior"]  # it has none of the knobs
+    for name in ("lafite", "clip_judge"):
+        comparison, profile = trainers[name]["comparison"], trainers[name]["profile"]
+        assert comparison["rounds"] == 2 and len(comparison["cpu_s"]["A"]) == len(comparison["cpu_s"]["B"]) == 2
+        assert comparison["b_over_a_cpu"]["median"] > 0 and comparison["b_over_a_cpu"]["consistent"] is None
+        assert comparison["b_over_a_cpu"]["rounds_below_1"] in (0, 1, 2)
+        assert comparison["job_steps"] > 0 and comparison["projected_job_b_over_a"] > 0
+        assert profile["top_ops"] and abs(sum(profile["families"].values()) - 1) < 0.01
+    # The judge's used-rows optimiser saves the whole table's weights; LAFITE's new kernels round differently.
+    assert trainers["clip_judge"]["comparison"]["bit_identical"] is True
+    assert trainers["clip_judge"]["comparison"]["max_abs_loss_difference"] == 0
+    assert trainers["clip_judge"]["ignored_knobs"] == ["discriminator_downsample", "modulated_conv"]
+    lafite = trainers["lafite"]["comparison"]
+    assert lafite["forms"]["B"]["modulated_conv"] == "scaled" and lafite["forms"]["A"]["discriminator_downsample"] == "pool"
+    # Not bit-identical, but the first step's losses agree to rounding (magnified a little by Adam, whose first
+    # update is about +-lr whatever the gradient's size, so a gradient that is mostly rounding flips it).
+    assert lafite["bit_identical"] is False
+    assert 0 < lafite["first_step_loss_difference"] < 1e-2 * abs(lafite["mean_loss"]["A"])
+
+
+def test_gan_forms_curves_compares_the_committed_curves(tmp_path):
+    """The curve comparison on the measured curves (copied, so nothing under benchmarks/ is rewritten): every
+    pair of the table is there, and two curves of one run against themselves would differ by zero."""
+    import shutil
+
+    source = REPO / "benchmarks" / "measured" / "gan-forms-curves-2026-11-29"
+    shutil.copytree(source, tmp_path / "curves")
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gan_forms_curves.py"), "--compare-only",
+                             "--out-dir", str(tmp_path / "curves")], cwd=REPO, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    comparison = json.loads((tmp_path / "curves" / "comparison.json").read_text())
+    assert comparison == json.loads((source / "comparison.json").read_text())
+    for trainer in ("lafite", "stylegan2"):
+        pairs = comparison[trainer]["mean_abs_difference"]
+        assert len(pairs) == 4 and all(value >= 0 for pair in pairs.values() for value in pair.values())
+        assert comparison[trainer]["runs"]["new-s0"]["forms"]["modulated_conv"] == "scaled"
+        assert comparison[trainer]["runs"]["old-s0"]["forms"]["modulated_conv"] == "grouped"

@@ -204,6 +204,30 @@ def test_standin_clip_rerun_with_other_settings_starts_over_and_unchanged_resume
     _check_rerun(kill_after_first_snapshot, capsys, tmp_path, train, cfg, dataclasses.replace(cfg, learning_rate=3e-3))
 
 
+def test_standin_clip_used_vocabulary_rows_save_the_weights_of_the_whole_table(small_faces, tmp_path, single_thread):
+    """vocabulary_rows "used" (the optimiser holds only the token rows the captions and negatives use) saves
+    the weights "all" (open_clip's whole 49408-row table) saves, bit for bit: the rows left out get no gradient
+    and no weight decay, so AdamW never moves them."""
+    from safetensors.torch import load_file
+
+    saved = {}
+    for rows in ("all", "used"):
+        cfg = StandinClipConfig(model_name="test-vocabulary-rows", embed_dim=16, vision_tower="resnet", vision_width=8,
+                                vision_layers=1, text_width=32, text_layers=1, text_heads=2, epochs=2, batch_size=50,
+                                text_negatives="every", vocabulary_rows=rows)
+        train_standin_clip(small_faces / "judge_pairs.csv", cfg, tmp_path / rows / "work",
+                           tmp_path / rows / "clip.safetensors", tmp_path / rows / "curve.csv", seed=0, progress=False)
+        saved[rows] = load_file(str(tmp_path / rows / "clip.safetensors"))
+        recorded = json.loads((tmp_path / rows / "clip.json").read_text())["source"]["config"]
+        assert recorded.get("vocabulary_rows") == (None if rows == "all" else "used")  # "all" keeps old fingerprints
+    assert saved["all"].keys() == saved["used"].keys()
+    assert all(torch.equal(saved["all"][key], saved["used"][key]) for key in saved["all"])
+    table = saved["used"]["token_embedding.weight"]
+    assert table.shape[0] == 49408
+    with pytest.raises(ValueError, match="vocabulary_rows must be one of"):
+        StandinClipConfig(vocabulary_rows="some")
+
+
 @pytest.mark.parametrize("scheme", ["chosen", "every"])
 def test_standin_text_negatives_every_contrasts_each_named_attributes_negative(small_faces, tmp_path, monkeypatch,
                                                                               single_thread, scheme):

@@ -116,6 +116,77 @@ def test_batch_projection_adds_the_batch_total_to_every_logit_as_the_official_ep
         LafiteModelConfig(projection_reduction="mean")
 
 
+def test_modulated_conv_forms_are_one_function():
+    """'grouped' (per-sample weights, one grouped convolution) and 'scaled' (activations scaled by the styles,
+    the shared weight, outputs scaled by the demodulation coefficients, as the official code trains) agree to
+    double-precision rounding, with and without demodulation; a wrong form name is refused."""
+    from clipvqd.lafite.layers import modulated_conv2d
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 5, 6, 6, generator=g, dtype=torch.float64)
+    styles = torch.randn(3, 5, generator=g, dtype=torch.float64)
+    for size in (3, 1):
+        weight = torch.randn(4, 5, size, size, generator=g, dtype=torch.float64)
+        for demodulate in (True, False):
+            grouped = modulated_conv2d(x, weight, styles, demodulate, form="grouped")
+            scaled = modulated_conv2d(x, weight, styles, demodulate, form="scaled")
+            assert grouped.shape == (3, 4, 6, 6)
+            assert torch.allclose(grouped, scaled, rtol=1e-12, atol=1e-12)
+    # Demodulated: each sample's output map has the unit-norm weights' scale, whatever the style's size.
+    assert torch.allclose(modulated_conv2d(x, weight, 7 * styles, form="scaled"), modulated_conv2d(x, weight, styles),
+                          atol=1e-10)
+    with pytest.raises(ValueError, match="modulated convolution form"):
+        modulated_conv2d(x, weight, styles, form="fused")
+    with pytest.raises(ValueError, match="modulated convolution form"):
+        Generator(MODEL).set_modulated_conv("fused")
+
+
+def test_strided_downsampling_is_convolution_then_pooling_with_the_same_gradients():
+    """D's 'strided' down-sampling layer (one stride-2 convolution with the kernel folded with the 2x2 box; a
+    1x1 kernel pools first) is the 'pool' layer's function: outputs and the gradients of input and weight
+    agree in double precision, at every resolution D uses."""
+    from clipvqd.lafite.layers import EqualConv2d
+
+    torch.manual_seed(0)
+    for size, bias in ((3, True), (1, False)):
+        layer = EqualConv2d(5, 7, size, bias=bias, activation=size == 3, down=True).double()
+        if bias:
+            torch.nn.init.normal_(layer.bias)
+        for resolution in (32, 8, 4):
+            x = torch.randn(2, 5, resolution, resolution, dtype=torch.float64, requires_grad=True)
+            outputs, grads = {}, {}
+            for form in ("pool", "strided"):
+                layer.downsample = form
+                outputs[form] = layer(x)
+                grads[form] = torch.autograd.grad(outputs[form].square().sum(), [x, layer.weight])
+            assert outputs["pool"].shape == (2, 7, resolution // 2, resolution // 2)
+            assert torch.allclose(outputs["pool"], outputs["strided"], rtol=1e-12, atol=1e-12)
+            assert all(torch.allclose(a, b, rtol=1e-11, atol=1e-11) for a, b in zip(grads["pool"], grads["strided"]))
+    with pytest.raises(ValueError, match="down-sampling form"):
+        Discriminator(MODEL).set_downsample("max")
+
+
+def test_training_forms_change_rounding_only(world, tmp_path):
+    """Four steps of the trainer with the old computation forms (grouped modulated convolutions, pooled
+    down-sampling, contiguous memory) and the new ones from the same seed: the same losses and weights up to
+    float rounding; the sidecar records the forms."""
+    old = dataclasses.replace(TRAIN, modulated_conv="grouped", discriminator_downsample="pool", channels_last=False)
+    new = dataclasses.replace(TRAIN, modulated_conv="scaled", discriminator_downsample="strided", channels_last=True)
+    weights, curves = {}, {}
+    for name, train in (("old", old), ("new", new)):
+        out = _train(world, tmp_path, name, train=train)
+        weights[name], curves[name] = load_file(str(out)), pd.read_csv(tmp_path / name / "curve.csv")
+        assert json.loads((tmp_path / name / "generator.json").read_text())["train_config"]["modulated_conv"] == \
+            train.modulated_conv
+    assert weights["old"].keys() == weights["new"].keys()
+    for key in weights["old"]:
+        assert torch.allclose(weights["old"][key], weights["new"][key], rtol=1e-3, atol=1e-4), key
+    for column in ("loss_g", "loss_d", "itc", "itd_real"):
+        old_curve, new_curve = (torch.tensor(curves[name][column].to_numpy()) for name in ("old", "new"))
+        assert torch.allclose(old_curve, new_curve, rtol=1e-3, atol=1e-4), column
+    assert not all(torch.equal(weights["old"][k], weights["new"][k]) for k in weights["old"])  # other kernels ran
+
+
 def test_contrastive_loss_known_answers():
     features = torch.tensor([[1.0, 0.0], [0.6, 0.8]])
     conditions = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # sim = [[1, 0], [0.6, 0.8]]

@@ -75,6 +75,36 @@ def _negatives_sha256(negative_tokens: torch.Tensor, counts: torch.Tensor, token
     return tensor_sha256(torch.cat([counts, negative_tokens.flatten()]))
 
 
+class UsedTokenRows:
+    """Training with only the token-embedding rows the data use (StandinClipConfig.vocabulary_rows "used").
+
+    Swaps the model's token embedding for one holding the rows of `used` token ids (sorted, so the end-of-text
+    token, the largest id, stays the largest and open_clip's argmax pooling still finds it), and maps token ids
+    to rows with `remap`. `restore` writes the trained rows back into the full table and puts it back. The
+    rows left out would get no gradient; with no weight decay on embeddings AdamW leaves them unchanged, so
+    the restored table is what training the whole table gives."""
+
+    def __init__(self, model: torch.nn.Module, *token_tensors: torch.Tensor):
+        self.model = model
+        self.full = model.token_embedding
+        self.used = torch.unique(torch.cat([t.flatten() for t in token_tensors]))
+        self.lookup = torch.full((self.full.num_embeddings,), -1, dtype=torch.long)
+        self.lookup[self.used] = torch.arange(len(self.used))
+        small = torch.nn.Embedding(len(self.used), self.full.embedding_dim, device=self.full.weight.device,
+                                   dtype=self.full.weight.dtype)
+        with torch.no_grad():
+            small.weight.copy_(self.full.weight[self.used.to(self.full.weight.device)])
+        model.token_embedding = small
+
+    def remap(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.lookup[tokens]
+
+    def restore(self) -> None:
+        with torch.no_grad():
+            self.full.weight[self.used.to(self.full.weight.device)] = self.model.token_embedding.weight
+        self.model.token_embedding = self.full
+
+
 def contrastive_loss(image_features: torch.Tensor, text_features: torch.Tensor,
                      logit_scale: torch.Tensor) -> torch.Tensor:
     """CLIP's symmetric InfoNCE over the batch's n image/caption pairs (open_clip's ClipLoss on one process),
@@ -108,6 +138,8 @@ def train_standin_clip(pairs_manifest: str | Path, cfg: StandinClipConfig, work_
     register_model_config(cfg.model_name, model_cfg)
     with seeded_global_rng(seed, _STREAM_INIT):
         model = open_clip.create_model(cfg.model_name, pretrained=None).to(device)
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model.visual.to(memory_format=memory_format)  # a layout only: StandinClipConfig.channels_last
     tokenizer = open_clip.get_tokenizer(cfg.model_name)
     tokens = tokenizer(captions)
     # Hard negative captions (NegCLIP): rows whose caption names no attribute have none. Caption i's are
@@ -117,6 +149,12 @@ def train_standin_clip(pairs_manifest: str | Path, cfg: StandinClipConfig, work_
     first_negative = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
     has_negative = counts > 0
     negative_tokens = tokenizer([text for texts in negatives for text in texts] or [""])[: int(counts.sum())]
+    fingerprinted = {"tokens": tensor_sha256(tokens),
+                     "negative_tokens": _negatives_sha256(negative_tokens, counts, tokens)}
+    vocabulary = None
+    if cfg.vocabulary_rows == "used":
+        vocabulary = UsedTokenRows(model, tokens, negative_tokens)
+        tokens, negative_tokens = vocabulary.remap(tokens), vocabulary.remap(negative_tokens)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -135,9 +173,7 @@ def train_standin_clip(pairs_manifest: str | Path, cfg: StandinClipConfig, work_
         curve_fields=["step", "loss", "lr", "logit_scale", "hard_batch"], total_steps=total,
         snapshot_every=cfg.snapshot_every, progress=progress, final_snapshot=final_snapshot,
         settings={"config": without_bookkeeping(cfg.recorded()), "seed": seed, "images": tensor_sha256(images),
-                  "tokens": tensor_sha256(tokens),
-                  "negative_tokens": _negatives_sha256(negative_tokens, counts, tokens),
-                  "attributes": attributes.to_json()},
+                  **fingerprinted, "attributes": attributes.to_json()},
         state={"model": model, "optimizer": optimizer})
     model.train()
     for step in range(run.start(), total):
@@ -151,7 +187,8 @@ def train_standin_clip(pairs_manifest: str | Path, cfg: StandinClipConfig, work_
         with_negative = batch[has_negative[batch] & chosen]
         rows = [torch.arange(first_negative[i], first_negative[i + 1]) for i in with_negative.tolist()]
         texts = torch.cat([tokens[batch], negative_tokens[torch.cat(rows)] if rows else tokens[:0]])
-        image_features, all_text_features, logit_scale = model(images[batch].to(device), texts.to(device))
+        pixels = images[batch].to(device).contiguous(memory_format=memory_format)
+        image_features, all_text_features, logit_scale = model(pixels, texts.to(device))
         loss = contrastive_loss(image_features, all_text_features, logit_scale)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -162,8 +199,13 @@ def train_standin_clip(pairs_manifest: str | Path, cfg: StandinClipConfig, work_
                  "logit_scale": f"{logit_scale.item():.4f}", "hard_batch": int(hard)})
         run.step_done(step + 1, loss=loss)
     model.eval()
-    return run.finish(lambda: save_clip(out, model, model_name=cfg.model_name, model_cfg=model_cfg, mean=STANDIN_MEAN,
-                                        std=STANDIN_STD, source={"kind": "standin", "manifest": str(pairs_manifest),
-                                                                 "seed": seed, "config": cfg.recorded(), "steps": total,
-                                                                 "pairs": pairs_record},
-                                        extra=run.provenance()))
+
+    def save():
+        if vocabulary is not None:  # after finish's last snapshot, which holds the table the run trained
+            vocabulary.restore()
+        return save_clip(out, model, model_name=cfg.model_name, model_cfg=model_cfg, mean=STANDIN_MEAN,
+                         std=STANDIN_STD, source={"kind": "standin", "manifest": str(pairs_manifest), "seed": seed,
+                                                  "config": cfg.recorded(), "steps": total, "pairs": pairs_record},
+                         extra=run.provenance())
+
+    return run.finish(save)

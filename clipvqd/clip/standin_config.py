@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 
 
 TEXT_NEGATIVES = ("chosen", "every")
+VOCABULARY_ROWS = ("used", "all")
 
 
 @dataclass
@@ -47,6 +48,16 @@ class StandinClipConfig:
     # each caption's phrase meets its own negation in every caption, not in one of its attributes.
     text_negatives: str = "chosen"
     snapshot_every: int = 50  # steps between resume snapshots
+    # Rows of the 49408-token embedding table the optimiser holds while training. "used": only the tokens the
+    # captions and negatives contain (a few hundred), copied back into the full table before the CLIP is saved.
+    # The other rows get no gradient and no weight decay (embeddings are not decayed), so AdamW never moves
+    # them: the saved weights are those of "all" (benchmarks/trainer_steps.py checks it bit for bit), without a
+    # dense 49408-row gradient, zero-fill and AdamW update every step.
+    vocabulary_rows: str = "used"
+    # The image tower's weights and the image batches in channels-last memory format while training (the layout
+    # oneDNN's CPU convolutions prefer): the same arithmetic up to float rounding, less CPU for a ResNet tower
+    # (benchmarks/README.md). The saved weights are written in the usual layout either way.
+    channels_last: bool = True
 
     def __post_init__(self) -> None:
         if self.vision_tower not in ("vit", "resnet"):
@@ -55,6 +66,9 @@ class StandinClipConfig:
             raise ValueError(f"standin.vision_width={self.vision_width}: a ViT tower needs a multiple of 64 (64 per head)")
         if self.vision_tower == "resnet" and self.image_size % 32:
             raise ValueError(f"standin.image_size={self.image_size}: a ResNet tower needs a multiple of 32")
+        if self.vocabulary_rows not in VOCABULARY_ROWS:
+            raise ValueError(f"standin.vocabulary_rows must be one of {list(VOCABULARY_ROWS)}, "
+                             f"got '{self.vocabulary_rows}'")
         if self.text_negatives not in TEXT_NEGATIVES:
             raise ValueError(f"standin.text_negatives must be one of {list(TEXT_NEGATIVES)}, got '{self.text_negatives}'")
         if self.text_width % self.text_heads:
@@ -64,10 +78,16 @@ class StandinClipConfig:
 
     def recorded(self) -> dict:
         """The settings as the fingerprint and the sidecar record them: text_negatives only where it is not
-        "chosen", the one scheme before the option existed, so such runs keep their fingerprint (and resume)."""
+        "chosen", the one scheme before the option existed, so such runs keep their fingerprint (and resume);
+        vocabulary_rows only where it is not "all", likewise ("used" snapshots hold the smaller table, so
+        they must not be mixed with "all" ones); channels_last only where it is on."""
         settings = asdict(self)
         if self.text_negatives == "chosen":
             del settings["text_negatives"]
+        if self.vocabulary_rows == "all":
+            del settings["vocabulary_rows"]
+        if not self.channels_last:
+            del settings["channels_last"]
         return settings
 
     def model_cfg(self) -> dict:

@@ -22,9 +22,11 @@ if TYPE_CHECKING:  # imported where used: importing clipvqd.lafite pulls in torc
 
 BETA_SCHEDULES = ("cosine", "linear")
 POSTERIOR_VARIANCES = ("respaced", "full_schedule")
-# The DiffAugment policies of clipvqd.lafite.config (restated: importing clipvqd.lafite pulls in torch,
+# The DiffAugment policies and training forms of clipvqd.lafite.config (restated: importing clipvqd.lafite pulls in torch,
 # which the CLI parser avoids; tests/test_clip2latent.py keeps the two equal).
 AUGMENT_POLICIES = ("color", "translation", "cutout")
+MODULATED_CONV_FORMS = ("grouped", "scaled")  # restated likewise
+DOWNSAMPLE_FORMS = ("pool", "strided")
 
 
 class _Block:
@@ -118,6 +120,14 @@ class GeneratorTrainConfig(_Block):
     augment: tuple[str, ...] = ()
     """DiffAugment policies on every discriminator input (LAFITE's trainer, `clipvqd.lafite.augment`):
     any of 'color', 'translation', 'cutout'. NVIDIA's StyleGAN2 config-f: none."""
+    modulated_conv: str = "scaled"
+    """How G's modulated convolutions are computed while training: 'grouped' or 'scaled', two forms of the same
+    function (LafiteTrainConfig.modulated_conv; 'scaled' is how NVIDIA's StyleGAN2-ADA trains)."""
+    discriminator_downsample: str = "strided"
+    """How D's down-sampling layers compute convolution + pooling: 'pool' or 'strided', two forms of the same
+    function (LafiteTrainConfig.discriminator_downsample)."""
+    channels_last: bool = True
+    """G, D and the image batches in channels-last memory format (LafiteTrainConfig.channels_last)."""
     snapshot_every: int = 200
     """Steps between resume snapshots."""
     log_every: int = 20
@@ -130,6 +140,8 @@ class GeneratorTrainConfig(_Block):
             "r1_gamma": self.r1_gamma >= 0, "r1_interval": self.r1_interval >= 1,
             "ema_half_life_images": self.ema_half_life_images >= 0, "ema_rampup": self.ema_rampup >= 0,
             "augment": all(p in AUGMENT_POLICIES for p in self.augment) and len(set(self.augment)) == len(self.augment),
+            "modulated_conv": self.modulated_conv in MODULATED_CONV_FORMS,
+            "discriminator_downsample": self.discriminator_downsample in DOWNSAMPLE_FORMS,
             "snapshot_every": self.snapshot_every >= 1, "log_every": self.log_every >= 1,
         }, self)
 
@@ -145,7 +157,9 @@ class GeneratorTrainConfig(_Block):
                                  adam_betas=self.adam_betas, itd_weight=0.0, itc_weight=0.0, r1_gamma=self.r1_gamma,
                                  r1_interval=self.r1_interval, ema_half_life_images=self.ema_half_life_images,
                                  ema_rampup=self.ema_rampup, augment=self.augment,
-                                 snapshot_every=self.snapshot_every,
+                                 modulated_conv=self.modulated_conv,
+                                 discriminator_downsample=self.discriminator_downsample,
+                                 channels_last=self.channels_last, snapshot_every=self.snapshot_every,
                                  log_every=self.log_every)
 
 

@@ -14,6 +14,8 @@ from clipvqd.config_blocks import check_fields as _check
 from clipvqd.config_blocks import from_mapping as _from_dict
 
 CONTRASTIVE_FORMS = ("official", "infonce")
+MODULATED_CONV_FORMS = ("grouped", "scaled")  # clipvqd.lafite.layers.modulated_conv2d
+DOWNSAMPLE_FORMS = ("pool", "strided")  # clipvqd.lafite.layers.EqualConv2d
 PROJECTION_REDUCTIONS = ("batch", "sample")
 AUGMENT_POLICIES = ("color", "translation", "cutout")
 
@@ -161,6 +163,21 @@ class LafiteTrainConfig:
     """DiffAugment policies applied to every image the discriminator sees, real and generated, in both
     updates (`clipvqd.lafite.augment`): any of 'color', 'translation', 'cutout', applied in the order
     listed. Official: none (train.py: aug='noaug')."""
+    modulated_conv: str = "scaled"
+    """How G's modulated convolutions are computed while training (`layers.modulated_conv2d`), two forms of the
+    same function: 'grouped', one grouped convolution over B per-sample weight tensors; 'scaled', activations
+    scaled by the styles, one convolution with the shared weight, outputs scaled by the demodulation
+    coefficients, which is how the official code trains (training/networks.py:56-65, fused_modconv=False
+    whenever G is in training mode, :629-631). Sampling uses 'grouped' (the official choice in eval mode).
+    They differ by float rounding only; 'scaled' is the cheaper on a CPU (benchmarks/README.md)."""
+    discriminator_downsample: str = "strided"
+    """How D's down-sampling layers compute convolution + 2x2 average pooling (`layers.EqualConv2d`), two forms
+    of the same function: 'pool', the convolution at full resolution, then the pooling; 'strided', one stride-2
+    convolution with the kernel folded with the 2x2 box (1x1 skips pool first). They differ by float rounding
+    only; 'strided' is the cheaper (benchmarks/README.md)."""
+    channels_last: bool = True
+    """G, D, the CLIP of the itc loss and the image batches in channels-last memory format, the layout oneDNN's
+    CPU convolutions prefer; the same arithmetic up to float rounding (benchmarks/README.md)."""
     snapshot_every: int = 200
     """Steps between resume snapshots in the work folder."""
     log_every: int = 20
@@ -185,6 +202,8 @@ class LafiteTrainConfig:
             "ema_half_life_images": self.ema_half_life_images >= 0,
             "ema_rampup": self.ema_rampup >= 0,
             "augment": all(p in AUGMENT_POLICIES for p in self.augment) and len(set(self.augment)) == len(self.augment),
+            "modulated_conv": self.modulated_conv in MODULATED_CONV_FORMS,
+            "discriminator_downsample": self.discriminator_downsample in DOWNSAMPLE_FORMS,
             "snapshot_every": self.snapshot_every >= 1,
             "log_every": self.log_every >= 1,
         }, self)

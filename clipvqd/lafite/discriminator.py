@@ -21,7 +21,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .config import LafiteModelConfig
+from .config import DOWNSAMPLE_FORMS, LafiteModelConfig
 from .layers import EqualConv2d, EqualLinear
 
 
@@ -66,6 +66,16 @@ class Discriminator(nn.Module):
         self.fc = EqualLinear(channels * 16, channels, activation=True)
         self.out = EqualLinear(channels, 1)
         self.proj = EqualLinear(channels, config.condition_dim)
+
+    def set_downsample(self, form: str) -> "Discriminator":
+        """How the down-sampling layers compute convolution + 2x2 average pooling ('pool' or 'strided',
+        `layers.EqualConv2d`): the same function, different kernels. Not part of the weights."""
+        if form not in DOWNSAMPLE_FORMS:
+            raise ValueError(f"discriminator down-sampling form must be one of {DOWNSAMPLE_FORMS}, got '{form}'")
+        for module in self.modules():
+            if isinstance(module, EqualConv2d):
+                module.downsample = form
+        return self
 
     def forward(self, images: Tensor, condition: Tensor) -> tuple[Tensor, Tensor]:
         """images (B, 3, R, R) in [-1, 1], condition (B, condition_dim) -> (logits (B,), features (B, D))."""

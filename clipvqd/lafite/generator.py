@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import LafiteModelConfig
+from .config import MODULATED_CONV_FORMS, LafiteModelConfig
 from .layers import EqualLinear, StyleAffine, SynthesisLayer, ToRGB
 
 
@@ -74,6 +74,16 @@ class Generator(nn.Module):
         self.config = config
         self.mapping = MappingNetwork(config)
         self.blocks = nn.ModuleList([SynthesisBlock(config, r) for r in config.block_resolutions])
+
+    def set_modulated_conv(self, form: str) -> "Generator":
+        """How every synthesis layer and ToRGB computes its modulated convolution ('grouped' or 'scaled',
+        `layers.modulated_conv2d`): the same function, different kernels. Not part of the weights."""
+        if form not in MODULATED_CONV_FORMS:
+            raise ValueError(f"modulated convolution form must be one of {MODULATED_CONV_FORMS}, got '{form}'")
+        for module in self.modules():
+            if isinstance(module, (SynthesisLayer, ToRGB)):
+                module.modulated_conv = form
+        return self
 
     def forward(self, z: Tensor, condition: Tensor, noise_mode: str = "random",
                 generator: torch.Generator | None = None) -> Tensor:

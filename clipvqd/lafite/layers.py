@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .config import MODULATED_CONV_FORMS
+
 LRELU_SLOPE = 0.2
 LRELU_GAIN = math.sqrt(2.0)
 
@@ -39,7 +41,14 @@ class EqualLinear(nn.Module):
 
 
 class EqualConv2d(nn.Module):
-    """Plain convolution with equalised learning rate (the discriminator's layers)."""
+    """Plain convolution with equalised learning rate (the discriminator's layers); with `down`, followed by
+    2x2 average pooling.
+
+    A down-sampling layer computes pool(conv(x, w)) in one of two forms (`downsample`, set by
+    `Discriminator.set_downsample`): 'pool' runs the convolution at full resolution, then the pooling;
+    'strided' runs one stride-2 convolution whose kernel is w folded with the 2x2 box (k + 1 taps a side;
+    a 1x1 kernel pools first instead, since pooling and a 1x1 convolution commute): the same function of x
+    and w, so the same gradients, for about half the multiply-adds of a 3x3 layer and no pooling pass."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, bias: bool = True,
                  activation: bool = True, down: bool = False):
@@ -49,21 +58,51 @@ class EqualConv2d(nn.Module):
         self.weight_gain = 1.0 / math.sqrt(in_channels * kernel_size * kernel_size)
         self.activation = activation
         self.down = down
+        self.downsample = "pool"
 
     def forward(self, x: Tensor) -> Tensor:
-        x = F.conv2d(x, self.weight * self.weight_gain, self.bias, padding=self.weight.shape[-1] // 2)
-        if self.down:
-            x = F.avg_pool2d(x, 2)
+        weight = self.weight * self.weight_gain
+        padding = self.weight.shape[-1] // 2
+        if self.down and self.downsample == "strided":
+            if weight.shape[-1] == 1:
+                x = F.conv2d(F.avg_pool2d(x, 2), weight, self.bias)
+            else:
+                # pool(conv(x, w))[i] = sum_m K[m] x_padded[2i + m], K[m] = (w[m - 1] + w[m]) / 2 per axis
+                # (w zero outside its taps): the 2x2 mean of the zero-padded kernel.
+                folded = F.avg_pool2d(F.pad(weight, (1, 1, 1, 1)), 2, stride=1)
+                x = F.conv2d(x, folded, self.bias, stride=2, padding=padding)
+        else:
+            x = F.conv2d(x, weight, self.bias, padding=padding)
+            if self.down:
+                x = F.avg_pool2d(x, 2)
         return lrelu(x) if self.activation else x
 
 
-def modulated_conv2d(x: Tensor, weight: Tensor, styles: Tensor, demodulate: bool = True) -> Tensor:
+def modulated_conv2d(x: Tensor, weight: Tensor, styles: Tensor, demodulate: bool = True,
+                     form: str = "grouped") -> Tensor:
     """StyleGAN2's modulated convolution: per-sample weights w' = w * s (scaled by input channel), then,
     with `demodulate`, divided by their L2 norm over (in, kh, kw) so each output map has unit variance.
 
-    x: (B, I, H, W); weight: (O, I, k, k); styles: (B, I). Runs as one grouped convolution."""
+    x: (B, I, H, W); weight: (O, I, k, k); styles: (B, I). Two forms of the same function:
+    'grouped' builds the B weight tensors and runs one grouped convolution (the official code's
+    fused_modconv=True, which it uses at inference); 'scaled' scales the activations by s, runs one
+    ordinary convolution with the shared weight over the whole batch, and scales its output by the
+    demodulation coefficients (fused_modconv=False, what the official code trains with:
+    github.com/drboog/Lafite training/networks.py:56-65 and :629-631). Their results differ only by
+    float rounding; on a CPU the batched convolution is cheaper than B small groups
+    (benchmarks/trainer_steps.py, README there)."""
     batch, in_channels, height, width = x.shape
     out_channels, _, kh, kw = weight.shape
+    if form == "scaled":
+        out = F.conv2d(x * styles.reshape(batch, in_channels, 1, 1), weight, padding=kh // 2)
+        if demodulate:
+            # sum over (i, kh, kw) of (w[o, i] s[b, i])^2 = sum_i s[b, i]^2 |w[o, i]|^2: a (B, I) x (I, O) product
+            # instead of the (B, O, I, k, k) tensor of per-sample weights.
+            coefficients = torch.rsqrt(styles.square() @ weight.square().sum(dim=(2, 3)).T + 1e-8)
+            out = out * coefficients.reshape(batch, out_channels, 1, 1)
+        return out
+    if form != "grouped":
+        raise ValueError(f"modulated convolution form must be one of {MODULATED_CONV_FORMS}, got '{form}'")
     w = weight.unsqueeze(0) * styles.reshape(batch, 1, in_channels, 1, 1)
     if demodulate:
         w = w * torch.rsqrt(w.square().sum(dim=(2, 3, 4), keepdim=True) + 1e-8)
@@ -104,6 +143,7 @@ class SynthesisLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.weight_gain = 1.0 / math.sqrt(in_channels * 9)
         self.use_noise = use_noise
+        self.modulated_conv = "grouped"  # the form of modulated_conv2d; Generator.set_modulated_conv sets it
         if use_noise:
             self.register_buffer("noise_const", torch.randn(resolution, resolution))
             self.noise_strength = nn.Parameter(torch.zeros([]))
@@ -113,7 +153,7 @@ class SynthesisLayer(nn.Module):
         if self.up:
             x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
         styles = self.style(w, condition)
-        x = modulated_conv2d(x, self.weight * self.weight_gain, styles)
+        x = modulated_conv2d(x, self.weight * self.weight_gain, styles, form=self.modulated_conv)
         if self.use_noise and noise_mode != "none":
             if noise_mode == "random":
                 device = generator.device if generator is not None else x.device
@@ -136,7 +176,9 @@ class ToRGB(nn.Module):
         self.weight = nn.Parameter(torch.randn(3, in_channels, 1, 1))
         self.bias = nn.Parameter(torch.zeros(3))
         self.weight_gain = 1.0 / math.sqrt(in_channels)
+        self.modulated_conv = "grouped"  # the form of modulated_conv2d; Generator.set_modulated_conv sets it
 
     def forward(self, x: Tensor, w: Tensor, condition: Tensor) -> Tensor:
         styles = self.style(w, condition) * self.weight_gain
-        return modulated_conv2d(x, self.weight, styles, demodulate=False) + self.bias.view(1, -1, 1, 1)
+        return modulated_conv2d(x, self.weight, styles, demodulate=False, form=self.modulated_conv) \
+            + self.bias.view(1, -1, 1, 1)

@@ -56,6 +56,22 @@ def build_networks(model_cfg: LafiteModelConfig, seed: int) -> tuple[Generator, 
         return Generator(model_cfg), Discriminator(model_cfg)
 
 
+def prepare_for_training(generator: Generator, discriminator: Discriminator, clip: ClipEncoder | None,
+                         train_cfg: LafiteTrainConfig, device: torch.device) -> torch.memory_format:
+    """Move the networks to `device` in the computation forms the config asks for, and return the memory
+    format the image batches should have. Forms only (the same functions, so the same weights up to float
+    rounding), chosen for speed: benchmarks/trainer_steps.py measures them. The CLIP's weights change memory
+    format in place (the caller's encoder; its outputs do not depend on it)."""
+    generator.set_modulated_conv(train_cfg.modulated_conv)
+    discriminator.set_downsample(train_cfg.discriminator_downsample)
+    memory_format = torch.channels_last if train_cfg.channels_last else torch.contiguous_format
+    generator.to(device, memory_format=memory_format)
+    discriminator.to(device, memory_format=memory_format)
+    if clip is not None:
+        clip.model.to(memory_format=memory_format)
+    return memory_format
+
+
 def ema_decay(train_cfg: LafiteTrainConfig, images_seen: int) -> float:
     """StyleGAN2-ADA's EMA: half-life ema_half_life_images, capped by ema_rampup * images seen."""
     half_life = train_cfg.ema_half_life_images
@@ -114,8 +130,7 @@ def train_lafite(
         freeze(clip)
 
     generator, discriminator = build_networks(model_cfg, seed)
-    generator.to(device)
-    discriminator.to(device)
+    memory_format = prepare_for_training(generator, discriminator, clip if conditional else None, train_cfg, device)
     ema = ExponentialMovingAverage(generator, 0.0)
     betas = tuple(train_cfg.adam_betas)
     g_opt = torch.optim.Adam(generator.parameters(), lr=train_cfg.learning_rate, betas=betas, eps=1e-8)
@@ -171,7 +186,7 @@ def train_lafite(
             order = torch.randperm(images.shape[0], generator=generator_for(seed, _STREAM_DATA_ORDER, epoch))
             order_epoch = epoch
         indices = order[offset * batch:(offset + 1) * batch]
-        real = images[indices].to(device)
+        real = images[indices].to(device).contiguous(memory_format=memory_format)
         draws = generator_for(seed, _STREAM_STEP, step, 0)
         if conditional:
             condition = pseudo_text_feature(embeddings[indices], train_cfg.xi,
