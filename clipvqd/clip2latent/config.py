@@ -120,14 +120,16 @@ class GeneratorTrainConfig(_Block):
     augment: tuple[str, ...] = ()
     """DiffAugment policies on every discriminator input (LAFITE's trainer, `clipvqd.lafite.augment`):
     any of 'color', 'translation', 'cutout'. NVIDIA's StyleGAN2 config-f: none."""
-    modulated_conv: str = "scaled"
+    modulated_conv: str = "grouped"
     """How G's modulated convolutions are computed while training: 'grouped' or 'scaled', two forms of the same
     function (LafiteTrainConfig.modulated_conv; 'scaled' is how NVIDIA's StyleGAN2-ADA trains)."""
-    discriminator_downsample: str = "strided"
+    discriminator_downsample: str = "pool"
     """How D's down-sampling layers compute convolution + pooling: 'pool' or 'strided', two forms of the same
     function (LafiteTrainConfig.discriminator_downsample)."""
-    channels_last: bool = True
-    """G, D and the image batches in channels-last memory format (LafiteTrainConfig.channels_last)."""
+    channels_last: bool = False
+    """G, D and the image batches in channels-last memory format (LafiteTrainConfig.channels_last). The three
+    cheaper forms (0.67x the CPU a StyleGAN2 step, benchmarks/README.md) are off by default until the default
+    run is remeasured side by side with them on (issue 19)."""
     snapshot_every: int = 200
     """Steps between resume snapshots."""
     log_every: int = 20

@@ -163,21 +163,25 @@ class LafiteTrainConfig:
     """DiffAugment policies applied to every image the discriminator sees, real and generated, in both
     updates (`clipvqd.lafite.augment`): any of 'color', 'translation', 'cutout', applied in the order
     listed. Official: none (train.py: aug='noaug')."""
-    modulated_conv: str = "scaled"
+    modulated_conv: str = "grouped"
     """How G's modulated convolutions are computed while training (`layers.modulated_conv2d`), two forms of the
     same function: 'grouped', one grouped convolution over B per-sample weight tensors; 'scaled', activations
     scaled by the styles, one convolution with the shared weight, outputs scaled by the demodulation
     coefficients, which is how the official code trains (training/networks.py:56-65, fused_modconv=False
     whenever G is in training mode, :629-631). Sampling uses 'grouped' (the official choice in eval mode).
-    They differ by float rounding only; 'scaled' is the cheaper on a CPU (benchmarks/README.md)."""
-    discriminator_downsample: str = "strided"
+    They differ by float rounding only; 'scaled' is the cheaper on a CPU (benchmarks/README.md: 0.59x the
+    CPU a LAFITE step with the next two). Off by default until the default run is remeasured side by side with it on (issue 19): its
+    numbers in the README were trained with the older form, and a GAN amplifies rounding into seed-sized
+    differences."""
+    discriminator_downsample: str = "pool"
     """How D's down-sampling layers compute convolution + 2x2 average pooling (`layers.EqualConv2d`), two forms
     of the same function: 'pool', the convolution at full resolution, then the pooling; 'strided', one stride-2
     convolution with the kernel folded with the 2x2 box (1x1 skips pool first). They differ by float rounding
-    only; 'strided' is the cheaper (benchmarks/README.md)."""
-    channels_last: bool = True
+    only; 'strided' is the cheaper (benchmarks/README.md). Off by default, as modulated_conv."""
+    channels_last: bool = False
     """G, D, the CLIP of the itc loss and the image batches in channels-last memory format, the layout oneDNN's
-    CPU convolutions prefer; the same arithmetic up to float rounding (benchmarks/README.md)."""
+    CPU convolutions prefer; the same arithmetic up to float rounding (benchmarks/README.md). Off by default, as
+    modulated_conv."""
     snapshot_every: int = 200
     """Steps between resume snapshots in the work folder."""
     log_every: int = 20
