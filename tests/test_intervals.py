@@ -186,6 +186,25 @@ def test_resampled_fid_kid_cmmd_and_precision_recall_restate_the_metrics(feature
     assert precision.mean() == pytest.approx(prc["precision"]) and recall.mean() == pytest.approx(prc["recall"])
 
 
+@pytest.mark.parametrize("images, dimensions", [(6, 40), (60, 8)])
+def test_a_resampled_fid_is_the_fid_of_the_sets_with_each_image_repeated_as_drawn(images, dimensions):
+    """Both routes to tr sqrt(A B): fewer images than feature dimensions (the n x n cross product of the
+    images) and more (the d x d covariances), against FID computed from the repeated images directly."""
+    rng = np.random.default_rng(0)
+    generated = rng.normal(size=(images, dimensions))
+    reference = rng.normal(size=(images, dimensions)) + 0.2
+    counts = np.vstack([np.ones(images), rng.multinomial(images, np.full(images, 1 / images), size=3)])
+
+    def fid_of_repeated(row):
+        g, r = (np.repeat(x, row.astype(int), axis=0) for x in (generated, reference))
+        cov_g, cov_r = np.cov(g, rowvar=False), np.cov(r, rowvar=False)
+        root_trace = np.sqrt(np.linalg.eigvals(cov_g @ cov_r).real.clip(min=0)).sum()
+        return ((g.mean(0) - r.mean(0)) ** 2).sum() + np.trace(cov_g) + np.trace(cov_r) - 2 * root_trace
+
+    expected = [fid_of_repeated(row) for row in counts]
+    assert fid_statistic(generated, reference)(counts) == pytest.approx(expected, rel=1e-6)
+
+
 def test_a_resample_with_duplicates_leaves_copies_out_of_the_within_set_pairs(features):
     """Unit 0 drawn twice and unit 1 once: the within-set sum pairs distinct draws that are not copies of one
     image, i.e. (0, 1) twice each way, never (0, 0)."""
