@@ -73,6 +73,7 @@ def mmd_statistic(k_xx, k_yy, k_xy, scale: float = 1.0) -> Statistic:
         cross = ((c @ k_xy) * c).sum(axis=1) / total ** 2
         return scale * (within_x + within_y - 2.0 * cross)
 
+    statistic.min_distinct_units = 2  # one image drawn n times has no pair of distinct draws (bootstrap.py)
     return statistic
 
 
