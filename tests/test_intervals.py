@@ -4,6 +4,7 @@ CMMD and precision/recall against the metrics they restate."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -109,6 +110,40 @@ def test_the_bootstrap_is_reproducible_from_its_seed():
     assert not np.array_equal(first, joint_replicates([statistic], [60], BootstrapSettings(100, 0.95, 8)))
 
 
+def test_kid_and_cmmd_resamples_hold_two_distinct_images_and_other_draws_are_unchanged(features):
+    """Four images: 1 in 64 resamples draws one image four times, where the unbiased MMD has no pair of distinct
+    draws. Those are drawn again for KID, so its 1000 replicates are finite; a statistic that needs no pair sees
+    the unconditioned draws."""
+    generated, reference = (f[:4] for f in features)
+    grams = [polynomial_gram(a, b) for a, b in ((generated, generated), (reference, reference), (generated, reference))]
+    kid = mmd_statistic(*grams)
+    with np.errstate(invalid="ignore"):
+        assert np.isnan(kid(np.array([[4.0, 0, 0, 0]])))[0]
+    seen = []
+
+    def recorded(statistic):
+        @functools.wraps(statistic)  # keeps its min_distinct_units
+        def record(counts):
+            seen.append(np.array(counts))
+            return statistic(counts)
+        return record
+
+    settings = BootstrapSettings(1000, 0.95, 0)
+    mean = mean_statistic(np.arange(4.0))
+    unconditioned = joint_replicates([[recorded(mean)]], [4], settings)
+    assert any(((c > 0).sum(axis=1) == 1).any() for c in seen)  # this seed draws such resamples
+    seen.clear()
+    replicates = joint_replicates([[recorded(kid)], [mean]], [4], settings)
+    assert all(((c > 0).sum(axis=1) >= 2).all() for c in seen) and np.isfinite(replicates).all()
+    assert np.isfinite(bootstrap_interval([kid], [4], settings)).all()
+    # No resample of 60 units falls short: the same draws as without the condition.
+    statistic = [mean_statistic(np.random.default_rng(4).random(60))]
+    pair = [mmd_statistic(np.eye(60), np.eye(60), np.zeros((60, 60)))]
+    assert np.array_equal(joint_replicates([statistic, pair], [60], settings)[0],
+                          joint_replicates([statistic], [60], settings)[0])
+    assert not np.array_equal(replicates[1], unconditioned[0])
+
+
 # ------------------------------------------------------------------------------------------------
 # Paired comparisons
 # ------------------------------------------------------------------------------------------------
@@ -184,6 +219,25 @@ def test_resampled_fid_kid_cmmd_and_precision_recall_restate_the_metrics(feature
                                  verbose=False)
     precision, recall = precision_recall_indicators(generated, reference, 3)
     assert precision.mean() == pytest.approx(prc["precision"]) and recall.mean() == pytest.approx(prc["recall"])
+
+
+@pytest.mark.parametrize("images, dimensions", [(6, 40), (60, 8)])
+def test_a_resampled_fid_is_the_fid_of_the_sets_with_each_image_repeated_as_drawn(images, dimensions):
+    """Both routes to tr sqrt(A B): fewer images than feature dimensions (the n x n cross product of the
+    images) and more (the d x d covariances), against FID computed from the repeated images directly."""
+    rng = np.random.default_rng(0)
+    generated = rng.normal(size=(images, dimensions))
+    reference = rng.normal(size=(images, dimensions)) + 0.2
+    counts = np.vstack([np.ones(images), rng.multinomial(images, np.full(images, 1 / images), size=3)])
+
+    def fid_of_repeated(row):
+        g, r = (np.repeat(x, row.astype(int), axis=0) for x in (generated, reference))
+        cov_g, cov_r = np.cov(g, rowvar=False), np.cov(r, rowvar=False)
+        root_trace = np.sqrt(np.linalg.eigvals(cov_g @ cov_r).real.clip(min=0)).sum()
+        return ((g.mean(0) - r.mean(0)) ** 2).sum() + np.trace(cov_g) + np.trace(cov_r) - 2 * root_trace
+
+    expected = [fid_of_repeated(row) for row in counts]
+    assert fid_statistic(generated, reference)(counts) == pytest.approx(expected, rel=1e-6)
 
 
 def test_a_resample_with_duplicates_leaves_copies_out_of_the_within_set_pairs(features):
