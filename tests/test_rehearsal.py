@@ -2,20 +2,32 @@
 runs at the paper's shapes and model sizes, on a handful of locally generated images and a couple of
 optimiser steps each, with randomly initialised CLIPs and pretrained-weight files made by
 tests/rehearsal_inputs.py. It finds what breaks at 256 px, K = 4096, the 24x512 denoiser, StyleGAN2 at 256 px
-and the 512x12 prior before a GPU is rented. Run alone with `pytest -m rehearsal`; nothing it computes is a
-result.
+and the 512x12 prior before a GPU is rented. Nothing it computes is a result.
+
+Two tests:
+- the rule-coverage rehearsal (configs/rehearsal-coverage.yaml layered after it), part of `make test`: one
+  point of each sweep, but every rule, control and baseline the full FFHQ rehearsal plans (checked against
+  that plan, so a rule added to the overlay without coverage fails here), and on COCO its data preparation
+  and the rules the FFHQ overlay does not have (the caption embeddings);
+- the full rehearsal of both overlays, every sweep point: `pytest -m rehearsal` only.
 
 Cost (per-job Snakemake benchmarks, 2026-11-29, CPU seconds on the 2-core machine loaded by other work,
-load average 5-6, two torch threads per job): a 24x512 denoiser job about 51 (one optimiser step included),
+load average 5-6, one torch thread per job): a 24x512 denoiser job about 51 (one optimiser step included),
 a sampling job of 4 images about 27, two StyleGAN2 steps at 256 px about 143; the FFHQ overlay plans 95 jobs
-(42 sample sets, 21 metrics jobs), COCO more. Both together are well over an hour of one core, so `make test` leaves this test out
-(pyproject.toml's addopts). Peak memory about 14 GB (a denoiser trainer).
+(42 sample sets, 21 metrics jobs), COCO more. Both together are well over an hour of one core, so `make test`
+leaves the full rehearsal out (pyproject.toml's addopts). Peak memory about 14 GB (a denoiser trainer).
+The coverage rehearsal (FFHQ: 41 jobs, 10 sample sets, 5 metrics jobs; COCO: 3 jobs): 1156 CPU-seconds
+(user + system of the whole pytest call, /usr/bin/time), 20 minutes wall, on the 2-core machine at load
+average about 3 (2026-11-29); the FFHQ test 1153 s of that wall time, the COCO one 39 s. Snakemake's own
+benchmark files undercount it (their cpu_time is the last sample of a job's CPU time, taken every 0.5 s for
+the first 15 s and every 30 s after: 628 CPU-seconds summed over the FFHQ jobs that have one, while their
+wall times (`s`) sum to 1063 s).
 
 Torch jobs run one at a time (device auto with one `gpu` to give: on a machine without one they compute on
 the CPU), because two trainers of the 515M-parameter denoiser with their AdamW state do not fit beside each
 other in a CI runner's memory.
-CLIPVQD_REHEARSAL_BENCHMARKS=DIR copies each overlay's benchmark files to DIR/<overlay> before the results
-are removed."""
+CLIPVQD_REHEARSAL_BENCHMARKS=DIR copies each run's benchmark files to DIR/<overlay> (DIR/<overlay>-coverage)
+before the results are removed."""
 
 import json
 import os
@@ -31,22 +43,33 @@ import pytest
 from conftest import copy_workflow
 from rehearsal_inputs import write_inputs
 
-pytestmark = pytest.mark.rehearsal
+# The overlay the coverage run adds after configs/rehearsal.yaml; the rules of data preparation, defined once
+# per data.source (workflow/rules/data.smk), which run other code on COCO than on FFHQ under the same name.
+COVERAGE = "configs/rehearsal-coverage.yaml"
+SOURCE_RULES = {"dataset_prepare"}
 
 
-def _command(overlay, inputs, *args):
+def _command(overlay, inputs, *args, coverage=False):
+    configs = [f"configs/{overlay}.yaml", "configs/rehearsal.yaml", *([COVERAGE] if coverage else []), str(inputs)]
     return [sys.executable, "-m", "snakemake", *args, "--cores", "2", "--config", "device=auto",
-            "--resources", "gpu=1", "--configfile", f"configs/{overlay}.yaml", "configs/rehearsal.yaml",
-            str(inputs)]
+            "--resources", "gpu=1", "--configfile", *configs]
 
 
 def _env():
     return dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
 
 
-def _snakemake(workdir, overlay, inputs, *args, timeout=600):
-    return subprocess.run(_command(overlay, inputs, *args), cwd=workdir, env=_env(), capture_output=True,
-                          text=True, timeout=timeout)
+def _snakemake(workdir, overlay, inputs, *args, coverage=False, timeout=600):
+    return subprocess.run(_command(overlay, inputs, *args, coverage=coverage), cwd=workdir, env=_env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _plan(workdir, overlay, inputs, *args, coverage=False) -> str:
+    """The log of a dry run (it must succeed); `args`: its targets and options (--forceall: every job of the
+    DAG, whatever results the folder already holds)."""
+    plan = _snakemake(workdir, overlay, inputs, "-n", *args, coverage=coverage)
+    assert plan.returncode == 0, plan.stderr[-4000:]
+    return plan.stdout + plan.stderr
 
 
 def _planned(dry_run_output: str) -> Counter:
@@ -59,16 +82,78 @@ def _planned(dry_run_output: str) -> Counter:
     return counts
 
 
+JOB = re.compile(r"^(?:local)?rule (\w+):\n((?:    .*\n)*)", re.MULTILINE)
+
+
 def _executed(run_output: str) -> Counter:
     """Jobs per rule that Snakemake started and finished, from its log."""
-    started = dict((jobid, rule) for rule, jobid in re.findall(
-        r"^(?:local)?rule (\w+):\n(?:    .*\n)*?    jobid: (\d+)$", run_output, re.MULTILINE))
+    started = {re.search(r"^    jobid: (\d+)$", body, re.MULTILINE)[1]: rule for rule, body in JOB.findall(run_output)}
     finished = re.findall(r"^Finished jobid: (\d+)", run_output, re.MULTILINE)
     return Counter(started[jobid] for jobid in finished)
 
 
+def _branches(log: str) -> set[tuple[str, str | None]]:
+    """(rule, method or control) of every job a Snakemake log shows: the branches that run other code (the
+    controls, the baselines), without the sweep points (variant, alpha, seed, set), which run the same."""
+    branches = set()
+    for rule, body in JOB.findall(log):
+        branch = re.search(r"^    wildcards: .*?\b(?:method|control)=([\w-]+)", body, re.MULTILINE)
+        branches.add((rule, branch[1] if branch else None))
+    return branches
+
+
+def _outputs(log: str, rules: set[str]) -> list[str]:
+    """The output files of every job of `rules` that a Snakemake log shows."""
+    outputs = []
+    for rule, body in JOB.findall(log):
+        if rule in rules:
+            outputs += re.search(r"^    output: (.*)$", body, re.MULTILINE)[1].split(", ")
+    return outputs
+
+
 def _sidecar(path: Path) -> dict:
     return json.loads(path.with_suffix(".json").read_text())
+
+
+def _run(workdir, overlay, inputs, planned, *targets, coverage=False, timeout):
+    """One uninterrupted run that executes exactly the `planned` jobs per rule, keeps its benchmarks where
+    CLIPVQD_REHEARSAL_BENCHMARKS says, leaves no trainer's work folder and nothing to do after it; its log.
+    The overlays' keep_final_snapshots: false removes each trainer's work folder once its weights exist (a
+    denoiser's last snapshot would be 7.7 GB; ten would not fit on a CI runner's disk)."""
+    results = workdir / "results" / f"{overlay}-rehearsal"
+    run = _snakemake(workdir, overlay, inputs, "--keep-going", *targets, coverage=coverage, timeout=timeout)
+    log = run.stdout + run.stderr
+    if os.environ.get("CLIPVQD_REHEARSAL_BENCHMARKS"):  # where to keep the per-job benchmarks (cost measurements)
+        name = f"{overlay}-coverage" if coverage else overlay
+        shutil.copytree(results / "benchmarks", Path(os.environ["CLIPVQD_REHEARSAL_BENCHMARKS"]) / name,
+                        dirs_exist_ok=True)
+    assert run.returncode == 0, log[-6000:]
+    assert _executed(log) == planned
+    cache = results / "work" / "feature-cache"  # the metrics jobs' Inception and CLIP features, kept on purpose
+    left = [p for p in (results / "work").rglob("*") if p.is_file() and cache not in p.parents]
+    assert not left, f"a trainer's work folder was left behind: {left[:5]}"
+    assert "Nothing to be done" in _plan(workdir, overlay, inputs, *targets, coverage=coverage)
+    return log
+
+
+def _check_paper_shapes(results: Path, headline_alpha: float):
+    """The paper's shapes, as the checkpoints record them."""
+    tokenizer = _sidecar(results / "tokenizer" / "model.safetensors")["model_config"]
+    assert (tokenizer["resolution"], tokenizer["codebook_size"], len(tokenizer["channel_multipliers"])) == (256, 4096, 5)
+    models = results / "models" / "seed=0"  # the overlays train one seed
+    denoiser = _sidecar(models / "clip-vqdiffusion" / f"alpha={headline_alpha}" / "cfg.safetensors")["model_config"]
+    assert (denoiser["num_layers"], denoiser["hidden_dim"], denoiser["num_heads"]) == (24, 512, 16)
+    assert (denoiser["grid_height"], denoiser["grid_width"], denoiser["condition_dim"]) == (16, 16, 512)
+    assert _sidecar(results / "clip" / "conditioner" / "model.safetensors")["model_name"] == "ViT-B-32"
+
+
+def _check_ablation(results: Path):
+    """The cfg=false ablation samples the language-free model at s = 1 and is measured."""
+    ablation = [p for p in (results / "samples" / "seed=0" / "clip-vqdiffusion").iterdir() if "cfg=false" in p.name]
+    assert len(ablation) == 1 and ",s=1.0," in ablation[0].name, ablation
+    assert len((ablation[0] / "alignment" / "manifest.csv").read_text().splitlines()) > 1
+    metrics = results / "metrics" / "clip-vqdiffusion" / f"{ablation[0].name}.csv"
+    assert len(metrics.read_text().splitlines()) > 1
 
 
 @pytest.fixture(scope="module")
@@ -76,12 +161,55 @@ def workflow_copy(tmp_path_factory):
     return copy_workflow(tmp_path_factory.mktemp("rehearsal"), extra_folders=("configs",))
 
 
+@pytest.fixture(scope="module")
+def ffhq_inputs(tmp_path_factory):
+    """The FFHQ rehearsal's inputs (2.4 GB of random CLIP weights among them), removed after the module."""
+    folder = tmp_path_factory.mktemp("ffhq-inputs")
+    yield write_inputs("ffhq", folder)
+    shutil.rmtree(folder)
+
+
+def test_coverage_rehearsal_runs_every_rule_and_branch_of_the_ffhq_overlay(workflow_copy, ffhq_inputs):
+    """configs/rehearsal-coverage.yaml runs every rule, the controls and the baselines the full FFHQ rehearsal
+    plans, each job as its own plan says, at the paper's shapes."""
+    full = _plan(workflow_copy, "ffhq", ffhq_inputs, "--forceall")
+    plan = _plan(workflow_copy, "ffhq", ffhq_inputs, coverage=True)
+    # Checked before any compute: a rule or branch the overlay gains must be covered here too.
+    assert set(_planned(plan)) == set(_planned(full))
+    assert _branches(plan) == _branches(full), _branches(full) ^ _branches(plan)
+    assert _planned(plan)["diffusion_pretrain"] == _planned(plan)["diffusion_cfg_finetune"] == 1
+
+    results = workflow_copy / "results" / "ffhq-rehearsal"
+    _run(workflow_copy, "ffhq", ffhq_inputs, _planned(plan), coverage=True, timeout=2 * 3600)
+    _check_paper_shapes(results, headline_alpha=0.5)
+    _check_ablation(results)
+    assert (workflow_copy / "reports" / "ffhq-rehearsal" / "index.html").is_file()
+    shutil.rmtree(results)  # four 2 GB denoisers
+
+
+def test_coverage_rehearsal_runs_the_rules_only_the_coco_overlay_has(workflow_copy, ffhq_inputs, tmp_path):
+    """On COCO: its own data preparation and every rule the full FFHQ rehearsal does not plan (the caption
+    embeddings), each job as planned. COCO's paired control, the one branch FFHQ lacks (the control rules
+    with another --mode, its sample sets and metrics job, and the tokenizer they need: measured, 311 s of
+    wall time beside the FFHQ test's 1164 s, at load average 6.5), runs in the full rehearsal only."""
+    inputs = write_inputs("coco", tmp_path / "inputs")
+    coco = _plan(workflow_copy, "coco", inputs, "--forceall")
+    rules = set(_planned(coco)) - set(_planned(_plan(workflow_copy, "ffhq", ffhq_inputs, "--forceall")))
+    assert "clip_embed_captions" in rules, rules
+    rules |= SOURCE_RULES
+    plan = _plan(workflow_copy, "coco", inputs, *_outputs(coco, rules), coverage=True)
+    assert set(_planned(plan)) >= rules, rules - set(_planned(plan))
+
+    _run(workflow_copy, "coco", inputs, _planned(plan), *_outputs(coco, rules), coverage=True, timeout=3600)
+    shutil.rmtree(workflow_copy / "results" / "coco-rehearsal")
+    shutil.rmtree(tmp_path / "inputs")
+
+
+@pytest.mark.rehearsal
 @pytest.mark.parametrize("overlay", ["ffhq", "coco"])
 def test_paper_overlay_rehearsal_runs_every_planned_rule(workflow_copy, overlay, tmp_path):
     inputs = write_inputs(overlay, tmp_path / "inputs")
-    plan = _snakemake(workflow_copy, overlay, inputs, "-n")
-    assert plan.returncode == 0, plan.stderr[-4000:]
-    planned = _planned(plan.stdout + plan.stderr)
+    planned = _planned(_plan(workflow_copy, overlay, inputs))
     # The overlay's own plan, not a reduced one: every rule family of the paper setting is in it.
     for rule in ("clip_get", "weights_download", "weights_convert", "dataset_prepare", "tokenizer_train",
                  "tokenizer_evaluate", "tokenizer_tokenize", "clip_embed", "diffusion_pretrain",
@@ -91,37 +219,9 @@ def test_paper_overlay_rehearsal_runs_every_planned_rule(workflow_copy, overlay,
     assert planned["diffusion_pretrain"] == 4  # every alpha of the sweep
 
     results = workflow_copy / "results" / f"{overlay}-rehearsal"
-    # One uninterrupted run. The overlays' keep_final_snapshots: false removes each trainer's work folder once
-    # its weights exist (a denoiser's last snapshot would be 7.7 GB; ten would not fit on a CI runner's disk).
-    run = _snakemake(workflow_copy, overlay, inputs, "--keep-going", timeout=4 * 3600)
-    log = run.stdout + run.stderr
-    if os.environ.get("CLIPVQD_REHEARSAL_BENCHMARKS"):  # where to keep the per-job benchmarks (cost measurements)
-        shutil.copytree(results / "benchmarks", Path(os.environ["CLIPVQD_REHEARSAL_BENCHMARKS"]) / overlay,
-                        dirs_exist_ok=True)
-    assert run.returncode == 0, log[-6000:]
-    assert _executed(log) == planned
-    assert not [p for p in (results / "work").rglob("*") if p.is_file()], "a trainer's work folder was left behind"
-    again = _snakemake(workflow_copy, overlay, inputs, "-n")
-    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
-
-    # The paper's shapes, as the checkpoints record them.
-    tokenizer = _sidecar(results / "tokenizer" / "model.safetensors")["model_config"]
-    assert (tokenizer["resolution"], tokenizer["codebook_size"], len(tokenizer["channel_multipliers"])) == (256, 4096, 5)
-    models = results / "models" / "seed=0"  # the overlays train one seed
-    headline = models / "clip-vqdiffusion" / "alpha=0.5" / "cfg.safetensors"
-    if overlay == "coco":
-        headline = models / "clip-vqdiffusion" / "alpha=0.25" / "cfg.safetensors"
-    denoiser = _sidecar(headline)["model_config"]
-    assert (denoiser["num_layers"], denoiser["hidden_dim"], denoiser["num_heads"]) == (24, 512, 16)
-    assert (denoiser["grid_height"], denoiser["grid_width"], denoiser["condition_dim"]) == (16, 16, 512)
-    assert _sidecar(results / "clip" / "conditioner" / "model.safetensors")["model_name"] == "ViT-B-32"
-
-    # The cfg=false ablation samples the language-free model at s = 1 and is measured.
-    ablation = [p for p in (results / "samples" / "seed=0" / "clip-vqdiffusion").iterdir() if "cfg=false" in p.name]
-    assert len(ablation) == 1 and ",s=1.0," in ablation[0].name, ablation
-    assert len((ablation[0] / "alignment" / "manifest.csv").read_text().splitlines()) > 1
-    metrics = results / "metrics" / "clip-vqdiffusion" / f"{ablation[0].name}.csv"
-    assert len(metrics.read_text().splitlines()) > 1
+    _run(workflow_copy, overlay, inputs, planned, timeout=4 * 3600)
+    _check_paper_shapes(results, headline_alpha=0.25 if overlay == "coco" else 0.5)
+    _check_ablation(results)
     assert (workflow_copy / "reports" / f"{overlay}-rehearsal" / "index.html").is_file()
     # About 20 GB of 2 GB denoisers per overlay: gone before the next overlay runs.
     shutil.rmtree(results)
