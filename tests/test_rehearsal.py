@@ -102,11 +102,12 @@ def _branches(log: str) -> set[tuple[str, str | None]]:
     return branches
 
 
-def _outputs(log: str, rules: set[str]) -> list[str]:
-    """The output files of every job of `rules` that a Snakemake log shows."""
+def _outputs(log: str, branches: set[tuple[str, str | None]]) -> list[str]:
+    """The output files of every job of a Snakemake log whose (rule, method or control) is in `branches`."""
     outputs = []
     for rule, body in JOB.findall(log):
-        if rule in rules:
+        branch = re.search(r"^    wildcards: .*?\b(?:method|control)=([\w-]+)", body, re.MULTILINE)
+        if (rule, branch[1] if branch else None) in branches:
             outputs += re.search(r"^    output: (.*)$", body, re.MULTILINE)[1].split(", ")
     return outputs
 
@@ -187,20 +188,25 @@ def test_coverage_rehearsal_runs_every_rule_and_branch_of_the_ffhq_overlay(workf
     shutil.rmtree(results)  # four 2 GB denoisers
 
 
-def test_coverage_rehearsal_runs_the_rules_only_the_coco_overlay_has(workflow_copy, ffhq_inputs, tmp_path):
-    """On COCO: its own data preparation and every rule the full FFHQ rehearsal does not plan (the caption
-    embeddings), each job as planned. COCO's paired control, the one branch FFHQ lacks (the control rules
-    with another --mode, its sample sets and metrics job, and the tokenizer they need: measured, 311 s of
-    wall time beside the FFHQ test's 1164 s, at load average 6.5), runs in the full rehearsal only."""
+def test_coverage_rehearsal_runs_what_only_the_coco_overlay_has(workflow_copy, ffhq_inputs, tmp_path):
+    """On COCO: its own data preparation and every rule and (rule, method) branch the full FFHQ rehearsal does
+    not plan (the caption embeddings; the paired control, its sample sets and metrics), each job as planned.
+    With the FFHQ coverage run, every rule and branch the full COCO rehearsal plans has run at the paper's
+    shapes; only COCO's other sweep values (the numbers its sample jobs pass) are left to `-m rehearsal`."""
     inputs = write_inputs("coco", tmp_path / "inputs")
     coco = _plan(workflow_copy, "coco", inputs, "--forceall")
-    rules = set(_planned(coco)) - set(_planned(_plan(workflow_copy, "ffhq", ffhq_inputs, "--forceall")))
+    ffhq = _plan(workflow_copy, "ffhq", ffhq_inputs, "--forceall")
+    rules = set(_planned(coco)) - set(_planned(ffhq))
     assert "clip_embed_captions" in rules, rules
-    rules |= SOURCE_RULES
-    plan = _plan(workflow_copy, "coco", inputs, *_outputs(coco, rules), coverage=True)
-    assert set(_planned(plan)) >= rules, rules - set(_planned(plan))
+    only_coco = {b for b in _branches(coco) if b[0] in rules | SOURCE_RULES or b not in _branches(ffhq)}
+    assert ("diffusion_control", "paired") in only_coco, only_coco
+    targets = _outputs(_plan(workflow_copy, "coco", inputs, "--forceall", coverage=True), only_coco)
+    plan = _plan(workflow_copy, "coco", inputs, *targets, coverage=True)
+    # Checked before any compute: every rule and branch of the full COCO plan runs here or in the FFHQ run.
+    assert _branches(coco) <= _branches(plan) | _branches(ffhq), _branches(coco) - _branches(plan) - _branches(ffhq)
+    assert set(_planned(coco)) <= set(_planned(plan)) | set(_planned(ffhq))
 
-    _run(workflow_copy, "coco", inputs, _planned(plan), *_outputs(coco, rules), coverage=True, timeout=3600)
+    _run(workflow_copy, "coco", inputs, _planned(plan), *targets, coverage=True, timeout=3600)
     shutil.rmtree(workflow_copy / "results" / "coco-rehearsal")
     shutil.rmtree(tmp_path / "inputs")
 
