@@ -60,14 +60,14 @@ from clipvqd.diffusion import (  # noqa: E402
     MaskAndReplace,
     TimestepSampler,
     TrainingMode,
-    diffusion_loss,
     l2_normalize,
     noisy_image_condition,
     sample,
 )
 from clipvqd.diffusion import sampler as sampler_module  # noqa: E402
 from clipvqd.diffusion.condition import draw_null_mask  # noqa: E402
-from clipvqd.diffusion.train import _STREAM_SAMPLE_NOISE, _draw_training_batch, build_optimizer  # noqa: E402
+from clipvqd.diffusion.train import (_STREAM_SAMPLE_NOISE, _draw_training_batch, build_optimizer,  # noqa: E402
+                                     optimisation_step)
 from clipvqd.diffusion.transformer import ConvMLP  # noqa: E402
 from clipvqd.training import ExponentialMovingAverage, generator_for, warmup_cosine  # noqa: E402
 
@@ -229,20 +229,9 @@ class TrainerForm:
         xt, t, weight, condition, use_null = self.draw(
             x0, None if self.conditions is None else self.conditions[indices], list(range(cfg.batch_size)), step,
             self.seed, self.mode, self.schedule, self.sampler, cfg, self.model_cfg.condition_dim)
-        logits = self.parts(xt, t, condition, use_null)
-        terms = diffusion_loss(self.schedule, logits, x0, xt, t, weight, cfg.aux_loss_weight,
-                               loss_over_steps=cfg.loss_over_steps)
-        self.optimizer.zero_grad(set_to_none=True)
-        terms.loss.backward()
-        clip = cfg.grad_clip_norm if step < cfg.grad_clip_steps else float("inf")
-        float(torch.nn.utils.clip_grad_norm_(self.trained, clip))
-        self.optimizer.step()
-        self.lr_schedule.step()
-        gathered = torch.stack([t.double(), terms.vlb.double(), terms.x0_nll.double(), terms.weighted.double(),
-                                weight.double()], dim=1)
-        self.sampler.update(gathered[:, 0].long(), gathered[:, 1])
-        if (step + 1) % cfg.ema_update_every == 0:
-            self.ema.update(self.parts)
+        optimisation_step(self.parts, self.parts, (x0, xt, t, weight, condition, use_null), step,
+                          schedule=self.schedule, optimizer=self.optimizer, lr_schedule=self.lr_schedule,
+                          trained=self.trained, timestep_sampler=self.sampler, ema=self.ema, train_cfg=cfg)
 
     def digests(self) -> dict[str, str]:
         return {"weights": state_digest(self.parts.state_dict()), "ema": state_digest(self.ema.state_dict()),

@@ -63,7 +63,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -302,8 +302,7 @@ class DiffusionStep(TrainerStep):
         return [self.parts]
 
     def step(self, index):
-        from clipvqd.diffusion import diffusion_loss
-        from clipvqd.diffusion.train import _draw_training_batch
+        from clipvqd.diffusion.train import _draw_training_batch, optimisation_step
 
         cfg = self.train_cfg
         rows = self.tokens.shape[0]
@@ -313,21 +312,10 @@ class DiffusionStep(TrainerStep):
         xt, t, weight, condition, use_null = _draw_training_batch(
             x0, self.conditions[indices], list(range(cfg.batch_size)), index, self.seed, self.mode, self.schedule,
             self.sampler, cfg, self.model_cfg.condition_dim)
-        logits = self.parts(xt, t, condition, use_null)
-        terms = diffusion_loss(self.schedule, logits, x0, xt, t, weight, cfg.aux_loss_weight,
-                               loss_over_steps=cfg.loss_over_steps)
-        self.optimizer.zero_grad(set_to_none=True)
-        terms.loss.backward()
-        clip = cfg.grad_clip_norm if index < cfg.grad_clip_steps else float("inf")
-        float(torch.nn.utils.clip_grad_norm_(self.trained, clip))
-        self.optimizer.step()
-        self.lr_schedule.step()
-        gathered = torch.stack([t.double(), terms.vlb.double(), terms.x0_nll.double(), terms.weighted.double(),
-                                weight.double()], dim=1)
-        self.sampler.update(gathered[:, 0].long(), gathered[:, 1])
-        if (index + 1) % cfg.ema_update_every == 0:
-            self.ema.update(self.parts)
-        self.last_loss = float(terms.loss)
+        outcome = optimisation_step(self.parts, self.parts, (x0, xt, t, weight, condition, use_null), index,
+                                    schedule=self.schedule, optimizer=self.optimizer, lr_schedule=self.lr_schedule,
+                                    trained=self.trained, timestep_sampler=self.sampler, ema=self.ema, train_cfg=cfg)
+        self.last_loss = float(outcome.terms.loss)
 
     def state(self):
         return [self.parts.state_dict(), self.ema.state_dict()]

@@ -23,7 +23,7 @@ run of the same global batch. The settings are in `train_config.py`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -206,6 +206,48 @@ def train_diffusion(
         context.close()
 
 
+class StepOutcome(NamedTuple):
+    """What one optimiser step of the denoiser leaves for the loss curve."""
+
+    terms: Any  # the loss terms (`loss.LossTerms`) of this process's rows
+    gathered: Tensor  # (rows of every process, 5) on the CPU: t, vlb, x0 NLL, weighted loss, importance weight
+    grad_norm: float  # the gradient norm before clipping
+    learning_rate: float  # the learning rate the step used
+
+
+def optimisation_step(network: nn.Module, parts: nn.Module, batch: Sequence[Tensor], step: int, *,
+                      schedule: MaskAndReplace, optimizer: torch.optim.Optimizer,
+                      lr_schedule: torch.optim.lr_scheduler.LRScheduler, trained: Sequence[Tensor],
+                      timestep_sampler: TimestepSampler, ema: ExponentialMovingAverage,
+                      train_cfg: DiffusionTrainConfig,
+                      gather_rows: Callable[[Tensor], Tensor] = lambda rows: rows) -> StepOutcome:
+    """One optimiser step on a drawn batch (x0, xt, t, weight, condition, use_null; `_draw_training_batch`):
+    the loss (bf16 autocast on CUDA), clipped gradients (`grad_clip_norm` for the first `grad_clip_steps`
+    steps), AdamW and the learning-rate schedule, the importance sampler's update from every process's rows
+    (`gather_rows`: the identity in one process) and the EMA every `ema_update_every` steps. `network` is
+    `parts` or its DDP wrapper. The trainer and the CPU benchmarks (benchmarks/train_steps_cpu.py,
+    benchmarks/trainer_steps.py) share it, so what they time is the step that trains."""
+    x0, xt, t, weight, condition, use_null = batch
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=x0.device.type == "cuda"):
+        logits = network(xt, t, condition, use_null)
+    terms = diffusion_loss(schedule, logits, x0, xt, t, weight, train_cfg.aux_loss_weight,
+                           loss_over_steps=train_cfg.loss_over_steps)
+    optimizer.zero_grad(set_to_none=True)
+    terms.loss.backward()
+    clip = train_cfg.grad_clip_norm if step < train_cfg.grad_clip_steps else float("inf")
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(trained, clip))
+    learning_rate = optimizer.param_groups[0]["lr"]
+    optimizer.step()
+    lr_schedule.step()
+    gathered = gather_rows(torch.stack(
+        [t.double(), terms.vlb.double(), terms.x0_nll.double(), terms.weighted.double(), weight.double()],
+        dim=1)).cpu()
+    timestep_sampler.update(gathered[:, 0].long(), gathered[:, 1])
+    if (step + 1) % train_cfg.ema_update_every == 0:
+        ema.update(parts)
+    return StepOutcome(terms, gathered, grad_norm, learning_rate)
+
+
 def _train(
     tokens: Tensor,
     conditions: Tensor | None,
@@ -313,33 +355,15 @@ def _train(
         xt, t, weight, condition, use_null = _draw_training_batch(
             x0, None if embeddings is None else embeddings[indices], positions, step, seed, mode, schedule,
             timestep_sampler, train_cfg, model_cfg.condition_dim)
-        x0, xt, t, weight = x0.to(device), xt.to(device), t.to(device), weight.to(device)
-        condition, use_null = condition.to(device), use_null.to(device)
-
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-        with autocast:
-            logits = network(xt, t, condition, use_null)
-        terms = diffusion_loss(schedule, logits, x0, xt, t, weight, train_cfg.aux_loss_weight,
-                               loss_over_steps=train_cfg.loss_over_steps)
-        optimizer.zero_grad(set_to_none=True)
-        terms.loss.backward()
-        clip = train_cfg.grad_clip_norm if step < train_cfg.grad_clip_steps else float("inf")
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(trained, clip))
-        learning_rate = optimizer.param_groups[0]["lr"]
-        optimizer.step()
-        lr_schedule.step()
-
-        # Every process records the same gathered samples, so the importance sampler stays identical.
-        gathered = context.gather_rows(torch.stack(
-            [t.double(), terms.vlb.double(), terms.x0_nll.double(), terms.weighted.double(), weight.double()],
-            dim=1)).cpu()
+        batch = [tensor.to(device) for tensor in (x0, xt, t, weight, condition, use_null)]
         uniform = timestep_sampler.is_uniform
-        timestep_sampler.update(gathered[:, 0].long(), gathered[:, 1])
+        # Every process records the same gathered samples, so the importance sampler stays identical.
+        outcome = optimisation_step(network, parts, batch, step, schedule=schedule, optimizer=optimizer,
+                                    lr_schedule=lr_schedule, trained=trained, timestep_sampler=timestep_sampler,
+                                    ema=ema, train_cfg=train_cfg, gather_rows=context.gather_rows)
+        terms, gathered, grad_norm, learning_rate = outcome
         window.append(gathered)
         window_grad_norms.append(grad_norm)
-
-        if (step + 1) % train_cfg.ema_update_every == 0:
-            ema.update(parts)
         done = step + 1
         if done % train_cfg.log_every == 0 or done == train_cfg.steps:
             rows = torch.cat(window)
