@@ -16,12 +16,13 @@ load average 5-6, one torch thread per job): a 24x512 denoiser job about 51 (one
 a sampling job of 4 images about 27, two StyleGAN2 steps at 256 px about 143; the FFHQ overlay plans 95 jobs
 (42 sample sets, 21 metrics jobs), COCO more. Both together are well over an hour of one core, so `make test`
 leaves the full rehearsal out (pyproject.toml's addopts). Peak memory about 14 GB (a denoiser trainer).
-The coverage rehearsal (FFHQ: 41 jobs, 10 sample sets, 5 metrics jobs; COCO: 3 jobs): 1156 CPU-seconds
-(user + system of the whole pytest call, /usr/bin/time), 20 minutes wall, on the 2-core machine at load
-average about 3 (2026-11-29); the FFHQ test 1153 s of that wall time, the COCO one 39 s. Snakemake's own
+The coverage rehearsal (FFHQ: 41 jobs, 10 sample sets, 5 metrics jobs; COCO: 19 jobs, its paired control among
+them), its torch jobs on every core: 1334 CPU-seconds (user + system of the whole pytest call,
+/usr/bin/time) and 15 minutes wall on the idle 2-core machine (2026-11-29), the FFHQ test 664 s of it, the
+COCO one 220 s; peak memory 15.1 GB, peak disk 13.7 GB. Snakemake's own
 benchmark files undercount it (their cpu_time is the last sample of a job's CPU time, taken every 0.5 s for
-the first 15 s and every 30 s after: 628 CPU-seconds summed over the FFHQ jobs that have one, while their
-wall times (`s`) sum to 1063 s).
+the first 15 s and every 30 s after: in an earlier one-thread run, 628 CPU-seconds summed over the FFHQ jobs
+that have one, while their wall times (`s`) summed to 1063 s).
 
 Torch jobs run one at a time (device auto with one `gpu` to give: on a machine without one they compute on
 the CPU), because two trainers of the 515M-parameter denoiser with their AdamW state do not fit beside each
