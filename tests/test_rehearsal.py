@@ -93,22 +93,25 @@ def _executed(run_output: str) -> Counter:
     return Counter(started[jobid] for jobid in finished)
 
 
-def _branches(log: str) -> set[tuple[str, str | None]]:
-    """(rule, method or control) of every job a Snakemake log shows: the branches that run other code (the
-    controls, the baselines), without the sweep points (variant, alpha, seed, set), which run the same."""
-    branches = set()
+def _jobs(log: str):
+    """(rule, method or control, body) of every job a Snakemake log shows; the method or control is None for
+    a rule without one. The branches that run other code (the controls, the baselines) are told apart, the
+    sweep points (variant, alpha, seed, set), which run the same code, are not."""
     for rule, body in JOB.findall(log):
         branch = re.search(r"^    wildcards: .*?\b(?:method|control)=([\w-]+)", body, re.MULTILINE)
-        branches.add((rule, branch[1] if branch else None))
-    return branches
+        yield rule, branch[1] if branch else None, body
+
+
+def _branches(log: str) -> set[tuple[str, str | None]]:
+    """(rule, method or control) of every job a Snakemake log shows."""
+    return {(rule, branch) for rule, branch, _ in _jobs(log)}
 
 
 def _outputs(log: str, branches: set[tuple[str, str | None]]) -> list[str]:
     """The output files of every job of a Snakemake log whose (rule, method or control) is in `branches`."""
     outputs = []
-    for rule, body in JOB.findall(log):
-        branch = re.search(r"^    wildcards: .*?\b(?:method|control)=([\w-]+)", body, re.MULTILINE)
-        if (rule, branch[1] if branch else None) in branches:
+    for rule, branch, body in _jobs(log):
+        if (rule, branch) in branches:
             outputs += re.search(r"^    output: (.*)$", body, re.MULTILINE)[1].split(", ")
     return outputs
 
