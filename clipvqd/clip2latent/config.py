@@ -128,8 +128,8 @@ class GeneratorTrainConfig(_Block):
     function (LafiteTrainConfig.discriminator_downsample)."""
     channels_last: bool = False
     """G, D and the image batches in channels-last memory format (LafiteTrainConfig.channels_last). The three
-    cheaper forms (0.67x the CPU a StyleGAN2 step, benchmarks/README.md) are off by default until the default
-    run is remeasured side by side with them on (issue 19)."""
+    cheaper forms (0.67x the CPU a StyleGAN2 step, benchmarks/README.md) are off by default, as LAFITE's: the
+    headline's budget is equal training CPU-seconds (benchmarks/README.md, "The default run side by side")."""
     snapshot_every: int = 200
     """Steps between resume snapshots."""
     log_every: int = 20

@@ -170,9 +170,9 @@ class LafiteTrainConfig:
     coefficients, which is how the official code trains (training/networks.py:56-65, fused_modconv=False
     whenever G is in training mode, :629-631). Sampling uses 'grouped' (the official choice in eval mode).
     They differ by float rounding only; 'scaled' is the cheaper on a CPU (benchmarks/README.md: 0.59x the
-    CPU a LAFITE step with the next two). Off by default until the default run is remeasured side by side with it on (issue 19): its
-    numbers in the README were trained with the older form, and a GAN amplifies rounding into seed-sized
-    differences."""
+    CPU a LAFITE step with the next two). Off by default: the default run remeasured with the three on
+    (benchmarks/README.md, "The default run side by side") kept LAFITE's attr_acc, but the headline's budget
+    is equal training CPU-seconds, so turning them on means re-matching the GANs' steps to spend what they save."""
     discriminator_downsample: str = "pool"
     """How D's down-sampling layers compute convolution + 2x2 average pooling (`layers.EqualConv2d`), two forms
     of the same function: 'pool', the convolution at full resolution, then the pooling; 'strided', one stride-2
