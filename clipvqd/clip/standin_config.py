@@ -58,7 +58,8 @@ class StandinClipConfig:
     # oneDNN's CPU convolutions prefer): the same arithmetic up to float rounding, less CPU for a ResNet tower
     # (benchmarks/README.md). The saved weights are written in the usual layout either way. Off: in the default run
     # remeasured with it on (benchmarks/README.md, "The default run side by side") it moved the judge's scores of
-    # an unchanged sample set by seed-sized amounts for about 50 CPU-s; the judge is a measuring instrument.
+    # an unchanged sample set by seed-sized amounts, for about 50 CPU-s (projected from the step benchmarks); the
+    # judge is a measuring instrument.
     channels_last: bool = False
 
     def __post_init__(self) -> None:
