@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import save_file
 
 from clipvqd.evaluation.compute import (ComputeCostError, TrainingStage, benchmark_seconds, methods_training_cost,
-                                        parameter_count, training_cost)
+                                        parameter_count, stage_cpu_seconds, training_cost)
 
 HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
 
@@ -69,3 +69,24 @@ def test_seeds_are_averaged_and_a_stage_without_weights_counts_its_time(tmp_path
     spec["m"][0]["prior"] = {"benchmark": one.benchmark, "sidecar": one.sidecar, "weights": one.weights,
                              "sampled": True}
     assert methods_training_cost({"m": spec["m"][:1]})["m"]["parameters"] == 12  # generator and prior
+
+
+def test_a_trainers_own_cpu_record_beats_the_benchmark_sample(tmp_path):
+    """Snakemake samples a job's CPU time every 30 s after its first 15 s, so a 22 CPU-s job's benchmark reads 15:
+    the sidecar's cpu_s is counted where there is one, the benchmark file only where there is none."""
+    recorded = _stage(tmp_path, "finetune", 15.0, 23.0, 300, 8, [(4,)])
+    meta = json.loads(recorded.sidecar.read_text())
+    recorded.sidecar.write_text(json.dumps(meta | {"cpu_s": 22.1}))
+    older = _stage(tmp_path, "tokenizer", 221.0, 240.0, 2000, 16, [(4,)])  # a sidecar without cpu_s
+    pairs = TrainingStage("latent pairs", tmp_path / "finetune.tsv")  # no sidecar at all
+    cost = training_cost([older, recorded, pairs])
+    assert [(row["cpu_s"], row["cpu_source"]) for row in cost["stages"]] == [
+        (221.0, "benchmark"), (22.1, "sidecar"), (15.0, "benchmark")]
+    assert cost["cpu_s"] == pytest.approx(221.0 + 22.1 + 15.0)
+    assert cost["wall_s"] == pytest.approx(240.0 + 23.0 + 23.0)  # wall time always from the benchmark files
+    assert stage_cpu_seconds(None, recorded.sidecar) == (22.1, "sidecar")
+    recorded.sidecar.write_text(json.dumps(meta | {"cpu_s": "lots"}))
+    with pytest.raises(ComputeCostError, match="finetune.json: cpu_s is not a number"):
+        training_cost([recorded])
+    with pytest.raises(ComputeCostError, match="neither a cpu_s record"):
+        stage_cpu_seconds(None, older.sidecar)

@@ -31,6 +31,8 @@ def test_loss_falls_when_overfitting_a_handful_of_images(tmp_path):
     assert last < 0.5 * first, (first, last)
     assert float(rows[-1]["temperature"]) == pytest.approx(0.01, abs=1e-3)
     assert meta["step"] == 80 and meta["perceptual_loss"]["enabled"] is False
+    # its own cost, which the report counts (clipvqd.evaluation.compute): 80 steps are not free
+    assert meta["cpu_s"] > 0 and meta["elapsed_s"] > 0
     model, _ = load_tokenizer(tmp_path / "tok.safetensors")
     reconstructions = model.decode_codes(model.encode(images.images))
     assert (reconstructions - images.images).abs().mean() < first
@@ -51,6 +53,7 @@ def test_resume_after_a_stop_gives_identical_weights(tmp_path, schedule):
                               resumed / "curve.csv", seed=3, progress=False, stop_after_step=3)
     assert partial == {"finished": False, "step": 3, "total_steps": 6}
     assert not (resumed / "tok.safetensors").exists()
+    first_call = torch.load(ResumeState(resumed / "work").snapshots()[-1], weights_only=True)["extra"]["cpu_s"]
     torch.manual_seed(12345)  # a new process: the global RNG is wherever it happens to be
     train_tokenizer(images, TINY, training, resumed / "work", resumed / "tok.safetensors",
                     resumed / "curve.csv", seed=3, progress=False)
@@ -68,6 +71,8 @@ def test_resume_after_a_stop_gives_identical_weights(tmp_path, schedule):
     for key in discs[0]:
         assert torch.equal(discs[0][key], discs[1][key]), key
     assert load_meta(resumed / "tok.safetensors")["step"] == 6
+    # the resumed run's cost covers both calls: more than the first call's, as its snapshot recorded it
+    assert load_meta(resumed / "tok.safetensors")["cpu_s"] > first_call > 0
 
 
 def test_different_seed_gives_different_weights(tmp_path):

@@ -1,5 +1,13 @@
-"""What each method's training cost, from the files its training jobs leave: Snakemake's benchmark TSVs (CPU- and
-wall-seconds), the trainers' sidecars (optimiser steps and batch) and the weights (parameters).
+"""What each method's training cost, from the files its training jobs leave: the trainers' sidecars (CPU-seconds,
+optimiser steps and batch), Snakemake's benchmark TSVs (wall-seconds, and CPU-seconds where a stage's sidecar has
+none) and the weights (parameters).
+
+A stage's CPU-seconds are its trainer's own record (`cpu_s` in the sidecar: the process's CPU time, summed over
+resumed calls; clipvqd.training.run) where it has one. Snakemake's `cpu_time` is the job's CPU time at the last
+of its samples, taken every half second for the first 15 s and then every 30 s, so it misses up to 30 s of a
+job's end: a one-thread job of 15 to 45 s reads about 15 (a 22 CPU-s fine-tune read 15.2). It is used only for
+stages whose trainer records nothing (clip2latent's latent pairs, sidecars of an older clipvqd); each stage says
+which (`cpu_source`).
 
 A method's training is a list of stages (e.g. CLIP-VQDiffusion: tokenizer, pretraining, CFG fine-tune). A stage
 shared with other methods (the tokenizer of the three diffusion methods) is counted in each of them and marked
@@ -99,6 +107,33 @@ def parameter_count(weights: str | Path) -> int:
     return total
 
 
+def _sidecar(path: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads(path.read_text())
+    except OSError as error:
+        raise ComputeCostError(f"sidecar {path}: {error.strerror}") from None
+    except ValueError:
+        raise ComputeCostError(f"sidecar {path} is not JSON") from None
+    if not isinstance(meta, dict):
+        raise ComputeCostError(f"sidecar {path} is not a JSON object")
+    return meta
+
+
+def stage_cpu_seconds(benchmark: str | Path | None, sidecar: str | Path | None) -> tuple[float, str]:
+    """(CPU seconds, where they come from: "sidecar" or "benchmark") of one training stage: its trainer's own
+    `cpu_s` record where the sidecar has one, else the benchmark file's CPU time."""
+    if sidecar:
+        meta = _sidecar(Path(sidecar))
+        if "cpu_s" in meta:
+            try:
+                return float(meta["cpu_s"]), "sidecar"
+            except (TypeError, ValueError):
+                raise ComputeCostError(f"sidecar {sidecar}: cpu_s is not a number: {meta['cpu_s']!r}") from None
+    if not benchmark:
+        raise ComputeCostError(f"a training stage has neither a cpu_s record (sidecar {sidecar}) nor a benchmark file")
+    return benchmark_seconds(benchmark)[0], "benchmark"
+
+
 def training_cost(stages: Sequence[TrainingStage]) -> dict[str, Any]:
     """A method's cost summed over its stages, and each stage's own numbers.
 
@@ -108,10 +143,11 @@ def training_cost(stages: Sequence[TrainingStage]) -> dict[str, Any]:
         raise ComputeCostError("a method needs at least one training stage")
     rows = []
     for stage in stages:
-        cpu, wall = benchmark_seconds(stage.benchmark)
+        _, wall = benchmark_seconds(stage.benchmark)
+        cpu, source = stage_cpu_seconds(stage.benchmark, stage.sidecar)
         steps, examples = optimiser_samples(stage.sidecar) if stage.sidecar else (0, 0)
-        rows.append({"stage": stage.label, "shared": stage.shared, "cpu_s": cpu, "wall_s": wall, "steps": steps,
-                     "examples": examples,
+        rows.append({"stage": stage.label, "shared": stage.shared, "cpu_s": cpu, "cpu_source": source,
+                     "wall_s": wall, "steps": steps, "examples": examples,
                      "parameters": parameter_count(stage.weights) if stage.weights else None})
     trained = [row for row in rows if row["parameters"] is not None]
     sampled = [row["parameters"] for row, stage in zip(rows, stages) if stage.sampled and stage.weights]

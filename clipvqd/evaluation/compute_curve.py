@@ -9,8 +9,9 @@ method's chain has had f of its steps: the first stage is the snapshot its train
 controls' second stage, clip2latent's pairs and prior) is its own run of f of its steps from that snapshot.
 
 A stage's CPU seconds are those its trainer recorded in the sidecar (`cpu_s`: the process CPU time up to that
-step, summed over resumed calls; clipvqd.training.run), else the CPU time of its Snakemake benchmark file (the
-tokenizer, clip2latent's pair sampling); a milestone must have its own record. As in
+step, summed over resumed calls; clipvqd.training.run), else the CPU time of its Snakemake benchmark file
+(clip2latent's pair sampling, and tokenizers trained before it recorded its own); a milestone must have its own
+record. As in
 clipvqd.evaluation.compute, the tokenizer shared by the three diffusion methods is counted in each of them,
 and with several seeds the mean cost of one training run is reported.
 """
@@ -23,7 +24,8 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from clipvqd.evaluation.compute import ComputeCostError, benchmark_seconds
+from clipvqd.evaluation.compute import ComputeCostError
+from clipvqd.evaluation.compute import stage_cpu_seconds as cost_cpu_seconds
 
 # The metrics the curve shows, one panel each: prompt alignment by the oracle and by the judge CLIP, and the
 # distribution metric that needs no Inception.
@@ -33,7 +35,8 @@ POINT_COLUMNS = ("method", "fraction", "variant", "cpu_s", "steps", "seeds")
 
 def stage_cpu_seconds(label: str, stage: Mapping[str, Any]) -> tuple[float, int]:
     """(CPU seconds, optimiser steps) of one training stage: the sidecar's own record where it has one, else
-    the benchmark file's CPU time (and the sidecar's steps, 0 without a sidecar)."""
+    the benchmark file's CPU time (clipvqd.evaluation.compute.stage_cpu_seconds), and the sidecar's steps (0
+    without a sidecar). A milestone's benchmark covers its whole run, so a milestone must have its own record."""
     meta: dict[str, Any] = {}
     if stage.get("sidecar"):
         sidecar = Path(stage["sidecar"])
@@ -43,15 +46,14 @@ def stage_cpu_seconds(label: str, stage: Mapping[str, Any]) -> tuple[float, int]
             raise ComputeCostError(f"training stage '{label}': sidecar {sidecar}: {error.strerror}") from None
         except ValueError:
             raise ComputeCostError(f"training stage '{label}': sidecar {sidecar} is not JSON") from None
-    steps = int(meta.get("step", 0))
-    if "cpu_s" in meta:
-        return float(meta["cpu_s"]), steps
-    if stage.get("milestone"):
+    if stage.get("milestone") and "cpu_s" not in meta:
         raise ComputeCostError(f"training stage '{label}': the snapshot sidecar {stage.get('sidecar')} records no "
                                "cpu_s (written by an older clipvqd?); rerun its training rule")
-    if not stage.get("benchmark"):
-        raise ComputeCostError(f"training stage '{label}' has neither a cpu_s record nor a benchmark file")
-    return benchmark_seconds(stage["benchmark"])[0], steps
+    try:
+        cpu, _ = cost_cpu_seconds(stage.get("benchmark"), stage.get("sidecar"))
+    except ComputeCostError as error:
+        raise ComputeCostError(f"training stage '{label}': {error}") from None
+    return cpu, int(meta.get("step", 0))
 
 
 def point_cost(seeds: Sequence[Mapping[str, Mapping[str, Any]]]) -> dict[str, Any]:

@@ -148,6 +148,7 @@ def _add_training_cost(table: dict, costs: Mapping | None) -> None:
             "examples": f"{cost['examples']:,.0f}",
             "parameters": "—" if cost.get("parameters") is None else f"{cost['parameters'] / 1e6:.2f}M",
             "stages": "; ".join(f"{stage['stage']}{' (shared)' if stage['shared'] else ''} {stage['cpu_s']:,.0f} s"
+                                + (" (benchmark file: its last sample)" if stage.get("cpu_source") == "benchmark" else "")
                                 for stage in cost["stages"]),
         }
 
