@@ -40,6 +40,10 @@ def _unknown_keys(error) -> list[str]:
                   and not any(re.search(pattern, key) for pattern in patterns))
 
 
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
 def _describe(error) -> list[str]:
     where = _where(error.absolute_path)
     if error.validator == "additionalProperties" and error.validator_value is False:
@@ -52,6 +56,12 @@ def _describe(error) -> list[str]:
             lines.append(f"unknown key '{key}' {place}{hint}")
         if lines:
             return lines
+    if (error.validator == "type" and "boolean" in _as_list(error.validator_value) and isinstance(error.instance, str)
+            and error.instance.lower() in ("true", "false", "yes", "no", "on", "off")):
+        # Snakemake's --config reads Python literals, not YAML: 'false' stays a string there.
+        spelled = "True" if error.instance.lower() in ("true", "yes", "on") else "False"
+        return [f"{where}: '{error.instance}' is a string, not a boolean; write {spelled} "
+                f"(on the command line, --config reads Python's True and False)"]
     value = repr(error.instance)
     if len(value) > 80:
         value = value[:77] + "..."

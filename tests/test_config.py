@@ -56,6 +56,19 @@ def test_schema_rejects_and_names_the_key(mutate, named):
     assert named in str(error.value)
 
 
+@pytest.mark.parametrize("value, spelled", [("false", "False"), ("True", "True"), ("no", "False")])
+def test_a_boolean_given_as_a_string_says_how_to_write_it(value, spelled):
+    """`--config keep_final_snapshots=false` gives the string 'false' (Snakemake reads Python literals there):
+    the error says to write False."""
+    from clipvqd.config_schema import describe_errors
+
+    config = copy.deepcopy(_default_config())
+    config["keep_final_snapshots"] = value
+    lines = describe_errors(config, yaml.safe_load(Path(SCHEMA).read_text()))
+    assert lines == [f"keep_final_snapshots: '{value}' is a string, not a boolean; write {spelled} "
+                     "(on the command line, --config reads Python's True and False)"]
+
+
 @pytest.mark.parametrize("overlay, expected", [
     ("data:\n  world:\n    resolutoin: 64\n", "unknown key 'resolutoin' in data.world; did you mean 'resolution'?"),
     ("sampeling: {steps: [10]}\n", "unknown key 'sampeling' at the top level; did you mean 'sampling'?"),
