@@ -8,6 +8,7 @@ ratios measured inside one run are what the scripts are for).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -17,7 +18,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -116,6 +117,20 @@ def ratio(a: float | None, b: float | None, digits: int = 3) -> float | None:
     if a is None or b is None or b == 0:
         return None
     return round(a / b, digits)
+
+
+def tensors_sha256(tensors: Iterable[Any]) -> str:
+    """sha256 of the tensors' bytes in the given order (contiguous, on the CPU): two forms of a step left the
+    same weights exactly when their digests agree."""
+    h = hashlib.sha256()
+    for tensor in tensors:
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def state_sha256(*states: dict[str, Any]) -> str:
+    """tensors_sha256 of state dicts, each in its sorted key order."""
+    return tensors_sha256(state[key] for state in states for key in sorted(state))
 
 
 def check_out(path: str | Path) -> Path:

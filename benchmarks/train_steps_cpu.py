@@ -37,7 +37,6 @@ Writes JSON to --out (default benchmarks/results/train_steps_cpu.json).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import resource
 import statistics
 import subprocess
@@ -45,7 +44,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -149,17 +148,6 @@ def old_draw_categorical(log_probs, generators):
 
 # ---- helpers ------------------------------------------------------------------------------------------------
 
-def digest(tensors: Sequence[torch.Tensor]) -> str:
-    h = hashlib.sha256()
-    for tensor in tensors:
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-def state_digest(state: dict[str, torch.Tensor]) -> str:
-    return digest([state[key] for key in sorted(state)])
-
-
 def alternate(rounds: int, forms: dict[str, Callable[[int], None]], steps_per_round: int) -> dict[str, Any]:
     """Run `steps_per_round` calls of each form per round, alternating which goes first; CPU and wall seconds
     per round and form, and the per-round ratios new / old."""
@@ -234,8 +222,8 @@ class TrainerForm:
                           trained=self.trained, timestep_sampler=self.sampler, ema=self.ema, train_cfg=cfg)
 
     def digests(self) -> dict[str, str]:
-        return {"weights": state_digest(self.parts.state_dict()), "ema": state_digest(self.ema.state_dict()),
-                "timestep_sampler": state_digest(self.sampler.state_dict())}
+        return {"weights": benchlib.state_sha256(self.parts.state_dict()), "ema": benchlib.state_sha256(self.ema.state_dict()),
+                "timestep_sampler": benchlib.state_sha256(self.sampler.state_dict())}
 
 
 def bench_diffusion_train(args, model_cfg: DenoiserConfig, tokens, conditions) -> dict[str, Any]:
@@ -312,7 +300,7 @@ def bench_diffusion_sample(args, model_cfg: DenoiserConfig) -> dict[str, Any]:
             "conditions": args.prompt_embeddings or "random unit vectors", "images": args.sample_images,
             "steps": args.sample_steps, "guidance_scale": 1.2,
             "truncation_r": 0.85, "bit_identical": torch.equal(codes["old"], codes["new"]),
-            "sha256": {name: digest([c]) for name, c in codes.items()}}
+            "sha256": {name: benchlib.tensors_sha256([c]) for name, c in codes.items()}}
 
 
 # ---- imports ---------------------------------------------------------------------------------------------------

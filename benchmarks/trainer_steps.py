@@ -56,7 +56,6 @@ Writes JSON to --out (default benchmarks/results/trainer_steps.json).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import math
 import statistics
 import sys
@@ -109,14 +108,6 @@ def as_bool(value: Any) -> bool:
     if text in ("0", "false", "no", "off"):
         return False
     raise SystemExit(f"expected 0/1, got {value!r}")
-
-
-def digest(module_states: list[dict[str, torch.Tensor]]) -> str:
-    h = hashlib.sha256()
-    for state in module_states:
-        for key in sorted(state):
-            h.update(state[key].detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 def to_memory_format(modules: list[torch.nn.Module], channels_last: bool) -> None:
@@ -837,7 +828,7 @@ def compare(name: str, config: dict, forms: dict[str, dict], args) -> dict[str, 
         result["max_abs_loss_difference"] = max(abs(x - y) for x, y in pairs)
         result["mean_loss"] = {"A": statistics.fmean(x for x, _ in pairs), "B": statistics.fmean(y for _, y in pairs)}
     states = {k: built[k].state() for k in built}
-    result["bit_identical"] = digest(states["A"]) == digest(states["B"])
+    result["bit_identical"] = benchlib.state_sha256(*states["A"]) == benchlib.state_sha256(*states["B"])
     if isinstance(built["A"], ClipStep):
         result["texts_per_step_mean"] = round(statistics.fmean(built["A"].text_rows), 1)
     return result
