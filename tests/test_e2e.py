@@ -112,6 +112,9 @@ def test_whole_dag_runs_to_the_report_and_rerun_does_nothing(workdir):
     assert all(c["cpu_s"] > 0 and c["examples"] > 0 and c["parameters"] > 0 for c in cost.values())
     assert [s["stage"] for s in cost["paired"]["stages"]] == ["tokenizer", "pretrain", "fine-tune"]
     assert cost["paired"]["steps"] == cost["clip-vqdiffusion"]["steps"]  # matched controls
+    # every trainer's CPU-seconds are its own record; only clip2latent's pair sampling has none (benchmark file)
+    sources = {(m, s["stage"]): s["cpu_source"] for m, c in cost.items() for s in c["stages"]}
+    assert {key for key, source in sources.items() if source != "sidecar"} == {("clip2latent", "latent pairs")}
     assert "training CPU-s" in (report / "index.html").read_text()
     assert "<img" in (report / "index.html").read_text()
     assert 'src="figures/within_prompt_diversity.png"' in (report / "index.html").read_text()
