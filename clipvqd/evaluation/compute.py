@@ -71,13 +71,10 @@ def benchmark_seconds(path: str | Path) -> tuple[float, float]:
 
 def optimiser_samples(sidecar: str | Path) -> tuple[int, int]:
     """(optimiser steps, training examples seen = steps x global batch) recorded in a trainer's sidecar."""
-    sidecar = Path(sidecar)
+    meta = read_sidecar(sidecar)
     try:
-        meta = json.loads(sidecar.read_text())
         steps = int(meta["step"])
         batch = int(meta["train_config"]["batch_size"])
-    except OSError as error:
-        raise ComputeCostError(f"sidecar {sidecar}: {error.strerror}") from None
     except (ValueError, KeyError, TypeError):
         raise ComputeCostError(f"sidecar {sidecar} records no step and train_config.batch_size") from None
     return steps, steps * batch
@@ -107,7 +104,9 @@ def parameter_count(weights: str | Path) -> int:
     return total
 
 
-def _sidecar(path: Path) -> dict[str, Any]:
+def read_sidecar(path: str | Path) -> dict[str, Any]:
+    """A trainer's sidecar as a dict; a missing or malformed one raises ComputeCostError naming it."""
+    path = Path(path)
     try:
         meta = json.loads(path.read_text())
     except OSError as error:
@@ -123,7 +122,7 @@ def stage_cpu_seconds(benchmark: str | Path | None, sidecar: str | Path | None) 
     """(CPU seconds, where they come from: "sidecar" or "benchmark") of one training stage: its trainer's own
     `cpu_s` record where the sidecar has one, else the benchmark file's CPU time."""
     if sidecar:
-        meta = _sidecar(Path(sidecar))
+        meta = read_sidecar(sidecar)
         if "cpu_s" in meta:
             try:
                 return float(meta["cpu_s"]), "sidecar"

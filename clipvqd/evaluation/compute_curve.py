@@ -18,13 +18,11 @@ and with several seeds the mean cost of one training run is reported.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from clipvqd.evaluation.compute import ComputeCostError
+from clipvqd.evaluation.compute import ComputeCostError, read_sidecar
 from clipvqd.evaluation.compute import stage_cpu_seconds as cost_cpu_seconds
 
 # The metrics the curve shows, one panel each: prompt alignment by the oracle and by the judge CLIP, and the
@@ -37,19 +35,11 @@ def stage_cpu_seconds(label: str, stage: Mapping[str, Any]) -> tuple[float, int]
     """(CPU seconds, optimiser steps) of one training stage: the sidecar's own record where it has one, else
     the benchmark file's CPU time (clipvqd.evaluation.compute.stage_cpu_seconds), and the sidecar's steps (0
     without a sidecar). A milestone's benchmark covers its whole run, so a milestone must have its own record."""
-    meta: dict[str, Any] = {}
-    if stage.get("sidecar"):
-        sidecar = Path(stage["sidecar"])
-        try:
-            meta = json.loads(sidecar.read_text())
-        except OSError as error:
-            raise ComputeCostError(f"training stage '{label}': sidecar {sidecar}: {error.strerror}") from None
-        except ValueError:
-            raise ComputeCostError(f"training stage '{label}': sidecar {sidecar} is not JSON") from None
-    if stage.get("milestone") and "cpu_s" not in meta:
-        raise ComputeCostError(f"training stage '{label}': the snapshot sidecar {stage.get('sidecar')} records no "
-                               "cpu_s (written by an older clipvqd?); rerun its training rule")
     try:
+        meta = read_sidecar(stage["sidecar"]) if stage.get("sidecar") else {}
+        if stage.get("milestone") and "cpu_s" not in meta:
+            raise ComputeCostError(f"the snapshot sidecar {stage.get('sidecar')} records no cpu_s (written by an "
+                                   "older clipvqd?); rerun its training rule")
         cpu, _ = cost_cpu_seconds(stage.get("benchmark"), stage.get("sidecar"))
     except ComputeCostError as error:
         raise ComputeCostError(f"training stage '{label}': {error}") from None
