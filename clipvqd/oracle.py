@@ -165,7 +165,7 @@ def train_oracle(manifest: str | Path, world_name: str, cfg: OracleConfig, work_
         "world": world_name, "resolution": images.shape[-1], "config": asdict(cfg), "steps": total, "seed": seed,
         # A list of pairs, not a mapping: the sidecar's JSON keys are sorted, but the heads' order matters.
         "attributes": [[a.name, list(a.values)] for a in world.attributes],
-        **run.provenance(),
+        **run.provenance(), **run.cost(),
     }))
 
 

@@ -68,6 +68,7 @@ def test_standin_clip_far_above_chance_and_cache_keyed_by_identity(world, tmp_pa
     pairs = json.loads((tmp_path / "clip.json").read_text())["source"]["pairs"]
     assert pairs == {"split": "clip_pairs", "manifest_sha256": sha256_file(world / "clip_pairs.csv"),
                      "train_pairs": 1190, "wordings": ["conditioner"]}
+    assert json.loads((tmp_path / "clip.json").read_text())["cpu_s"] > 0  # its own cost, as every trainer's
     recall, zero_shot = metrics["text_to_image"], metrics["zero_shot_attributes"]
     assert recall["recall@1"] >= 5 * recall["recall@1_chance"], metrics
     assert recall["recall@5"] >= 2 * recall["recall@5_chance"], metrics
@@ -130,6 +131,7 @@ def test_oracle_reads_held_out_renders(world, tmp_path):
     oracle = Oracle(tmp_path / "oracle.safetensors")
     held_out = oracle.accuracy_on_manifest(world / "oracle.csv", fold="test")
     assert min(held_out.values()) >= 0.98, held_out
+    assert json.loads((tmp_path / "oracle.json").read_text())["cpu_s"] > 0  # its own cost, as every trainer's
 
     # Scoring a "generated" folder: reference renders posing as samples for the prompts whose attributes
     # they happen to have must score 1; the same images under contradicting prompts must score 0.

@@ -206,6 +206,6 @@ def train_standin_clip(pairs_manifest: str | Path, cfg: StandinClipConfig, work_
         return save_clip(out, model, model_name=cfg.model_name, model_cfg=model_cfg, mean=STANDIN_MEAN,
                          std=STANDIN_STD, source={"kind": "standin", "manifest": str(pairs_manifest), "seed": seed,
                                                   "config": cfg.recorded(), "steps": total, "pairs": pairs_record},
-                         extra=run.provenance())
+                         extra={**run.provenance(), **run.cost()})
 
     return run.finish(save)

@@ -118,8 +118,7 @@ def train_prior(pairs: dict[str, Tensor], model_cfg: PriorModelConfig, train_cfg
         "train_config": train_cfg.to_dict(),
         "num_pairs": int(len(w_all)),
         **run.provenance(),
-        "elapsed_s": round(run.elapsed(), 3),
-        "cpu_s": round(run.cpu_seconds(), 3),
+        **run.cost(),
         **(provenance or {}),
     }
     run.finish(lambda: save_weights(out_weights, ema.state_dict(), meta))

@@ -329,8 +329,7 @@ def _train(
             "init_weights": None if init_weights is None else str(init_weights),
             "init_weights_meta": None if init_meta is None else {k: init_meta.get(k) for k in ("mode", "step", "seed")},
             **run.provenance(),
-            "elapsed_s": round(run.elapsed(), 3),
-            "cpu_s": round(run.cpu_seconds(), 3),
+            **run.cost(),
         }
 
     start_step = run.start()

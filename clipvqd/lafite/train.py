@@ -164,8 +164,7 @@ def train_lafite(
             "conditional": conditional,
             "num_training_images": int(images.shape[0]),
             **run.provenance(),
-            "elapsed_s": round(run.elapsed(), 3),
-            "cpu_s": round(run.cpu_seconds(), 3),
+            **run.cost(),
         }
 
     start_step = run.start()

@@ -267,9 +267,7 @@ def train_tokenizer(
             "code_perplexity": last_row["code_perplexity"] if last_row else None,
             "steps": train_cfg.log_every,
         },
-        # The training's own cost (summed over resumed calls), what the report counts (clipvqd.evaluation.compute).
-        "elapsed_s": round(run.elapsed(), 3),
-        "cpu_s": round(run.cpu_seconds(), 3),
+        **run.cost(),
         **run.provenance(),
     }
     run.finish(lambda: save_weights(out_weights, model.state_dict(), meta))

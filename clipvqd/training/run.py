@@ -214,6 +214,11 @@ class TrainingRun:
         settings = json.loads(json.dumps(self.settings, sort_keys=True, default=str))
         return {"fingerprint": self.fingerprint, "training_settings": _compact(settings)}
 
+    def cost(self) -> dict[str, float]:
+        """What the training has cost so far, for its sidecar: wall and CPU seconds summed over resumed calls
+        (`elapsed_s`, `cpu_s`); the report counts `cpu_s` (clipvqd.evaluation.compute)."""
+        return {"elapsed_s": round(self.elapsed(), 3), "cpu_s": round(self.cpu_seconds(), 3)}
+
     def finish(self, save: Callable[[], T]) -> T | None:
         """Snapshot the last step (if this call trained and final_snapshot is set), then on rank 0 call `save`
         (which writes the final weights, e.g. with clipvqd.checkpoint.save_weights) and write the curve CSV.
