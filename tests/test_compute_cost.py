@@ -90,3 +90,18 @@ def test_a_trainers_own_cpu_record_beats_the_benchmark_sample(tmp_path):
         training_cost([recorded])
     with pytest.raises(ComputeCostError, match="neither a cpu_s record"):
         stage_cpu_seconds(None, older.sidecar)
+
+
+def test_the_report_shows_each_rivals_budget_as_a_ratio_to_clip_vqdiffusions():
+    """The headline's budget is equal training CPU-seconds: the report prints each other method's spend beside
+    its CPU-seconds as a ratio to CLIP-VQDiffusion's (known answer: 300 / 354 = 0.85)."""
+    from clipvqd.report.render import _add_training_cost
+
+    costs = {method: {"cpu_s": cpu, "examples": 1, "parameters": 1, "stages": []}
+             for method, cpu in (("clip-vqdiffusion", 354.0), ("clip2latent", 300.0), ("lafite", 328.5))}
+    table = {"rows": [{"method": "clip-vqdiffusion"}, {"method": "clip2latent"}, {"method": "lafite"},
+                      {"method": "unknown"}]}
+    _add_training_cost(table, costs)
+    assert [row["cost"] and row["cost"]["ratio"] for row in table["rows"]] == [None, "0.85×", "0.93×", None]
+    _add_training_cost(table, {"lafite": costs["lafite"]})  # no CLIP-VQDiffusion to compare with: no ratio
+    assert table["rows"][2]["cost"]["ratio"] is None and table["rows"][2]["cost"]["cpu"] == "328"

@@ -116,6 +116,8 @@ def test_whole_dag_runs_to_the_report_and_rerun_does_nothing(workdir):
     sources = {(m, s["stage"]): s["cpu_source"] for m, c in cost.items() for s in c["stages"]}
     assert {key for key, source in sources.items() if source != "sidecar"} == {("clip2latent", "latent pairs")}
     assert "training CPU-s" in (report / "index.html").read_text()
+    ratios = re.findall(r'class="budget-ratio"[^>]*>\(([\d.]+)×\)', (report / "index.html").read_text())
+    assert len(ratios) == 4  # every method but CLIP-VQDiffusion, against whose training CPU-seconds it is
     assert "<img" in (report / "index.html").read_text()
     assert 'src="figures/within_prompt_diversity.png"' in (report / "index.html").read_text()
     # The machine-speed calibration, measured by its own job at the start and recorded by the report.

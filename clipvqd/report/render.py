@@ -32,6 +32,7 @@ from clipvqd.report import figures
 from clipvqd.report.errors import ReportError
 from clipvqd.report.protocol_cards import format_any, protocol_facts
 from clipvqd.report.sample_grids import sample_grids_context
+from clipvqd.report.significance import REFERENCE_METHOD
 
 STYLESHEET = "report.css"
 PAPER_ROW_REQUIRED = ("method", "metric", "value", "source")
@@ -139,12 +140,19 @@ def _metric_table(metrics: pd.DataFrame, protocol: ProtocolRecord, columns: Sequ
 
 
 def _add_training_cost(table: dict, costs: Mapping | None) -> None:
-    """Each headline row gains its method's training cost (protocol.json's design.training_cost)."""
+    """Each headline row gains its method's training cost (protocol.json's design.training_cost) and, beside
+    its CPU-seconds, their ratio to CLIP-VQDiffusion's: the headline's budget is equal training CPU-seconds,
+    so how far a rival's spend is from it is shown, not left to arithmetic."""
     table["cost"] = bool(costs)
+    reference = (costs or {}).get(REFERENCE_METHOD)
     for row in table["rows"]:
         cost = (costs or {}).get(row["method"])
+        ratio = None
+        if cost is not None and reference and reference.get("cpu_s") and row["method"] != REFERENCE_METHOD:
+            ratio = f"{cost['cpu_s'] / reference['cpu_s']:.2f}×"
         row["cost"] = None if cost is None else {
             "cpu": f"{cost['cpu_s']:,.0f}",
+            "ratio": ratio,
             "examples": f"{cost['examples']:,.0f}",
             "parameters": "—" if cost.get("parameters") is None else f"{cost['parameters'] / 1e6:.2f}M",
             "stages": "; ".join(f"{stage['stage']}{' (shared)' if stage['shared'] else ''} {stage['cpu_s']:,.0f} s"
