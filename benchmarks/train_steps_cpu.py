@@ -222,7 +222,8 @@ class TrainerForm:
                           trained=self.trained, timestep_sampler=self.sampler, ema=self.ema, train_cfg=cfg)
 
     def digests(self) -> dict[str, str]:
-        return {"weights": benchlib.state_sha256(self.parts.state_dict()), "ema": benchlib.state_sha256(self.ema.state_dict()),
+        return {"weights": benchlib.state_sha256(self.parts.state_dict()),
+                "ema": benchlib.state_sha256(self.ema.state_dict()),
                 "timestep_sampler": benchlib.state_sha256(self.sampler.state_dict())}
 
 

@@ -69,9 +69,10 @@ def benchmark_seconds(path: str | Path) -> tuple[float, float]:
     return sum(cpu) / len(cpu), sum(wall) / len(wall)
 
 
-def optimiser_samples(sidecar: str | Path) -> tuple[int, int]:
-    """(optimiser steps, training examples seen = steps x global batch) recorded in a trainer's sidecar."""
-    meta = read_sidecar(sidecar)
+def optimiser_samples(sidecar: str | Path, meta: Mapping[str, Any] | None = None) -> tuple[int, int]:
+    """(optimiser steps, training examples seen = steps x global batch) recorded in a trainer's sidecar (`meta`:
+    its contents, where the caller has read it already)."""
+    meta = read_sidecar(sidecar) if meta is None else meta
     try:
         steps = int(meta["step"])
         batch = int(meta["train_config"]["batch_size"])
@@ -118,11 +119,13 @@ def read_sidecar(path: str | Path) -> dict[str, Any]:
     return meta
 
 
-def stage_cpu_seconds(benchmark: str | Path | None, sidecar: str | Path | None) -> tuple[float, str]:
+def stage_cpu_seconds(benchmark: str | Path | None, sidecar: str | Path | None,
+                      meta: Mapping[str, Any] | None = None) -> tuple[float, str]:
     """(CPU seconds, where they come from: "sidecar" or "benchmark") of one training stage: its trainer's own
-    `cpu_s` record where the sidecar has one, else the benchmark file's CPU time."""
+    `cpu_s` record where the sidecar has one, else the benchmark file's CPU time. `meta`: the sidecar's
+    contents, where the caller has read it already."""
     if sidecar:
-        meta = read_sidecar(sidecar)
+        meta = read_sidecar(sidecar) if meta is None else meta
         if "cpu_s" in meta:
             try:
                 return float(meta["cpu_s"]), "sidecar"
@@ -143,8 +146,9 @@ def training_cost(stages: Sequence[TrainingStage]) -> dict[str, Any]:
     rows = []
     for stage in stages:
         _, wall = benchmark_seconds(stage.benchmark)
-        cpu, source = stage_cpu_seconds(stage.benchmark, stage.sidecar)
-        steps, examples = optimiser_samples(stage.sidecar) if stage.sidecar else (0, 0)
+        meta = read_sidecar(stage.sidecar) if stage.sidecar else None
+        cpu, source = stage_cpu_seconds(stage.benchmark, stage.sidecar, meta)
+        steps, examples = optimiser_samples(stage.sidecar, meta) if stage.sidecar else (0, 0)
         rows.append({"stage": stage.label, "shared": stage.shared, "cpu_s": cpu, "cpu_source": source,
                      "wall_s": wall, "steps": steps, "examples": examples,
                      "parameters": parameter_count(stage.weights) if stage.weights else None})

@@ -40,7 +40,7 @@ def stage_cpu_seconds(label: str, stage: Mapping[str, Any]) -> tuple[float, int]
         if stage.get("milestone") and "cpu_s" not in meta:
             raise ComputeCostError(f"the snapshot sidecar {stage.get('sidecar')} records no cpu_s (written by an "
                                    "older clipvqd?); rerun its training rule")
-        cpu, _ = cost_cpu_seconds(stage.get("benchmark"), stage.get("sidecar"))
+        cpu, _ = cost_cpu_seconds(stage.get("benchmark"), stage.get("sidecar"), meta)
     except ComputeCostError as error:
         raise ComputeCostError(f"training stage '{label}': {error}") from None
     return cpu, int(meta.get("step", 0))

@@ -139,6 +139,13 @@ def _metric_table(metrics: pd.DataFrame, protocol: ProtocolRecord, columns: Sequ
     }
 
 
+def _stage_cost_text(stage: Mapping) -> str:
+    """One training stage's CPU-seconds for the cost cell's tooltip, saying where a benchmark file gave them."""
+    shared = " (shared)" if stage["shared"] else ""
+    source = " (benchmark file: its last sample)" if stage.get("cpu_source") == "benchmark" else ""
+    return f"{stage['stage']}{shared} {stage['cpu_s']:,.0f} s{source}"
+
+
 def _add_training_cost(table: dict, costs: Mapping | None) -> None:
     """Each headline row gains its method's training cost (protocol.json's design.training_cost) and, beside
     its CPU-seconds, their ratio to CLIP-VQDiffusion's: the headline's budget is equal training CPU-seconds,
@@ -155,9 +162,7 @@ def _add_training_cost(table: dict, costs: Mapping | None) -> None:
             "ratio": ratio,
             "examples": f"{cost['examples']:,.0f}",
             "parameters": "—" if cost.get("parameters") is None else f"{cost['parameters'] / 1e6:.2f}M",
-            "stages": "; ".join(f"{stage['stage']}{' (shared)' if stage['shared'] else ''} {stage['cpu_s']:,.0f} s"
-                                + (" (benchmark file: its last sample)" if stage.get("cpu_source") == "benchmark" else "")
-                                for stage in cost["stages"]),
+            "stages": "; ".join(_stage_cost_text(stage) for stage in cost["stages"]),
         }
 
 
